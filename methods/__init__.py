@@ -1,0 +1,1 @@
+"""Built-in methods, one plugin per folder (installed as `vltbench.methods`)."""

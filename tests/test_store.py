@@ -1,0 +1,164 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vltbench.atomic import atomic_path
+from vltbench.errors import UserError
+from vltbench.store import SCHEMA_VERSION, ResultStore, build_record, cell_id, load_frame, provenance
+
+PROV = {"vltbench_version": "0.1.0", "git_sha": None, "device": "cpu", "world_size": 1,
+        "created": "2025-01-01T00:00:00+00:00"}
+
+
+def identity(method="merge", length=8, seed=0, n_samples=1000):
+    return {"method": method, "checkpoint_hash": "c" * 64, "length": length, "n_tokens": 32,
+            "generator": "joint", "seed": seed, "preset": "tiny",
+            "sampler": {"steps": 25, "shift": 0.3, "cfg_scale": 1.5, "cfg_interval": [0.15, 1.0]},
+            "dataset": {"name": "embedded", "manifest_hash": "m" * 64, "image_size": 32},
+            "metric_spec": {"extractor_id": "inception-v3-tf2015:sha=abc", "label": "FID",
+                            "n_samples": n_samples, "n_ref": 2000, "ref_split": "val",
+                            "kid_subset_size": 100, "pr_k": 3}}
+
+
+def record(gfid=41.2, **kw):
+    return build_record(
+        identity(**kw),
+        {"gfid": gfid, "gfid_bootstrap_std": 0.8, "rfid": 12.1, "kid": 0.02, "inception_score": None,
+         "precision": 0.6, "recall": 0.5},
+        unavailable={"inception_score": "extractor has no logits"},
+        compute={"sampling_gflops": 6.0, "dit_forward_gflops": 0.12, "nfe": 50,
+                 "params": {"dit": 2.1e6, "tokenizer": 1.0e6}, "skipped_ops": {"aten::add": 12}},
+        alignment={"cknna": 0.7}, artifacts={"samples": "x.png"}, provenance=PROV)
+
+
+def test_round_trip(tmp_path):
+    store = ResultStore(tmp_path)
+    rec = record()
+    path = store.write(rec)
+    assert path == tmp_path / "merge" / f"{rec['cell_id']}.json"
+    assert store.exists(rec["cell_id"]) and not store.exists("nope")
+    assert json.loads(path.read_text()) == rec
+    df = load_frame(tmp_path)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert (row["method"], row["length"], row["seed"], row["n_samples"]) == ("merge", 8, 0, 1000)
+    assert row["gfid"] == 41.2 and row["rfid"] == 12.1 and row["precision"] == 0.6
+    assert math.isnan(row["inception_score"])  # unavailable stays missing, never 0
+    assert row["sampling_gflops"] == 6.0 and row["params_dit"] == 2.1e6 and row["align_cknna"] == 0.7
+    assert row["cell_id"] == rec["cell_id"] == cell_id(rec["identity"])
+    assert row["samples_path"] == str(path.parent / "x.png")
+    # a single record file works as a root too (check --baseline results/x.json)
+    assert load_frame(path)["cell_id"].tolist() == [rec["cell_id"]]
+
+
+def test_comparable_key_groups_only_identical_specs(tmp_path):
+    store = ResultStore(tmp_path)
+    for rec in (record(seed=0), record(seed=1, length=16), record(n_samples=500)):
+        store.write(rec)
+    df = load_frame(tmp_path).set_index(["length", "seed", "n_samples"])
+    assert df.loc[(8, 0, 1000), "comparable_key"] == df.loc[(16, 1, 1000), "comparable_key"]
+    assert df.loc[(8, 0, 1000), "comparable_key"] != df.loc[(8, 0, 500), "comparable_key"]
+
+
+def test_cell_id_ignores_key_order():
+    ident = identity()
+    assert cell_id(ident) == cell_id(dict(reversed(list(ident.items()))))
+    assert cell_id(ident) != cell_id(identity(seed=1))
+
+
+def test_crash_leaves_no_record_and_no_temp(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    target = store.path_for(record())
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("crash while writing")
+    assert list(target.parent.iterdir()) == []
+
+    def crash(*a):
+        raise RuntimeError("power cut before rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(RuntimeError):
+        store.write(record())
+    assert list(target.parent.iterdir()) == []
+    assert len(load_frame(tmp_path)) == 0
+
+
+def test_finished_record_is_not_overwritten(tmp_path):
+    store = ResultStore(tmp_path)
+    path = store.write(record(gfid=41.2))
+    with pytest.raises(FileExistsError):
+        store.write(record(gfid=99.0))
+    assert json.loads(path.read_text())["metrics"]["gfid"] == 41.2
+    store.write(record(gfid=99.0), overwrite=True)
+    assert json.loads(path.read_text())["metrics"]["gfid"] == 99.0
+
+
+def test_lock_held_by_live_process_is_respected(tmp_path):
+    store = ResultStore(tmp_path)
+    cid = record()["cell_id"]
+    with store.claim(cid) as first:
+        assert first
+        with store.claim(cid) as second:
+            assert not second  # same live pid holds it
+    with store.claim(cid) as again:  # released on exit
+        assert again
+
+
+def test_stale_lock_is_taken_over(tmp_path):
+    store = ResultStore(tmp_path)
+    cid = record()["cell_id"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = tmp_path / ".locks" / f"{cid}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{dead.pid} {os.uname().nodename}")
+    with store.claim(cid) as owned:
+        assert owned
+        assert lock.read_text().split()[0] == str(os.getpid())
+    assert not lock.exists()
+
+
+def test_bad_files_are_skipped_with_reasons(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(record())
+    d = tmp_path / "merge"
+    (d / "corrupt.json").write_text("{not json")
+    newer = record(seed=5)
+    newer["schema_version"] = SCHEMA_VERSION + 1
+    (d / "newer.json").write_text(json.dumps(newer))
+    (d / "partial.json").write_text(json.dumps({"schema_version": 1, "cell_id": "x"}))
+    edited = record(seed=6)
+    edited["identity"]["length"] = 999
+    (d / "edited.json").write_text(json.dumps(edited))
+    (d / ".abc.json.123.tmp").write_text("{half")  # in-flight temp file: ignored
+    (d / "abc.lock").write_text("1")
+    with pytest.warns(UserWarning, match="skipping result record"):
+        df = load_frame(tmp_path, store)
+    assert len(df) == 1
+    reasons = {p.name: why for p, why in store.skipped}
+    assert set(reasons) == {"corrupt.json", "newer.json", "partial.json", "edited.json"}
+    assert "newer than" in reasons["newer.json"] and "missing fields" in reasons["partial.json"]
+    assert "edited" in reasons["edited.json"] and "JSON" in reasons["corrupt.json"]
+
+
+def test_unwritable_root_is_a_user_error(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(UserError, match="not writable.*--results"):
+        ResultStore(a_file / "sub").write(record())  # fails for root too: a file is no folder
+    with pytest.raises(UserError, match="--results"):
+        ResultStore(a_file).write(record())
+    with pytest.raises(UserError, match="do not exist"):
+        load_frame(tmp_path / "missing")
+
+
+def test_provenance_fields():
+    p = provenance("cpu", 2)
+    assert p["device"] == "cpu" and p["world_size"] == 2 and p["vltbench_version"]
+    assert {"git_sha", "python", "torch", "torch_fidelity", "fvcore", "numpy", "created"} <= set(p)

@@ -1,0 +1,80 @@
+"""Where a method's trained model comes from: shipped with the package, cached from an earlier
+training run, or trained now. The training identity (config + data) picks the file."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from . import progress
+from .config import Config
+from .data import Dataset
+from .errors import UserError
+from .hashing import hash_obj, sha256_file
+from .model import Bundle, build_bundle, load_bundle, read_metadata, save_bundle, training_identity
+from .paths import cache_dir
+from .train import train_dits, train_tokenizer
+
+
+def cached_path(cfg: Config, method: str, num_classes: int) -> Path:
+    ident = hash_obj(training_identity(cfg, method, num_classes), 12)
+    return cache_dir("checkpoints") / cfg.preset / f"{method}-{ident}.safetensors"
+
+
+def shipped_path(cfg: Config, method: str, num_classes: int) -> tuple[Path, str] | None:
+    """A checkpoint shipped in vltbench/assets whose training identity matches, with its recorded sha."""
+    assets = resources.files("vltbench.assets")
+    manifest_file = assets.joinpath("checkpoints.json")
+    if not manifest_file.is_file():
+        return None
+    manifest = json.loads(manifest_file.read_text())
+    entry = manifest.get(f"{cfg.preset}/{method}")
+    if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes)):
+        return None
+    return Path(str(assets.joinpath(entry["file"]))), entry["sha256"]
+
+
+def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, str | None] | None:
+    shipped = shipped_path(cfg, method, num_classes)
+    if shipped is not None and shipped[0].is_file():
+        return shipped
+    path = cached_path(cfg, method, num_classes)
+    return (path, None) if path.is_file() else None
+
+
+def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
+                 lengths: list[int] | None = None) -> tuple[Bundle, Path, dict]:
+    bundle = build_bundle(cfg, method, ds.num_classes)
+    timing = train_tokenizer(bundle, ds, device)
+    timing.update(train_dits(bundle, ds, device, lengths))
+    path = out or cached_path(cfg, method, ds.num_classes)
+    save_bundle(bundle.to("cpu"), path)
+    progress.log(f"{method}: checkpoint written to {path}")
+    return bundle, path, timing
+
+
+def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: str | None = None,
+                  train: bool = True, lengths: list[int] | None = None) -> tuple[Bundle, Path, str, dict]:
+    """Load the given / shipped / cached checkpoint, or train one. Returns (bundle, path, sha256, timing)."""
+    if checkpoint is not None:
+        path, expected = Path(checkpoint), None
+    else:
+        found = find_checkpoint(cfg, method, ds.num_classes)
+        if found is None:
+            if not train:
+                raise UserError(f"no checkpoint for {method} with this config; run `vltbench train --method {method}` first")
+            bundle, path, timing = train_bundle(cfg, method, ds, device, lengths=lengths)
+            return bundle.to(device), path, sha256_file(path), timing
+        path, expected = found
+    bundle = load_bundle(path, cfg, method, ds.num_classes, expected_sha=expected)
+    if "dit" not in bundle.stages:
+        raise UserError(f"checkpoint {path} holds no trained DiT; train it with `vltbench train --method {method}`")
+    progress.log(f"{method}: loaded checkpoint {path}")
+    return bundle.to(device), path, expected or sha256_file(path), {}
+
+
+def describe(path: Path) -> dict:
+    meta = read_metadata(path)
+    return {"method": meta["method"], "preset": meta["preset"], "n_tokens": int(meta["n_tokens"]),
+            "stages": meta["stages"], "sha256": sha256_file(path)}

@@ -1,0 +1,226 @@
+"""Typed configuration: YAML presets in configs/, an optional user file, then CLI overrides.
+
+Every mistake (unparsable YAML, unknown key, wrong type, missing value) is a one-line UserError
+that names the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+
+DIT_SIZES = {  # depth, width, heads — as in the DiT paper (Peebles & Xie, 2023)
+    "S": (12, 384, 6),
+    "B": (12, 768, 12),
+    "L": (24, 1024, 16),
+    "XL": (28, 1152, 16),
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DataCfg(Strict):
+    name: Literal["embedded", "digits", "folder", "imagenet"] = "embedded"
+    root: str | None = None
+    image_size: int = 32
+    train_count: int | None = None
+    val_count: int | None = None
+    flip: bool = True
+    seed: int = 0
+
+
+class TokenizerCfg(Strict):
+    patch_size: int
+    n_tokens: int
+    latent_dim: int
+    width: int
+    enc_depth: int
+    dec_depth: int
+    heads: int
+    steps: int
+    batch_size: int
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
+
+
+class DiTCfg(Strict):
+    size: Literal["S", "B", "L", "XL"] | None = None  # a published size, or depth/width/heads below
+    depth: int | None = None
+    width: int | None = None
+    heads: int | None = None
+    steps: int
+    batch_size: int
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    ema: float = 0.9999
+    label_dropout: float = 0.1
+    grad_clip: float = 1.0
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.size is not None:
+            self.depth, self.width, self.heads = DIT_SIZES[self.size]
+        missing = [k for k in ("depth", "width", "heads") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"give dit.size or all of depth/width/heads (missing {', '.join(missing)})")
+        return self
+
+
+class LengthsCfg(Strict):
+    train: list[int]  # the K set that both the DiT (all methods) and merge's tokenizer sample from
+    probs: list[float]
+
+    @model_validator(mode="after")
+    def _check(self):
+        if len(self.train) != len(self.probs):
+            raise ValueError("lengths.train and lengths.probs must have the same number of entries")
+        if abs(sum(self.probs) - 1) > 1e-6:
+            raise ValueError(f"lengths.probs must sum to 1 (got {sum(self.probs):.4f})")
+        return self
+
+
+class SamplerCfg(Strict):
+    steps: int = 25  # grid points of the Euler ODE solver (steps - 1 network evaluations)
+    shift: float = 0.3
+    cfg_scale: float = 1.5
+    cfg_interval: tuple[float, float] = (0.15, 1.0)
+
+
+class EvalCfg(Strict):
+    extractor: str = "inception"
+    backend: Literal["torch-fidelity", "clean-fid"] = "torch-fidelity"
+    inception_weights: str | None = None
+    n_samples: int = 1000
+    n_ref: int = 2000
+    batch_size: int = 100
+    kid_subset_size: int = 100
+    seed: int = 0
+
+
+class Config(Strict):
+    preset: str
+    seed: int = 0
+    device: str = "auto"
+    generator: Literal["joint", "separate"] = "joint"
+    data: DataCfg
+    tokenizer: TokenizerCfg
+    dit: DiTCfg
+    lengths: LengthsCfg
+    sampler: SamplerCfg = SamplerCfg()
+    eval: EvalCfg = EvalCfg()
+    methods: dict[str, dict[str, Any]] = {}
+
+    @field_validator("lengths")
+    @classmethod
+    def _lengths_le_n(cls, v, info):
+        tok = info.data.get("tokenizer")
+        if tok is not None and any(k < 1 or k > tok.n_tokens for k in v.train):
+            raise ValueError(f"lengths.train must lie in 1..tokenizer.n_tokens={tok.n_tokens}")
+        return v
+
+    def method_options(self, name: str) -> dict[str, Any]:
+        return dict(self.methods.get(name) or {})
+
+    def resolved(self, method: str) -> dict[str, Any]:
+        """The config one method runs with: shared sections + its own section only."""
+        d = self.model_dump(mode="json")
+        d["methods"] = {method: self.method_options(method)}
+        return d
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("vltbench.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, source: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{source}:{where} is not valid YAML ({getattr(e, 'problem', e)}); fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _read_preset(preset: str, seen: tuple = ()) -> dict:
+    """A preset may start from another one with `extends: NAME` (e.g. imagenet256-xl)."""
+    data = _read_yaml(resources.files("vltbench.configs").joinpath(f"{preset}.yaml").read_text(), f"preset {preset}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if base in seen or base not in preset_names():
+        raise UserError(f"preset {preset}: extends {base!r}, which is not a usable preset")
+    return deep_merge(_read_preset(base, seen + (preset,)), data)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _set_dotted(d: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def load_config(preset: str = "tiny", config_file: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Preset YAML, then the user's file on top, then CLI overrides ("section.key": value)."""
+    if preset not in preset_names():
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
+    source = f"preset {preset}"
+    data = _read_preset(preset)
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing YAML file to --config")
+        source = str(path)
+        data = deep_merge(data, _read_yaml(path.read_text(), source))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or fix its spelling"
+        elif err["type"] == "missing":
+            msg = "required value is missing"
+        raise UserError(f"{source}: {key}: {msg}") from None
+
+
+def validate_options(model: type[BaseModel], options: dict, method: str, source: str = "config") -> BaseModel:
+    """Validate a method's own section with the method's options model (plugins bring theirs)."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key; remove it or fix its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        raise UserError(f"{source}: methods.{method}.{key}: {msg}") from None

@@ -1,0 +1,176 @@
+"""A method's model bundle: tokenizer + method module + latent statistics + DiT(s), and its checkpoint.
+
+Checkpoints are single safetensors files (no pickle: untrusted files cannot run code) with JSON
+metadata: format, method, N, the resolved training config and which stages are trained. The
+checkpoint hash (sha256 of the file) identifies the model in result records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import registry
+from .atomic import atomic_path
+from .config import Config, validate_options
+from .errors import UserError
+from .hashing import hash_obj, sha256_file
+from .method import Method
+from .nn.dit import DiT
+from .nn.tokenizer import Tokenizer
+
+FORMAT = "vltbench-checkpoint/1"
+
+
+def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
+    """What determines the trained weights (eval and sampler settings do not)."""
+    r = cfg.resolved(method)
+    return {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
+            "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
+            "generator": r["generator"], "num_classes": num_classes}
+
+
+@dataclass
+class Bundle:
+    cfg: Config
+    method_name: str
+    num_classes: int
+    tokenizer: Tokenizer
+    method: Method
+    dits: dict[str, DiT] = field(default_factory=dict)  # "joint" or str(K) for separate
+    latent_mean: torch.Tensor | None = None  # (d,) per-channel standardisation of latents
+    latent_std: torch.Tensor | None = None
+    stages: list[str] = field(default_factory=list)  # "tokenizer", "dit"
+
+    @property
+    def n_tokens(self) -> int:
+        return self.cfg.tokenizer.n_tokens
+
+    @property
+    def identity(self) -> dict:
+        return training_identity(self.cfg, self.method_name, self.num_classes)
+
+    def to(self, device) -> "Bundle":
+        self.tokenizer.to(device)
+        self.method.to(device)
+        for d in self.dits.values():
+            d.to(device)
+        if self.latent_mean is not None:
+            self.latent_mean, self.latent_std = self.latent_mean.to(device), self.latent_std.to(device)
+        return self
+
+    def dit_for(self, k: int) -> DiT:
+        key = "joint" if self.cfg.generator == "joint" else str(k)
+        if key not in self.dits:
+            raise UserError(f"no DiT trained for length {k} (generator={self.cfg.generator}, have {sorted(self.dits)}); "
+                            f"train it with `vltbench train --method {self.method_name} --lengths {k}`")
+        return self.dits[key]
+
+    def new_dit(self) -> DiT:
+        c = self.cfg
+        return DiT(c.tokenizer.n_tokens, c.tokenizer.latent_dim, c.dit.width, c.dit.depth, c.dit.heads, self.num_classes)
+
+    # latents are standardised per channel for the DiT; merging commutes with it (columns of P sum to 1)
+    def standardise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latent_mean) / self.latent_std
+
+    def destandardise(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latent_std + self.latent_mean
+
+
+def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
+    cls = registry.get(method_name)
+    options = validate_options(cls.Options, cfg.method_options(method_name), method_name)
+    t = cfg.tokenizer
+    method = cls(t.n_tokens, t.latent_dim, options, cfg.lengths.train, cfg.lengths.probs)
+    torch.manual_seed(cfg.seed)
+    tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
+                    t.dec_depth, t.heads, **method.tokenizer_kwargs())
+    return Bundle(cfg, method_name, num_classes, tok, method)
+
+
+def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.float32) -> str:
+    """Write the checkpoint atomically; returns its sha256."""
+    tensors = {}
+    for prefix, module in [("tokenizer", bundle.tokenizer), ("method", bundle.method)]:
+        for k, v in module.state_dict().items():
+            tensors[f"{prefix}.{k}"] = v
+    for key, dit in bundle.dits.items():
+        for k, v in dit.state_dict().items():
+            tensors[f"dit.{key}.{k}"] = v
+    if bundle.latent_mean is not None:
+        tensors["stats.mean"], tensors["stats.std"] = bundle.latent_mean, bundle.latent_std
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"format": FORMAT, "method": bundle.method_name, "n_tokens": str(bundle.n_tokens),
+            "preset": bundle.cfg.preset, "config": json.dumps(bundle.cfg.resolved(bundle.method_name)),
+            "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
+            "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return sha256_file(path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain, or pass another") from None
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not a vltbench checkpoint (format {meta.get('format')!r}); pass a file written by vltbench")
+    return meta
+
+
+def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: int,
+                expected_sha: str | None = None) -> Bundle:
+    """Load a checkpoint for (method, config); any mismatch is a one-line error naming both sides."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; train one with `vltbench train --method {method_name}`")
+    meta = read_metadata(path)
+    if meta["method"] != method_name:
+        raise UserError(f"checkpoint {path} is for method {meta['method']!r}, not {method_name!r}; pass the right checkpoint")
+    if int(meta["n_tokens"]) != cfg.tokenizer.n_tokens:
+        raise UserError(f"checkpoint {path} has N={meta['n_tokens']} tokens but the config has "
+                        f"tokenizer.n_tokens={cfg.tokenizer.n_tokens}; use the matching preset/config")
+    want = hash_obj(training_identity(cfg, method_name, num_classes))
+    if meta["identity"] != want:
+        raise UserError(f"checkpoint {path} was trained with another config (identity {meta['identity']} vs {want}); "
+                        f"retrain with `vltbench train` or use the config it was trained with")
+    if expected_sha is not None and (sha := sha256_file(path)) != expected_sha:
+        raise UserError(f"checkpoint {path} fails its recorded hash ({sha[:12]} != {expected_sha[:12]}); it is corrupt or was changed")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain") from None
+    bundle = build_bundle(cfg, method_name, num_classes)
+    tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    try:
+        bundle.tokenizer.load_state_dict(part("tokenizer."))
+        bundle.method.load_state_dict(part("method."))
+        for key in filter(None, meta.get("dits", "").split(",")):
+            dit = bundle.new_dit()
+            dit.load_state_dict(part(f"dit.{key}."))
+            bundle.dits[key] = dit.eval().requires_grad_(False)
+        if "stats.mean" in tensors:
+            bundle.latent_mean, bundle.latent_std = tensors["stats.mean"], tensors["stats.std"]
+        if hasattr(bundle.method, "check_table"):
+            bundle.method.check_table()
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise UserError(f"checkpoint {path} does not match method {method_name} with this config: {first}") from None
+    bundle.stages = [s for s in meta.get("stages", "").split(",") if s]
+    bundle.tokenizer.eval()
+    bundle.method.eval()
+    return bundle

@@ -1,0 +1,220 @@
+"""Trade-off figures (PNG + SVG) for a results frame from `store.load_frame`.
+
+Figures are built with matplotlib's object API (no pyplot), so no global backend is switched and
+nothing needs a display; seaborn styles are applied through context managers only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from .report import ALIGN_BETTER, ALIGN_NAMES, row_labels, comparable_groups, fd_name, pareto_mask
+
+N_SAMPLES_SHOWN = 4  # samples per grid cell, cropped from each record's strip
+MARKERS = "osD^vP*X"
+
+
+def extractor_name(extractor_id: str | None) -> str:
+    base = str(extractor_id or "?").split(":")[0]
+    return "Inception-v3" if base.startswith("inception-v3") else base
+
+
+def metric_axis_label(row: pd.Series, prefix: str) -> str:
+    """e.g. "gFID (Inception-v3, n=1000 vs val)" from the record's metric spec."""
+    return (f"{fd_name(row['metric_label'], prefix)} ({extractor_name(row['extractor_id'])}, "
+            f"n={row['n_samples']} vs {row['ref_split']})")
+
+
+def _title(row: pd.Series) -> str:
+    s = json.loads(row["spec_sampler"])
+    parts = [f"{k}={s[k]}" for k in ("steps", "cfg_scale", "shift") if k in s]
+    return f"{row['dataset']} ({row['image_size']} px) · sampler {', '.join(parts)}"
+
+
+def _agg(g: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Mean, std and count over seeds per (method label, K)."""
+    cols = [c for c in cols if c in g]
+    a = g.groupby(["_label", "length"])[cols].agg(["mean", "std", "count"])
+    a.columns = [f"{c}_{s}" for c, s in a.columns]
+    return a.reset_index()
+
+
+def _style():
+    return sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9)
+
+
+def _save(fig: Figure, out: Path, name: str) -> list[Path]:
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths
+
+
+def _palette(labels) -> dict:
+    labels = sorted(labels)
+    return dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+
+
+def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    a = _agg(g, ["gfid", "sampling_gflops"]).dropna(subset=["gfid_mean", "sampling_gflops_mean"])
+    if a.empty:
+        return []
+    colors = _palette(a["_label"].unique())
+    fig = Figure(figsize=(6.6, 4.6))
+    ax = fig.add_subplot()
+    seeds = a["gfid_count"].max()
+    tops: dict[tuple, tuple[float, float]] = {}  # (K, cost bin) -> (x, highest y incl. error bar)
+    for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
+        s = s.sort_values("sampling_gflops_mean")
+        err = s["gfid_std"].where(s["gfid_count"] > 1).fillna(0)
+        ax.errorbar(s["sampling_gflops_mean"], s["gfid_mean"], yerr=err if seeds > 1 else None,
+                    color=colors[label], label=label, marker=MARKERS[i % len(MARKERS)], ms=6, lw=1.6, capsize=3)
+        for x, y, e, k in zip(s["sampling_gflops_mean"], s["gfid_mean"], err, s["length"]):
+            key = (int(k), round(float(np.log10(x)) * 20))  # methods at the same K and cost share a label
+            tops[key] = max(tops.get(key, (x, -np.inf)), (x, y + e), key=lambda t: t[1])
+    for (k, _), (x, y) in tops.items():
+        ax.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8.5,
+                    color="0.2")
+    front = a[pareto_mask(a["sampling_gflops_mean"], a["gfid_mean"])].sort_values("sampling_gflops_mean")
+    if len(front) > 1:
+        ax.plot(front["sampling_gflops_mean"], front["gfid_mean"], ls="--", color="0.55", lw=1, zorder=0,
+                label="Pareto frontier", drawstyle="steps-post")
+    ax.set_xscale("log")
+    # plain numbers (2, 5, 10, 20) instead of 2x10^0: readable on a narrow decade range
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("sampling cost [GFLOPs / image]")
+    ax.set_ylabel(metric_axis_label(g.iloc[0], "g"))
+    ax.set_title(_title(g.iloc[0]), fontsize=10)
+    ax.margins(x=0.12, y=0.14)
+    title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else "method"
+    ax.legend(title=title, fontsize=8, title_fontsize=9, frameon=True)
+    return _save(fig, out, name)
+
+
+def _log2_lengths(ax, lengths) -> None:
+    ax.set_xscale("log", base=2)
+    ks = sorted({int(k) for k in lengths})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("token length K")
+
+
+def plot_rfid(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    a = _agg(g, ["rfid"]).dropna(subset=["rfid_mean"])
+    if a.empty:
+        return []
+    colors = _palette(a["_label"].unique())
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.add_subplot()
+    for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
+        s = s.sort_values("length")
+        ax.plot(s["length"], s["rfid_mean"], marker=MARKERS[i % len(MARKERS)], color=colors[label], label=label)
+    _log2_lengths(ax, a["length"])
+    ax.set_ylabel(metric_axis_label(g.iloc[0], "r"))
+    ax.set_title(f"reconstruction · {_title(g.iloc[0]).split(' · ')[0]}", fontsize=10)
+    ax.legend(title="method", fontsize=8, title_fontsize=9)
+    return _save(fig, out, name)
+
+
+def plot_alignment(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    cols = [c for c in sorted(g.columns) if c.startswith("align_") and g[c].notna().any()]
+    if not cols:
+        return []
+    a = _agg(g, cols)
+    colors = _palette(a["_label"].unique())
+    fig = Figure(figsize=(3.6 * len(cols) + 1.6, 3.6))
+    axes = fig.subplots(1, len(cols), squeeze=False)[0]
+    for ax, c in zip(axes, cols):
+        key = c[len("align_"):]
+        for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
+            s = s.dropna(subset=[f"{c}_mean"]).sort_values("length")
+            if len(s):
+                ax.plot(s["length"], s[f"{c}_mean"], marker=MARKERS[i % len(MARKERS)], color=colors[label],
+                        label=label)
+        _log2_lengths(ax, a["length"])
+        better = ALIGN_BETTER.get(key)
+        ax.set_title(ALIGN_NAMES.get(key, key) + (f" ({better} is better)" if better else ""), fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="method", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle("alignment of K-token latents with the full-length latents", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out, name)
+
+
+def _strip(path: Path, n: int) -> np.ndarray | None:
+    from PIL import Image
+
+    try:
+        img = Image.open(path).convert("RGB")
+    except OSError:
+        return None
+    w, h = img.size
+    return np.asarray(img.crop((0, 0, min(w, n * h), h)))  # samples are square tiles of height h
+
+
+def plot_samples(g: pd.DataFrame, out: Path, name: str, results_root: Path | None) -> list[Path]:
+    if "samples_path" not in g or g["samples_path"].isna().all():
+        return []
+    g = g.sort_values("seed")
+    labels, lengths = sorted(g["_label"].unique()), sorted(g["length"].unique())
+    fig = Figure(figsize=(1.3 + 2.1 * len(lengths), 0.5 + 0.62 * len(labels)))
+    axes = fig.subplots(len(labels), len(lengths), squeeze=False)
+    for r, label in enumerate(labels):
+        for c, k in enumerate(lengths):
+            ax = axes[r, c]
+            sub = g[(g["_label"] == label) & (g["length"] == k)].dropna(subset=["samples_path"])
+            img = None
+            for p in sub["samples_path"]:  # lowest seed first
+                p = Path(p)
+                if not p.exists() and results_root is not None:
+                    p = Path(results_root) / p
+                if (img := _strip(p, N_SAMPLES_SHOWN)) is not None:
+                    break
+            if img is not None:
+                ax.imshow(img, interpolation="nearest")
+                h = img.shape[0]
+                for j in range(1, img.shape[1] // h):  # white gaps between the samples
+                    ax.axvline(j * h - 0.5, color="white", lw=2)
+            else:
+                ax.text(0.5, 0.5, "no samples", ha="center", va="center", fontsize=8, color="0.5",
+                        transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_visible(False)
+            if r == 0:
+                ax.set_title(f"K={k}", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(f"first {N_SAMPLES_SHOWN} samples (same seeds/classes in every cell)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, name)
+
+
+def make_plots(df: pd.DataFrame, out_dir: str | Path, results_root: str | Path | None = None) -> list[Path]:
+    """All figures, per comparable group (suffix _g<i> when there are several); returns the files."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if df.empty:
+        return []
+    groups = comparable_groups(df)
+    paths: list[Path] = []
+    for i, g in enumerate(groups, 1):
+        g = g.assign(_label=row_labels(g))
+        sfx = f"_g{i}" if len(groups) > 1 else ""
+        st, ctx = _style()
+        with st, ctx:
+            paths += plot_tradeoff(g, out, f"gfid_vs_gflops{sfx}")
+            paths += plot_rfid(g, out, f"rfid_vs_length{sfx}")
+            paths += plot_alignment(g, out, f"alignment_vs_length{sfx}")
+            paths += plot_samples(g, out, f"samples{sfx}", Path(results_root) if results_root else None)
+    return paths

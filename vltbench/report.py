@@ -1,0 +1,306 @@
+"""Leaderboard tables: one per comparable group (same dataset, metric spec and sampler).
+
+Numbers measured differently (other sample counts, extractor, sampler) never share a table, and
+each table says in its header exactly how its numbers were measured.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.integrate import trapezoid
+
+from .errors import UserError
+
+# std used when a cell has a single seed: the metric's own bootstrap / subset std.
+BOOTSTRAP_STD = {"gfid": "gfid_bootstrap_std", "rfid": "rfid_bootstrap_std", "kid": "kid_std"}
+ALIGN_BETTER = {"frechet_to_full": "lower", "cknna": "higher", "merged_pair_cos": "higher"}
+ALIGN_NAMES = {"frechet_to_full": "Fréchet→full", "cknna": "CKNNA", "merged_pair_cos": "merged-pair cos"}
+FORMATS = ("md", "csv", "html")
+EXACT = {"sampling_gflops", "dit_forward_gflops", "encoder_gflops", "decoder_gflops", "nfe"}
+
+
+@dataclass
+class Column:
+    key: str
+    header: str
+    better: str | None = None  # "lower" | "higher" | None (not ranked)
+    scale: float = 1.0
+
+
+@dataclass
+class Table:
+    title: str
+    group: dict  # how the numbers were measured: dataset, extractor, n_samples, sampler...
+    columns: list[Column]
+    rows: pd.DataFrame  # method, K, seeds, then <key> (mean) and <key>_std per column, pareto
+    best: dict[str, set[int]] = field(default_factory=dict)  # column key -> row positions
+    pareto: list[tuple[str, int]] = field(default_factory=list)
+    auc: dict[str, float] = field(default_factory=dict)
+    auc_range: tuple[float, float] | None = None  # GFLOPs range the AUC integrates over
+    notes: list[str] = field(default_factory=list)
+
+
+def fd_name(label: str | None, prefix: str) -> str:
+    """"gFID" for the Inception FID, "gFD_<name>" for another extractor's Fréchet distance."""
+    label = label or "FID"
+    return f"{prefix}FID" if label == "FID" else f"{prefix}FD_{label}"
+
+
+def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
+    g, r = fd_name(label, "g"), fd_name(label, "r")
+    cols = [Column("gfid", g, "lower"), Column("gfid_noguidance", f"{g} no-CFG", "lower"),
+            Column("rfid", r, "lower"), Column("kid", "KID", "lower"), Column("inception_score", "IS", "higher"),
+            Column("precision", "Prec.", "higher"), Column("recall", "Rec.", "higher"),
+            Column("sampling_gflops", "GFLOPs/img", "lower"), Column("dit_forward_gflops", "GFLOPs/fwd", "lower")]
+    for c in sorted(c for c in df.columns if c.startswith("params_")):
+        name = {"params_dit": "DiT", "params_tokenizer": "Tok."}.get(c, c[len("params_"):])
+        cols.append(Column(c, f"{name} params (M)", None, 1e-6))
+    for c in sorted(c for c in df.columns if c.startswith("align_")):
+        k = c[len("align_"):]
+        cols.append(Column(c, ALIGN_NAMES.get(k, k), ALIGN_BETTER.get(k)))
+    return [c for c in cols if c.key in df.columns and df[c.key].notna().any()]
+
+
+def row_labels(g: pd.DataFrame) -> pd.Series:
+    """Method name, plus generator / checkpoint only when a method has several in this group."""
+    def label(sub: pd.DataFrame) -> pd.Series:
+        out = sub["method"].astype(str)
+        if sub["generator"].nunique(dropna=False) > 1:
+            out = out + " [" + sub["generator"].astype(str) + "]"
+        if sub["checkpoint_hash"].nunique(dropna=False) > 1:
+            out = out + " @" + sub["checkpoint_hash"].astype(str).str[:8]
+        return out
+    return pd.concat([label(sub) for _, sub in g.groupby("method", sort=False)]).loc[g.index]
+
+
+def _aggregate(g: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
+    rows = []
+    for (label, k), sub in g.groupby(["_label", "length"], sort=True):
+        row = {"method": label, "K": int(k), "seeds": len(sub)}
+        for c in cols:
+            vals = sub[c.key].dropna() * c.scale  # NaN = unavailable: skipped, never 0
+            row[c.key] = vals.mean() if len(vals) else np.nan
+            if len(vals) > 1:  # round-off spread of equal values is 0, not 1e-17
+                std = vals.std(ddof=1)
+                row[f"{c.key}_std"] = 0.0 if std <= 1e-9 * max(1.0, abs(vals.mean())) else std
+            elif c.key in BOOTSTRAP_STD and BOOTSTRAP_STD[c.key] in sub:
+                row[f"{c.key}_std"] = sub[BOOTSTRAP_STD[c.key]].mean() * c.scale
+            else:
+                row[f"{c.key}_std"] = np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_mask(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """True where no other point is at most as costly and at most as bad, and better in one."""
+    cost, err = np.asarray(cost, float), np.asarray(err, float)
+    ok = ~(np.isnan(cost) | np.isnan(err))
+    mask = np.zeros(len(cost), bool)
+    for i in np.flatnonzero(ok):
+        dom = ok & (cost <= cost[i]) & (err <= err[i]) & ((cost < cost[i]) | (err < err[i]))
+        mask[i] = not dom.any()
+    return mask
+
+
+def auc_log_gflops(curves: dict[str, tuple]) -> tuple[dict[str, float], tuple[float, float] | None, list[str]]:
+    """Trapezoid area under each gFID(log10 GFLOPs) curve over the GFLOPs range all curves span.
+
+    Returns (area per method, (lo, hi) in GFLOPs or None, notes). Lower area = better trade-off."""
+    notes, pts = [], {}
+    for name, (x, y) in curves.items():
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        keep = ~(np.isnan(x) | np.isnan(y)) & (x > 0)
+        s = pd.Series(y[keep]).groupby(np.log10(x[keep])).mean()  # average duplicates at one cost
+        if len(s) < 2:
+            notes.append(f"{name}: AUC needs ≥2 lengths with gFID and GFLOPs")
+            continue
+        pts[name] = (s.index.to_numpy(), s.to_numpy())
+    if not pts:
+        return {}, None, notes
+    lo, hi = max(x[0] for x, _ in pts.values()), min(x[-1] for x, _ in pts.values())
+    if lo >= hi:
+        notes.append("GFLOPs ranges of the methods do not overlap: no common-range AUC")
+        return {}, None, notes
+    auc = {}
+    for name, (x, y) in pts.items():
+        xs = np.unique(np.concatenate([[lo, hi], x[(x > lo) & (x < hi)]]))
+        auc[name] = float(trapezoid(np.interp(xs, x, y), xs))
+    return auc, (10 ** lo, 10 ** hi), notes
+
+
+def _fmt(v: float) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "—"
+    a = abs(v)
+    return f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 1 else f"{v:.3g}"
+
+
+def _describe(g: pd.DataFrame) -> dict:
+    r = g.iloc[0]
+    sampler = json.loads(r["spec_sampler"])
+    return {
+        "dataset": f"{r['dataset']} (manifest {str(r['manifest_hash'])[:12]}, {r['image_size']} px)",
+        "metric": f"{r['metric_label']} via {r['extractor_id']}",
+        "samples": f"n_samples={r['n_samples']} generated vs n_ref={r['n_ref']} ({r['ref_split']})",
+        "sampler": ", ".join(f"{k}={v}" for k, v in sorted(sampler.items())),
+        "comparable_key": r["comparable_key"],
+    }
+
+
+def _unavailable_notes(g: pd.DataFrame, shown: set[str]) -> list[str]:
+    reasons: dict[str, set[str]] = {}
+    for u in g["unavailable"].dropna():
+        for k, why in json.loads(u).items():
+            reasons.setdefault(k, set()).add(str(why))
+    return [f"{k} not available: {'; '.join(sorted(w))}" for k, w in sorted(reasons.items()) if k not in shown]
+
+
+def comparable_groups(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """Records that may share a table, biggest group first (stable numbering for tables and plots)."""
+    groups = sorted(df.groupby("comparable_key", sort=False), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [g for _, g in groups]
+
+
+def leaderboard(df: pd.DataFrame) -> list[Table]:
+    """One Table per comparable group, rows = method x length (seeds averaged)."""
+    if df.empty:
+        return []
+    tables = []
+    for i, g in enumerate(comparable_groups(df), 1):
+        g = g.assign(_label=row_labels(g))
+        cols = _columns(g, g["metric_label"].iloc[0])
+        rows = _aggregate(g, cols)
+        t = Table(title="", group=_describe(g), columns=cols, rows=rows)
+        r0 = g.iloc[0]
+        t.title = f"Group {i}: {r0['dataset']} · {fd_name(r0['metric_label'], 'g')} · n={r0['n_samples']}"
+        for c in cols:
+            v = rows[c.key]
+            if c.better and v.nunique() > 1:  # all equal: nothing to mark
+                target = v.min() if c.better == "lower" else v.max()
+                t.best[c.key] = set(np.flatnonzero(v.to_numpy() == target))
+        has_front = {"gfid", "sampling_gflops"} <= set(rows.columns)
+        rows["pareto"] = pareto_mask(rows["sampling_gflops"], rows["gfid"]) if has_front else False
+        t.pareto = [(m, k) for m, k in rows.loc[rows["pareto"], ["method", "K"]].itertuples(index=False)]
+        if has_front:
+            curves = {m: (s["sampling_gflops"], s["gfid"]) for m, s in rows.groupby("method", sort=True)}
+            t.auc, t.auc_range, auc_notes = auc_log_gflops(curves)
+            t.notes += auc_notes
+        t.notes = ["± = std over seeds when seeds > 1, else the metric's bootstrap std"] + t.notes
+        t.notes += _unavailable_notes(g, {c.key for c in cols})
+        tables.append(t)
+    return tables
+
+
+# -- rendering -------------------------------------------------------------------
+def _cells(t: Table) -> list[list[tuple[str, bool]]]:
+    """(text, is_best) per displayed cell."""
+    out = []
+    for i, r in enumerate(t.rows.itertuples(index=False)):
+        d = r._asdict()
+        row = [(str(d["method"]), False), (str(d["K"]), False), (str(d["seeds"]), False)]
+        for c in t.columns:
+            txt = _fmt(d[c.key])
+            std = d.get(f"{c.key}_std")
+            # cost and size are exact: no ±; a zero spread is not worth printing either
+            if txt != "—" and c.key not in EXACT and not c.key.startswith("params_") and std and not np.isnan(std):
+                txt += f" ± {_fmt(std)}"
+            row.append((txt, i in t.best.get(c.key, ())))
+        row.append(("✓" if d["pareto"] else "", False))
+        out.append(row)
+    return out
+
+
+def _headers(t: Table) -> list[str]:
+    return ["method", "K", "seeds"] + [c.header for c in t.columns] + ["Pareto"]
+
+
+def _summary(t: Table) -> list[str]:
+    lines = []
+    if t.pareto:
+        lines.append("Pareto frontier (gFID vs sampling GFLOPs): " + ", ".join(f"{m} K={k}" for m, k in t.pareto))
+    if t.auc:
+        lo, hi = t.auc_range
+        lines.append(f"AUC of gFID over log10(GFLOPs/img) in [{_fmt(lo)}, {_fmt(hi)}] GFLOPs (lower is better): "
+                     + ", ".join(f"{m} {v:.3g}" for m, v in sorted(t.auc.items(), key=lambda kv: kv[1])))
+    return lines + t.notes
+
+
+def _md(t: Table) -> str:
+    out = [f"### {t.title}", ""]
+    out += [f"- {k}: {v}" for k, v in t.group.items() if k != "comparable_key"]
+    heads = _headers(t)
+    out += ["", "| " + " | ".join(heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
+    for row in _cells(t):
+        out.append("| " + " | ".join(f"**{s}**" if b else s for s, b in row) + " |")
+    out += ["", "Best per column in bold."] + [f"- {s}" for s in _summary(t)]
+    return "\n".join(out) + "\n"
+
+
+def _html(t: Table) -> str:
+    e = html.escape
+    out = [f"<h3>{e(t.title)}</h3>", "<ul>"]
+    out += [f"<li>{e(k)}: {e(str(v))}</li>" for k, v in t.group.items() if k != "comparable_key"]
+    out += ["</ul>", "<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in _headers(t)) + "</tr>"]
+    for row in _cells(t):
+        out.append("<tr>" + "".join(f"<td><b>{e(s)}</b></td>" if b else f"<td>{e(s)}</td>" for s, b in row) + "</tr>")
+    out += ["</table>", "<p>Best per column in bold.</p>", "<ul>"]
+    out += [f"<li>{e(s)}</li>" for s in _summary(t)] + ["</ul>"]
+    return "\n".join(out)
+
+
+def _csv(tables: list[Table]) -> str:
+    """Tidy numbers (mean and std columns), one line per method x K, group fields repeated."""
+    frames = []
+    for t in tables:
+        f = t.rows.copy()
+        f["best"] = [";".join(k for k, idx in t.best.items() if i in idx) for i in range(len(f))]
+        for k, v in reversed(list(t.group.items())):
+            f.insert(0, k, v)
+        frames.append(f)
+    buf = io.StringIO()
+    if frames:
+        pd.concat(frames, ignore_index=True).to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def render(tables: list[Table], fmt: str = "md") -> str:
+    if fmt == "md":
+        return "\n".join(_md(t) for t in tables) if tables else "No result records.\n"
+    if fmt == "html":
+        body = "\n".join(_html(t) for t in tables) or "<p>No result records.</p>"
+        return f"<!doctype html>\n<html><meta charset='utf-8'><body>\n{body}\n</body></html>\n"
+    if fmt == "csv":
+        return _csv(tables)
+    raise UserError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def rich_tables(tables: list[Table]) -> list:
+    """rich renderables for the terminal (best values bold green with a *)."""
+    from rich.table import Table as RichTable
+
+    out = []
+    for t in tables:
+        caption = "\n".join([f"{k}: {v}" for k, v in t.group.items() if k != "comparable_key"] + _summary(t))
+        rt = RichTable(title=t.title, caption=caption, caption_justify="left")
+        for j, h in enumerate(_headers(t)):
+            rt.add_column(h, justify="left" if j == 0 else "right")
+        for row in _cells(t):
+            rt.add_row(*[f"[bold green]{s}*[/]" if b else s for s, b in row])
+        out.append(rt)
+    return out
+
+
+def print_tables(tables: list[Table], console=None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    if not tables:
+        console.print("No result records.")
+    for rt in rich_tables(tables):
+        console.print(rt)

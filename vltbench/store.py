@@ -1,0 +1,350 @@
+"""Result store: one immutable JSON record per cell, at `<root>/<method>/<cell_id>.json`.
+
+A cell is keyed by the hash of its identity (method, checkpoint, length, sampler, dataset,
+metric spec, seed), so a resumed sweep computes only missing cells and never rewrites one.
+Readers are forgiving: a corrupt, hand-edited or too-new file is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .atomic import atomic_path
+from .errors import UserError
+from .hashing import canonical_json, hash_obj
+
+SCHEMA_VERSION = 1
+
+# version -> function upgrading a record of that version to version + 1 (mteb-style).
+# Version 1 is the first schema, so there is nothing to migrate yet.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+REQUIRED = ("schema_version", "cell_id", "identity", "metrics")
+REQUIRED_IDENTITY = ("method", "length", "seed", "sampler", "dataset", "metric_spec")
+
+
+def cell_id(identity: dict) -> str:
+    return hash_obj(identity)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def provenance(device: str, world_size: int) -> dict:
+    from . import __version__
+
+    return {
+        "vltbench_version": __version__,
+        "git_sha": _git_sha(),
+        "python": sys.version.split()[0],
+        **{k: _version(d) for k, d in [("torch", "torch"), ("torch_fidelity", "torch-fidelity"),
+                                         ("fvcore", "fvcore"), ("numpy", "numpy")]},
+        "device": device,
+        "world_size": world_size,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+_provenance = provenance  # build_record's keyword shadows the name
+
+
+def build_record(identity: dict, metrics: dict, *, provenance: dict | None = None, **sections: Any) -> dict:
+    """A complete record: schema version and cell id filled in, other sections (unavailable,
+    compute, alignment, timing, artifacts, notes, config) passed through, defaulting to empty."""
+    rec = {"schema_version": SCHEMA_VERSION, "cell_id": cell_id(identity), "identity": identity,
+           "metrics": metrics}
+    for key in ("unavailable", "compute", "alignment", "timing", "artifacts"):
+        rec[key] = sections.pop(key, None) or {}
+    rec["notes"] = list(sections.pop("notes", None) or [])
+    rec["provenance"] = provenance if provenance is not None else _provenance("cpu", 1)
+    rec["config"] = sections.pop("config", None) or {}
+    if sections:
+        raise TypeError(f"unknown record sections: {sorted(sections)}")
+    return rec
+
+
+def validate(rec: Any) -> dict:
+    """Return the record upgraded to SCHEMA_VERSION, or raise ValueError saying why it is unusable."""
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    version = rec.get("schema_version")
+    if not isinstance(version, int):
+        raise ValueError("no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version} is newer than this vltbench reads ({SCHEMA_VERSION}); "
+                         "upgrade vltbench")
+    while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise ValueError(f"no migration from schema_version {version}")
+        rec = MIGRATIONS[version](rec)
+        version = rec["schema_version"]
+    missing = [k for k in REQUIRED if k not in rec]
+    ident = rec.get("identity")
+    if isinstance(ident, dict):
+        missing += [f"identity.{k}" for k in REQUIRED_IDENTITY if k not in ident]
+    else:
+        missing.append("identity (object)")
+    if missing:
+        raise ValueError(f"missing fields: {', '.join(missing)}")
+    if cell_id(ident) != rec["cell_id"]:
+        # The file name / id no longer matches its content: edited by hand, do not trust it.
+        raise ValueError("cell_id does not match the hash of identity (was the file edited?)")
+    return rec
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class ResultStore:
+    """Records under a folder; `root` may also be one record file (read-only, for --baseline)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.skipped: list[tuple[Path, str]] = []  # (file, reason) from the last scan
+
+    # -- paths ---------------------------------------------------------------
+    def path_for(self, record_or_method: dict | str, cid: str | None = None) -> Path:
+        if isinstance(record_or_method, dict):
+            return self.root / record_or_method["identity"]["method"] / f"{record_or_method['cell_id']}.json"
+        return self.root / record_or_method / f"{cid}.json"
+
+    def _lock_path(self, cid: str) -> Path:
+        return self.root / ".locks" / f"{cid}.lock"
+
+    def _ensure_writable(self) -> None:
+        if self.root.is_file():
+            raise UserError(f"results folder {self.root} is a file (a single record is read-only); "
+                            "choose a folder with --results")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
+                            "choose another with --results") from None
+
+    # -- writing -------------------------------------------------------------
+    def exists(self, cid: str) -> bool:
+        if self.root.is_file():
+            return self.root.stem == cid
+        return self.root.is_dir() and any(self.root.glob(f"*/{cid}.json"))
+
+    def write(self, record: dict, overwrite: bool = False) -> Path:
+        """Write atomically (temp + fsync + rename); a finished cell is never rewritten unless
+        overwrite=True. Concurrent writers of one cell must hold `claim(cell_id)`."""
+        record = validate(record)  # ValueError here is a harness bug, not a user mistake
+        self._ensure_writable()
+        path = self.path_for(record)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"record {path} already exists; finished cells are immutable")
+        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+        except OSError as e:
+            raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
+                            "choose another with --results") from None
+        return path
+
+    def artifact_path(self, record: dict, name: str) -> Path:
+        """Where an artifact named in record['artifacts'] lives: beside the record."""
+        return self.path_for(record).parent / name
+
+    @contextmanager
+    def claim(self, cid: str) -> Iterator[bool]:
+        """Per-cell lock. Yields True when this process owns the cell, False when a live process
+        holds it (the caller skips the cell and says so). A lock left by a dead pid is taken over."""
+        self._ensure_writable()
+        lock = self._lock_path(cid)
+        lock.parent.mkdir(exist_ok=True)
+        token = f"{os.getpid()} {socket.gethostname()}"
+        owned = self._acquire(lock, token)
+        try:
+            yield owned
+        finally:
+            if owned and self._read_lock(lock) == token:
+                lock.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_lock(lock: Path) -> str | None:
+        try:
+            return lock.read_text().strip()
+        except OSError:
+            return None
+
+    def _acquire(self, lock: Path, token: str, tries: int = 3) -> bool:
+        for _ in range(tries):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = self._read_lock(lock)
+                if held is None:
+                    continue  # released meanwhile: retry
+                if not self._stale(lock, held):
+                    return False
+                # Move the stale lock aside (atomic), then check we moved the one we judged stale;
+                # if another process replaced it in between, put theirs back.
+                aside = lock.with_name(f"{lock.name}.stale.{os.getpid()}")
+                try:
+                    os.replace(lock, aside)
+                except FileNotFoundError:
+                    continue
+                if self._read_lock(aside) != held:
+                    try:
+                        os.link(aside, lock)
+                    except FileExistsError:
+                        pass
+                aside.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(token)
+            return True
+        return False
+
+    @staticmethod
+    def _stale(lock: Path, held: str) -> bool:
+        parts = held.split()
+        if not parts or not parts[0].isdigit():
+            # Empty: the owner may be between create and write; stale only if old.
+            try:
+                return time.time() - lock.stat().st_mtime > 60
+            except OSError:
+                return False
+        if len(parts) > 1 and parts[1] != socket.gethostname():
+            return False  # another host: its pid cannot be checked from here
+        return not _pid_alive(int(parts[0]))
+
+    # -- reading -------------------------------------------------------------
+    def files(self) -> list[Path]:
+        if self.root.is_file():
+            return [self.root]
+        if not self.root.is_dir():
+            return []
+        # Hidden names are temp files (.x.json.*.tmp) and the lock folder.
+        return sorted(p for p in self.root.glob("*/*.json")
+                      if not p.name.startswith(".") and not p.parent.name.startswith("."))
+
+    def entries(self) -> Iterator[tuple[Path, dict]]:
+        """(path, record) for each valid record; problems go to self.skipped and a warning."""
+        self.skipped = []
+        for path in self.files():
+            try:
+                rec = validate(json.loads(path.read_text()))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                self._skip(path, f"unreadable JSON: {e}")
+                continue
+            except ValueError as e:
+                self._skip(path, str(e))
+                continue
+            yield path, rec
+
+    def records(self) -> Iterator[dict]:
+        for _, rec in self.entries():
+            yield rec
+
+    def _skip(self, path: Path, reason: str) -> None:
+        self.skipped.append((path, reason))
+        warnings.warn(f"skipping result record {path}: {reason}", stacklevel=3)
+
+
+# -- flat table ----------------------------------------------------------------
+def comparable_key(identity: dict) -> str:
+    """Records with the same key were measured the same way and may share a table."""
+    return hash_obj({k: identity.get(k) for k in ("dataset", "metric_spec", "sampler")})
+
+
+def _num(v: Any) -> float | None:
+    # None stays None (-> NaN): an unavailable metric is never 0.
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def measurements(rec: dict) -> dict[str, float | None]:
+    """Numeric columns: metrics as named, compute (params -> params_<part>), alignment as align_<name>."""
+    out = {k: _num(v) for k, v in (rec.get("metrics") or {}).items()}
+    for k, v in (rec.get("compute") or {}).items():
+        if isinstance(v, dict) and k == "params":
+            out.update({f"params_{n}": _num(x) for n, x in v.items()})
+        elif not isinstance(v, (dict, list)):
+            out[k] = _num(v)
+    out.update({f"align_{k}": _num(v) for k, v in (rec.get("alignment") or {}).items()})
+    return out
+
+
+def flatten(rec: dict, path: Path | None = None) -> dict:
+    ident = rec["identity"]
+    ds, spec, sampler = ident.get("dataset") or {}, ident.get("metric_spec") or {}, ident.get("sampler") or {}
+    prov = rec.get("provenance") or {}
+    row = {
+        "method": ident["method"], "length": ident["length"], "n_tokens": ident.get("n_tokens"),
+        "generator": ident.get("generator"), "seed": ident["seed"], "preset": ident.get("preset"),
+        "checkpoint_hash": ident.get("checkpoint_hash"),
+        "dataset": ds.get("name"), "manifest_hash": ds.get("manifest_hash"), "image_size": ds.get("image_size"),
+        "extractor_id": spec.get("extractor_id"), "metric_label": spec.get("label"),
+        "n_samples": spec.get("n_samples"), "n_ref": spec.get("n_ref"), "ref_split": spec.get("ref_split"),
+        "steps": sampler.get("steps"), "cfg_scale": sampler.get("cfg_scale"),
+        # Canonical JSON of each comparability part: the check names the field that differs.
+        "spec_dataset": canonical_json(ds), "spec_metric": canonical_json(spec),
+        "spec_sampler": canonical_json(sampler),
+        "comparable_key": comparable_key(ident),
+    }
+    row.update(measurements(rec))
+    row["unavailable"] = canonical_json(rec.get("unavailable") or {})
+    samples = (rec.get("artifacts") or {}).get("samples")
+    row["samples_path"] = str(path.parent / samples) if samples and path is not None else None
+    row.update(git_sha=prov.get("git_sha"), created=prov.get("created"), cell_id=rec["cell_id"],
+               path=str(path) if path is not None else None)
+    return row
+
+
+def load_frame(root: str | Path, store: ResultStore | None = None):
+    """One row per valid record under `root` (a folder or one record file)."""
+    import pandas as pd
+
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"results {root} do not exist; pass an existing folder or record file")
+    store = store or ResultStore(root)
+    entries = list(store.entries())
+    if not entries:
+        return pd.DataFrame(columns=list(flatten(_EMPTY, None)))
+    df = pd.DataFrame([flatten(rec, path) for path, rec in entries])
+    numeric = set().union(*(measurements(rec) for _, rec in entries))
+    # float even when a metric is null everywhere: NaN marks "unavailable", never 0
+    return df.astype({c: float for c in numeric})
+
+
+_EMPTY = {"cell_id": "", "identity": {"method": "", "length": 0, "seed": 0}, "metrics": {}}
