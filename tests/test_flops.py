@@ -64,7 +64,6 @@ def test_attention_is_counted_not_skipped(dit):
         c = count(attn, (x, mask))
         assert c.by_op["scaled_dot_product_attention"] == plain.by_op["scaled_dot_product_attention"] == 2 * 5 * 5 * 16
         assert not [op for op in c.skipped if "attention" in op]
-    assert "aten::gelu" in c.skipped or "aten::add" in count(Attention(16, 2), (x,)).skipped or True
 
 
 def test_elementwise_ops_are_recorded_as_skipped(dit):
@@ -114,7 +113,7 @@ def test_stage_flops_every_method(bundles, cfg, method):
         assert small["decoder_tokens"] == 32 and small["decoder_gflops"] == full["decoder_gflops"]
 
 
-def test_no_guidance_halves_nothing_but_cfg_steps(bundles, cfg):
+def test_guidance_adds_one_evaluation_per_cfg_step(bundles, cfg):
     b = bundles["merge"]
     g, plain = stage_flops(b, 8, cfg.sampler, 1.5), stage_flops(b, 8, cfg.sampler, 1.0)
     assert plain["nfe"] == cfg.sampler.steps - 1 and plain["nfe_cfg"] == 0

@@ -68,8 +68,9 @@ class CheckReport:
         t = Table(title=f"regression check: {'FAILED' if self.failed else 'passed'} "
                         f"(threshold = max({self.z:g} x noise, min effect))",
                   caption="\n".join(self.notes) or None, caption_justify="left")
-        for h in ("method", "K", "metric", "baseline", "candidate", "delta", "noise", "threshold", "verdict", "noise from"):
-            t.add_column(h, justify="left" if h in ("method", "metric", "verdict", "noise from") else "right")
+        left = ("method", "metric", "verdict", "noise from")
+        for h in ("method", "K", "metric", "baseline", "candidate", "delta", "noise", "threshold", *left[2:]):
+            t.add_column(h, justify="left" if h in left else "right")
         style = {"regression": "bold red", "missing": "yellow", "improved": "green", "ok": ""}
         for r in self.rows:
             name = r.method if r.generator in (None, "joint") else f"{r.method} [{r.generator}]"
@@ -122,24 +123,25 @@ def _per_seed(sub: pd.DataFrame, notes: list[str], side: str) -> pd.DataFrame:
     return sub[~dup].set_index("seed")
 
 
-def _noise(b: pd.DataFrame, c: pd.DataFrame, metric: str) -> tuple[float | None, float | None, str]:
-    """(delta, std of delta, how) for candidate minus baseline."""
+def _compare(b: pd.DataFrame, c: pd.DataFrame, metric: str) -> tuple[float, float, float | None, str]:
+    """(baseline, candidate, std of candidate - baseline, how); values are means over the seeds used."""
     bv, cv = b[metric].dropna(), c[metric].dropna()
     shared = bv.index.intersection(cv.index)
-    if len(shared) >= 2:  # paired: seed-to-seed variation cancels
+    if len(shared) >= 2:  # paired on shared seeds: seed-to-seed variation cancels
         d = cv[shared] - bv[shared]
-        return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), f"paired, {len(d)} seeds"
-    delta = float(cv.mean() - bv.mean())
+        return (float(bv[shared].mean()), float(cv[shared].mean()), float(d.std(ddof=1) / np.sqrt(len(d))),
+                f"paired, {len(d)} seeds")
+    base, cand = float(bv.mean()), float(cv.mean())
     nb, nc = len(bv), len(cv)
     dof = max(nb - 1, 0) + max(nc - 1, 0)
     if dof > 0:  # pooled per-seed std from whichever side has several seeds
         var = ((nb - 1) * bv.var(ddof=1) if nb > 1 else 0) + ((nc - 1) * cv.var(ddof=1) if nc > 1 else 0)
-        return delta, float(np.sqrt(var / dof * (1 / nb + 1 / nc))), f"seed std, {nb}+{nc} seeds"
+        return base, cand, float(np.sqrt(var / dof * (1 / nb + 1 / nc))), f"seed std, {nb}+{nc} seeds"
     col = BOOTSTRAP_STD.get(metric)
     stds = [v for side in (b, c) if col in side for v in side[col].dropna()]
     if stds:  # one seed each: the estimate's own bootstrap std, on both sides
-        return delta, float(np.sqrt(2 * np.mean(np.square(stds)))), "bootstrap std"
-    return delta, None, "no noise estimate"
+        return base, cand, float(np.sqrt(2 * np.mean(np.square(stds)))), "bootstrap std"
+    return base, cand, None, "no noise estimate"
 
 
 def _select(df: pd.DataFrame, key: tuple) -> pd.DataFrame:
@@ -147,7 +149,7 @@ def _select(df: pd.DataFrame, key: tuple) -> pd.DataFrame:
 
 
 def _gate(b: pd.DataFrame, c: pd.DataFrame) -> None:
-    pairs = b.merge(c, on=KEY, suffixes=("_b", "_c"))[KEY].drop_duplicates()
+    pairs = b.merge(c, on=KEY, suffixes=("_b", "_c"))[KEY].drop_duplicates().sort_values(KEY)
     if pairs.empty:
         raise UserError("nothing to compare: baseline has "
                         f"{sorted(set(b['method']))} and candidate has {sorted(set(c['method']))} "
@@ -195,6 +197,8 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
         if common:  # the gate guarantees a common spec whenever the candidate has this cell
             bsub, csub = bsub[bsub["comparable_key"].isin(common)], csub[csub["comparable_key"].isin(common)]
         bs, cs = _per_seed(bsub, notes, "baseline"), _per_seed(csub, notes, "candidate")
+        if len(cs) and (lost := sorted(set(bs.index) - set(cs.index))):
+            notes.append(f"candidate lacks seeds {lost} for {method} K={length}: compared on the others")
         for m in metrics:
             if m not in bs or bs[m].isna().all():
                 continue  # nothing to hold the candidate to
@@ -204,11 +208,12 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
                 rows.append(CheckRow(method, gen or None, int(length), m, base, None, None, None, thr_min,
                                      "missing", "—"))
                 continue
-            delta, noise, how = _noise(bs, cs, m)
+            base, cand, noise, how = _compare(bs, cs, m)
+            delta = cand - base
             thr = max(z * noise, thr_min) if noise is not None else thr_min
             worse = -delta if m in HIGHER_IS_BETTER else delta
             verdict = "regression" if worse > thr else "improved" if -worse > thr else "ok"
-            rows.append(CheckRow(method, gen or None, int(length), m, base, float(cs[m].mean()), delta, noise,
+            rows.append(CheckRow(method, gen or None, int(length), m, base, cand, delta, noise,
                                  thr, verdict, how))
     notes.append("min effect: " + ", ".join(f"{m}={effect.get(m, 0.0):g}" for m in metrics))
     return CheckReport(rows=rows, z=z, min_effect={m: effect.get(m, 0.0) for m in metrics}, notes=notes,

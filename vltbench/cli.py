@@ -110,6 +110,179 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
     typer.echo(str(path))
 
 
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: give at least one seed, each once")
+    return seeds
+
+
+def _sweep(train: bool, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite,
+           checkpoint, n_samples, extractor, inception_weights, data_root, device, quiet):
+    from .sweep import SweepSpec, run_sweep
+
+    progress.set_quiet(quiet)
+    names = _methods_arg(method, methods)
+    cfg = _config(preset, config, sets, generator=generator, device=device, **{
+        "eval.n_samples": n_samples, "eval.extractor": extractor, "eval.inception_weights": inception_weights,
+        "data.root": data_root})
+    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    if checkpoint is not None and len(names) > 1:
+        raise UserError("--checkpoint applies to one method; pass a single --method with it")
+    spec = run_sweep(SweepSpec(cfg, names, ks, _parse_seeds(seeds), results, overwrite, checkpoint, train))
+    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
+    _print_leaderboard(results, "rich" if sys.stdout.isatty() else "md")
+
+
+def _print_leaderboard(results: Path, fmt: str) -> None:
+    from .report import leaderboard, print_tables, render
+    from .store import load_frame
+
+    df = load_frame(results)
+    if df.empty:
+        typer.echo(f"no records under {results}")
+        return
+    tables = leaderboard(df)
+    if fmt == "rich":
+        print_tables(tables)
+    else:
+        typer.echo(render(tables, fmt))
+
+
+SWEEP_OPTS = dict(
+    method=typer.Option(None, "--method", "-m", help="Method name, or 'all' (see `vltbench methods`)."),
+    methods=typer.Option(None, "--methods", help="Several methods, comma-separated."),
+    lengths=typer.Option(..., "--lengths", "-l", help="Token lengths K to evaluate, comma-separated, each in 1..N."),
+    seeds=typer.Option("0", "--seeds", help="Sampling seeds per cell, comma-separated; tables show mean +/- spread."),
+    generator=typer.Option(None, "--generator", help="joint (one DiT for all lengths, default) or separate (one per length)."),
+    overwrite=typer.Option(False, "--overwrite", help="Recompute cells that already have a record."),
+    checkpoint=typer.Option(None, "--checkpoint", help="Use this checkpoint file instead of the shipped/cached one."),
+    n_samples=typer.Option(None, "--n-samples", help="Generated samples (and reconstructions) per cell."),
+    extractor=typer.Option(None, "--extractor", help="Feature extractor: inception (FID) or randproj (cheap, FD_randproj, not FID)."),
+    inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
+    data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
+)
+
+
+@app.command("run")
+def run_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str] = SWEEP_OPTS["methods"],
+            lengths: str = SWEEP_OPTS["lengths"], preset: str = PRESET, config: Optional[Path] = CONFIG,
+            sets: Optional[list[str]] = SET, results: Path = RESULTS, seeds: str = SWEEP_OPTS["seeds"],
+            generator: Optional[str] = SWEEP_OPTS["generator"], overwrite: bool = SWEEP_OPTS["overwrite"],
+            checkpoint: Optional[str] = SWEEP_OPTS["checkpoint"], n_samples: Optional[int] = SWEEP_OPTS["n_samples"],
+            extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
+            data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET):
+    """Train or load each method, evaluate every length (gFID, rFID, KID, P/R, FLOPs, alignment), print the table."""
+    _sweep(True, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite, checkpoint,
+           n_samples, extractor, inception_weights, data_root, device, quiet)
+
+
+@app.command("eval")
+def eval_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str] = SWEEP_OPTS["methods"],
+             lengths: str = SWEEP_OPTS["lengths"], preset: str = PRESET, config: Optional[Path] = CONFIG,
+             sets: Optional[list[str]] = SET, results: Path = RESULTS, seeds: str = SWEEP_OPTS["seeds"],
+             generator: Optional[str] = SWEEP_OPTS["generator"], overwrite: bool = SWEEP_OPTS["overwrite"],
+             checkpoint: Optional[str] = SWEEP_OPTS["checkpoint"], n_samples: Optional[int] = SWEEP_OPTS["n_samples"],
+             extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
+             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET):
+    """Like run, but never trains: evaluates an existing (given, shipped or cached) checkpoint."""
+    _sweep(False, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite, checkpoint,
+           n_samples, extractor, inception_weights, data_root, device, quiet)
+
+
+@app.command("flops")
+def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method name."),
+              lengths: str = SWEEP_OPTS["lengths"], preset: str = PRESET, config: Optional[Path] = CONFIG,
+              sets: Optional[list[str]] = SET):
+    """Print GFLOPs per stage (fvcore convention: 1 multiply-add = 1 FLOP) and parameter counts per length."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .metrics.flops import flops_rows
+    from .model import build_bundle
+
+    cfg = _config(preset, config, sets)
+    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    bundle = build_bundle(cfg, method, num_classes=1000 if cfg.data.name == "imagenet" else 13)
+    bundle.method.freeze()
+    bundle.dits["joint"] = bundle.new_dit()
+    rows = flops_rows(bundle, ks, cfg.sampler, cfg.sampler.cfg_scale)
+    table = Table(title=f"{method} on {preset}: GFLOPs per image (1 FMA = 1 FLOP, fvcore; attention counted)")
+    cols = ["length", "dit_forward_gflops", "nfe", "sampling_gflops", "encoder_gflops", "decoder_gflops"]
+    for c in cols + ["skipped ops (not counted)"]:
+        table.add_column("K" if c == "length" else c)
+    for r in rows:
+        table.add_row(*[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols], str(r.get("skipped_ops", "")))
+    Console(width=200).print(table)
+    typer.echo("params: " + ", ".join(f"{k[7:]} {v / 1e6:.3f}M" for k, v in rows[0].items() if k.startswith("params_")))
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(results: Path = RESULTS,
+                    fmt: str = typer.Option("rich", "--format", "-f", help="rich (terminal), md, csv or html."),
+                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file.")):
+    """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
+    from .report import leaderboard, print_tables, render
+    from .store import load_frame
+
+    if not results.exists():
+        raise UserError(f"results folder {results} does not exist; pass --results DIR holding vltbench records")
+    df = load_frame(results)
+    if df.empty:
+        raise UserError(f"no valid records under {results}; run `vltbench run` first")
+    tables = leaderboard(df)
+    if out is not None:
+        out.write_text(render(tables, "md" if fmt == "rich" else fmt))
+        typer.echo(str(out))
+    elif fmt == "rich":
+        print_tables(tables)
+    else:
+        typer.echo(render(tables, fmt))
+
+
+@app.command("plot")
+def plot_cmd(results: Path = RESULTS, out: Path = typer.Option(Path("results/plots"), "--out", "-o", help="Output folder.")):
+    """Trade-off figures (PNG + SVG): gFID vs GFLOPs, rFID vs K, alignment vs K, sample grid."""
+    from .plots import make_plots
+    from .store import load_frame
+
+    if not results.exists():
+        raise UserError(f"results folder {results} does not exist; pass --results DIR holding vltbench records")
+    df = load_frame(results)
+    if df.empty:
+        raise UserError(f"no valid records under {results}; run `vltbench run` first")
+    for p in make_plots(df, out, results):
+        typer.echo(str(p))
+
+
+@app.command("check")
+def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Baseline records: a results folder or one record file."),
+              candidate: Path = typer.Option(RESULTS.default, "--candidate", help="Candidate results folder."),
+              report: Optional[Path] = typer.Option(None, "--report", help="Write the machine-readable report (JSON) here."),
+              min_effect: float = typer.Option(1.0, "--min-effect", help="Smallest FID change (absolute) that can count as a regression."),
+              z: float = typer.Option(2.0, "--z", help="Noise multiple a change must exceed.")):
+    """Regression check: refuse incomparable results, then flag changes beyond noise; exit 1 on a regression."""
+    from .check import check
+    from .store import load_frame
+
+    for what, p in (("baseline", baseline), ("candidate", candidate)):
+        if not p.exists():
+            raise UserError(f"{what} {p} does not exist; pass an existing results folder or record file")
+    base, cand = load_frame(baseline), load_frame(candidate)
+    for what, df, p in (("baseline", base, baseline), ("candidate", cand, candidate)):
+        if df.empty:
+            raise UserError(f"{what} {p} holds no valid records")
+    result = check(base, cand, min_effect={"gfid": min_effect, "rfid": min_effect}, z=z)
+    typer.echo(result.table())
+    if report is not None:
+        from .atomic import atomic_write_text
+        atomic_write_text(report, result.to_json())
+    raise typer.Exit(1 if result.failed else 0)
+
+
 def main() -> None:
     try:
         app()

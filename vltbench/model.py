@@ -118,6 +118,8 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
 def read_metadata(path: str | Path) -> dict:
     from safetensors import safe_open
 
+    if not Path(path).is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass an existing file or train one with `vltbench train`")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -63,6 +63,8 @@ def _palette(labels) -> dict:
 
 
 def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    if not {"gfid", "sampling_gflops"} <= set(g):
+        return []
     a = _agg(g, ["gfid", "sampling_gflops"]).dropna(subset=["gfid_mean", "sampling_gflops_mean"])
     if a.empty:
         return []
@@ -109,6 +111,8 @@ def _log2_lengths(ax, lengths) -> None:
 
 
 def plot_rfid(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    if "rfid" not in g:
+        return []
     a = _agg(g, ["rfid"]).dropna(subset=["rfid_mean"])
     if a.empty:
         return []

@@ -49,7 +49,7 @@ class Table:
 def fd_name(label: str | None, prefix: str) -> str:
     """"gFID" for the Inception FID, "gFD_<name>" for another extractor's Fréchet distance."""
     label = label or "FID"
-    return f"{prefix}FID" if label == "FID" else f"{prefix}FD_{label}"
+    return f"{prefix}{label}" if label == "FID" or label.startswith("FD_") else f"{prefix}FD_{label}"
 
 
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 REQUIRED = ("schema_version", "cell_id", "identity", "metrics")
+SECTIONS = ("metrics", "unavailable", "compute", "alignment", "timing", "artifacts", "provenance")
 REQUIRED_IDENTITY = ("method", "length", "seed", "sampler", "dataset", "metric_spec")
 
 
@@ -112,6 +113,8 @@ def validate(rec: Any) -> dict:
         missing.append("identity (object)")
     if missing:
         raise ValueError(f"missing fields: {', '.join(missing)}")
+    if bad := [k for k in SECTIONS if rec.get(k) is not None and not isinstance(rec[k], dict)]:
+        raise ValueError(f"not JSON objects: {', '.join(bad)}")
     if cell_id(ident) != rec["cell_id"]:
         # The file name / id no longer matches its content: edited by hand, do not trust it.
         raise ValueError("cell_id does not match the hash of identity (was the file edited?)")
@@ -144,7 +147,8 @@ class ResultStore:
     def _lock_path(self, cid: str) -> Path:
         return self.root / ".locks" / f"{cid}.lock"
 
-    def _ensure_writable(self) -> None:
+    def ensure_writable(self) -> None:
+        """Raise UserError now, before any work, if records cannot be written here."""
         if self.root.is_file():
             raise UserError(f"results folder {self.root} is a file (a single record is read-only); "
                             "choose a folder with --results")
@@ -157,6 +161,8 @@ class ResultStore:
             raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
                             "choose another with --results") from None
 
+    _ensure_writable = ensure_writable  # older name, still used by sweep.py
+
     # -- writing -------------------------------------------------------------
     def exists(self, cid: str) -> bool:
         if self.root.is_file():
@@ -167,7 +173,7 @@ class ResultStore:
         """Write atomically (temp + fsync + rename); a finished cell is never rewritten unless
         overwrite=True. Concurrent writers of one cell must hold `claim(cell_id)`."""
         record = validate(record)  # ValueError here is a harness bug, not a user mistake
-        self._ensure_writable()
+        self.ensure_writable()
         path = self.path_for(record)
         if path.exists() and not overwrite:
             raise FileExistsError(f"record {path} already exists; finished cells are immutable")
@@ -181,14 +187,16 @@ class ResultStore:
         return path
 
     def artifact_path(self, record: dict, name: str) -> Path:
-        """Where an artifact named in record['artifacts'] lives: beside the record."""
-        return self.path_for(record).parent / name
+        """Where an artifact named in record['artifacts'] lives: beside the record (folder created)."""
+        folder = self.path_for(record).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
 
     @contextmanager
     def claim(self, cid: str) -> Iterator[bool]:
         """Per-cell lock. Yields True when this process owns the cell, False when a live process
         holds it (the caller skips the cell and says so). A lock left by a dead pid is taken over."""
-        self._ensure_writable()
+        self.ensure_writable()
         lock = self._lock_path(cid)
         lock.parent.mkdir(exist_ok=True)
         token = f"{os.getpid()} {socket.gethostname()}"

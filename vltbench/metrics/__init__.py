@@ -1,7 +1,8 @@
 """Image-quality metrics: FID / KID / precision-recall / IS from streamed features, reconstruction metrics.
 
 Entry point: `compute_image_metrics`. Submodules are imported lazily so that importing a sibling
-module (e.g. vltbench.metrics.flops) stays cheap.
+module (e.g. vltbench.metrics.flops) stays cheap. kid / precision_recall / inception_score share
+their module's name: import them from the submodules.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import torch
 _EXPORTS = {
     "get_extractor": "features", "metric_label": "features", "Extractor": "features",
     "FeatureStats": "fid", "frechet_distance": "fid", "fid_from_stats": "fid", "fid_bootstrap_std": "fid",
-    "kid": "kid", "precision_recall": "precision_recall", "inception_score": "inception_score",
     "reference_stats": "refstats", "load_adm_npz": "refstats", "adm_reference": "refstats", "Reference": "refstats",
     "ReconMeter": "recon", "lpips_model": "recon",
 }
@@ -28,13 +28,16 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None, fake_batches: Iterable[torch.Tensor], *,
+def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None,
+                          fake_batches: Iterable[torch.Tensor], *,
                           ref=None, kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3,
-                          isc_splits: int = 10, fid_bootstrap: int = 10, seed: int = 0) -> dict:
+                          isc_splits: int = 10, fid_bootstrap: int = 10, fid_method: str = "sqrtm",
+                          seed: int = 0) -> dict:
     """Distribution metrics of generated (`fake_batches`) against real images: either `real_batches`
     (uint8 (B,3,H,W) batches, streamed) or a precomputed `ref` (refstats.Reference), not both.
     Only features are kept in memory, never images. Unavailable metrics are None, with the reason in
-    result["reasons"]; never 0."""
+    result["reasons"]; never 0. fid_bootstrap: resamples for fid_bootstrap_std (0 = off);
+    fid_method: "sqrtm" (standard) or "eigh" (faster), see fid.frechet_distance."""
     from vltbench.errors import UserError
     from vltbench.metrics.features import metric_label
     from vltbench.metrics.fid import fid_bootstrap_std, frechet_distance
@@ -61,13 +64,13 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
                           stacklevel=2)
 
     reasons = {}
-    out = {"fid": frechet_distance(fstats.mean(), fstats.cov(), ref.mu, ref.sigma)}
+    out = {"fid": frechet_distance(fstats.mean(), fstats.cov(), ref.mu, ref.sigma, method=fid_method)}
     out["fid_bootstrap_std"] = fid_bootstrap_std(ffeats, (ref.mu, ref.sigma), n_boot=fid_bootstrap, seed=seed)
     if out["fid_bootstrap_std"] is None:
         reasons["fid_bootstrap_std"] = "bootstrap disabled (fid_bootstrap < 2)"
     if ref.features is not None:
         out.update(kid(ref.features, ffeats, subset_size=kid_subset_size, subsets=kid_subsets, seed=seed))
-        out.update(precision_recall(ref.features, ffeats, k=pr_k))
+        out.update(precision_recall(ref.features, ffeats, k=pr_k, device=getattr(extractor, "device", "cpu")))
     else:
         out.update(kid=None, kid_std=None, precision=None, recall=None)
         reasons["kid"] = reasons["precision"] = "reference has statistics only (no features / reference images)"

@@ -44,7 +44,8 @@ def check_images(images) -> None:
     if not torch.is_tensor(images):
         raise UserError(f"images must be a torch.Tensor (B,3,H,W) uint8, got {type(images).__name__}")
     if images.dtype != torch.uint8:
-        raise UserError(f"images must be uint8 in [0, 255], got {images.dtype}; convert with (x*255).round().clamp(0,255).to(torch.uint8)")
+        raise UserError(f"images must be uint8 in [0, 255], got {images.dtype}; "
+                        "convert with (x * 255).round().clamp(0, 255).to(torch.uint8)")
     if images.ndim != 4 or images.shape[1] != 3:
         raise UserError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
 
@@ -59,7 +60,8 @@ def _make_randproj(*, weights=None, backend=None, device="cpu", expected_sha=Non
     from vltbench.metrics.randproj import RandProjExtractor
 
     if weights is not None or expected_sha is not None:
-        raise UserError("extractor 'randproj' has no weights file; drop --inception-weights / expected_sha or use 'inception'")
+        raise UserError("extractor 'randproj' has no weights file; "
+                        "drop --inception-weights / expected_sha or use 'inception'")
     return RandProjExtractor(device=device)
 
 

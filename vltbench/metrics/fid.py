@@ -46,7 +46,8 @@ class FeatureStats:
     @classmethod
     def from_arrays(cls, n, s, ss) -> "FeatureStats":
         out = cls(len(s))
-        out.n, out.sum, out.sum_sq = int(round(float(np.asarray(n).reshape(-1)[0]))), np.asarray(s, np.float64), np.asarray(ss, np.float64)
+        out.n = int(round(float(np.asarray(n).reshape(-1)[0])))
+        out.sum, out.sum_sq = np.asarray(s, np.float64), np.asarray(ss, np.float64)
         return out
 
     def mean(self) -> np.ndarray:
@@ -71,15 +72,23 @@ class FeatureStats:
             return cls.from_arrays(z["n"].reshape(1), z["sum"], z["sum_sq"])
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), the pytorch-fid / clean-fid formulation: scipy
-    sqrtm, an eps*I offset if the product is singular, tiny imaginary parts dropped."""
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "sqrtm") -> float:
+    """||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
+
+    method="sqrtm": the pytorch-fid / clean-fid formulation (scipy sqrtm, an eps*I offset if the
+    product is singular, tiny imaginary parts dropped); ~15 s at dim 2048 on 2 CPU cores.
+    method="eigh": Tr sqrt(S1 S2) = sum sqrt(eig(R S1 R)), R = S2^(1/2), two symmetric eigensolves,
+    several times faster; agrees to ~1e-6 relative (used by the bootstrap)."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise UserError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs "
                         f"{sigma2.shape}; compute both with the same feature extractor")
     diff = mu1 - mu2
+    if method == "eigh":
+        return _fd_eigh(diff, sigma1, np.trace(sigma2), _psd_sqrt(sigma2))
+    if method != "sqrtm":
+        raise ValueError(f"unknown method {method!r}")
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         warnings.warn(f"FID: singular covariance product; adding {eps} to the diagonals", RuntimeWarning)
@@ -92,31 +101,31 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
-def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
-    return frechet_distance(a.mean(), a.cov(), b.mean(), b.cov())
-
-
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(s)
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
+def _fd_eigh(diff, sigma1, tr2, r2) -> float:
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(r2 @ sigma1 @ r2), 0, None)).sum()
+    return float(diff @ diff + np.trace(sigma1) + tr2 - 2 * tr_covmean)
+
+
+def fid_from_stats(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> float:
+    return frechet_distance(a.mean(), a.cov(), b.mean(), b.cov(), method=method)
+
+
 def fid_bootstrap_std(feats_gen, ref, n_boot: int = 10, seed: int = 0) -> float | None:
     """Std of FID over `n_boot` resamples (with replacement) of the generated features against fixed
-    reference stats `ref` (FeatureStats or (mu, sigma)). Uses Tr sqrt(S1 S2) = sum sqrt(eig(R S1 R)),
-    R = S2^(1/2) (symmetric eigensolves, several times faster than sqrtm); None if n_boot < 2."""
+    reference stats `ref` (FeatureStats or (mu, sigma)), each by the "eigh" route; None if n_boot < 2."""
     if n_boot < 2:
         return None
     mu2, sigma2 = (ref.mean(), ref.cov()) if isinstance(ref, FeatureStats) else map(np.asarray, ref)
-    r = _psd_sqrt(np.asarray(sigma2, np.float64))
-    tr2 = np.trace(sigma2)
-    x = np.asarray(feats_gen)
+    sigma2 = np.asarray(sigma2, np.float64)
+    r2, tr2, x = _psd_sqrt(sigma2), np.trace(sigma2), np.asarray(feats_gen)
     rng = np.random.default_rng(seed)
     fids = []
     for _ in range(n_boot):
         xb = x[rng.integers(0, len(x), len(x))].astype(np.float64)
-        mu1, s1 = xb.mean(0), np.cov(xb, rowvar=False)
-        tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(r @ s1 @ r), 0, None)).sum()
-        d = mu1 - mu2
-        fids.append(d @ d + np.trace(s1) + tr2 - 2 * tr_covmean)
+        fids.append(_fd_eigh(xb.mean(0) - mu2, np.cov(xb, rowvar=False), tr2, r2))
     return float(np.std(fids, ddof=1))

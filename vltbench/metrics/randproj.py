@@ -23,7 +23,8 @@ class RandProjExtractor(Extractor):
         params = {"dim": dim, "size": size, "kernel": kernel, "seed": seed, "version": 1}
         self.dim, self.size, self.kernel, self.device = dim, size, kernel, torch.device(device)
         g = torch.Generator().manual_seed(seed)
-        self.weight = (torch.randn(dim, 3, kernel, kernel, generator=g, dtype=torch.float64) / (3 * kernel**2) ** 0.5).to(self.device)
+        w = torch.randn(dim, 3, kernel, kernel, generator=g, dtype=torch.float64) / (3 * kernel**2) ** 0.5
+        self.weight = w.to(self.device)
         self.bias = (0.1 * torch.randn(dim, generator=g, dtype=torch.float64)).to(self.device)
         self.id = f"randproj:params={hash_obj(params, 12)}:resize=area-{size}:range=uint8"
 

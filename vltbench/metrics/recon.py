@@ -65,7 +65,8 @@ class ReconMeter:
         if min(a.shape[1:3]) < 11:
             raise UserError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[1]}x{a.shape[2]}")
         for x, y in zip(a, b):
-            self.psnr.append(peak_signal_noise_ratio(x, y, data_range=255))
+            with np.errstate(divide="ignore"):  # identical images: PSNR = inf
+                self.psnr.append(peak_signal_noise_ratio(x, y, data_range=255))
             self.ssim.append(structural_similarity(x, y, channel_axis=-1, data_range=255, gaussian_weights=True,
                                                    sigma=1.5, use_sample_covariance=False))
         if self.lpips_fn is not None:
@@ -77,4 +78,4 @@ class ReconMeter:
             raise UserError("no reconstructions were given; check the image source")
         return {"psnr": float(np.mean(self.psnr)), "ssim": float(np.mean(self.ssim)),
                 "lpips": float(np.mean(self.lpips)) if self.lpips_fn is not None else None,
-                "lpips_reason": self.lpips_reason, "n": len(self.psnr)}
+                "reasons": {"lpips": self.lpips_reason} if self.lpips_fn is None else {}, "n": len(self.psnr)}
