@@ -276,7 +276,7 @@ def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Basel
         if df.empty:
             raise UserError(f"{what} {p} holds no valid records")
     result = check(base, cand, min_effect={"gfid": min_effect, "rfid": min_effect}, z=z)
-    typer.echo(result.table())
+    typer.echo(str(result))
     if report is not None:
         from .atomic import atomic_write_text
         atomic_write_text(report, result.to_json())
