@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 
@@ -52,6 +52,9 @@ class TokenizerCfg(Strict):
     weight_decay: float = 1e-4
     warmup: int = 100
     grad_clip: float = 1.0
+    # Save a resumable training state every N steps (0: only when the stage ends). Not part of the
+    # training identity (excluded from dumps): it does not change the weights.
+    ckpt_every: int = Field(500, ge=0, exclude=True)
 
 
 class DiTCfg(Strict):
@@ -67,6 +70,7 @@ class DiTCfg(Strict):
     ema: float = 0.9999
     label_dropout: float = 0.1
     grad_clip: float = 1.0
+    ckpt_every: int = Field(500, ge=0, exclude=True)  # as tokenizer.ckpt_every
 
     @model_validator(mode="after")
     def _size(self):

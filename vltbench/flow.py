@@ -14,14 +14,22 @@ import torch
 from .lengths import LengthView
 
 
+def flow_draws(shape, gen: torch.Generator | None, device, dtype, label_dropout: float = 0.0):
+    """The loss's random draws for a batch of `shape` (B, N, d): (full-space noise, t, label-drop mask
+    or None). Drawn for a whole global batch and sliced per rank, they do not depend on the sharding."""
+    b = shape[0]
+    eps_full = torch.randn(shape, generator=gen, device=device, dtype=dtype)
+    t = torch.sigmoid(torch.randn(b, generator=gen, device=device, dtype=dtype))
+    drop = torch.rand(b, generator=gen, device=device) < label_dropout if label_dropout > 0 else None
+    return eps_full, t, drop
+
+
 def flow_loss(dit, z: torch.Tensor, y: torch.Tensor, view: LengthView, gen: torch.Generator | None = None,
-              label_dropout: float = 0.0) -> torch.Tensor:
-    """z: full-length standardised latents (B, N, d); y: labels (B,)."""
-    b = z.shape[0]
-    eps_full = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
-    t = torch.sigmoid(torch.randn(b, generator=gen, device=z.device, dtype=z.dtype))
-    if label_dropout > 0:
-        drop = torch.rand(b, generator=gen, device=z.device) < label_dropout
+              label_dropout: float = 0.0, draws: tuple | None = None) -> torch.Tensor:
+    """z: full-length standardised latents (B, N, d); y: labels (B,). draws: flow_draws(...) for
+    this batch (default: drawn here from gen)."""
+    eps_full, t, drop = draws if draws is not None else flow_draws(z.shape, gen, z.device, z.dtype, label_dropout)
+    if drop is not None:
         y = torch.where(drop, torch.full_like(y, dit.null_class), y)
     x1, eps = view.merge(z), view.merge(eps_full)
     xt = t[:, None, None] * x1 + (1 - t[:, None, None]) * eps

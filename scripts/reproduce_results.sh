@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Rebuild results/ from scratch (about 1-1.5 h on a 2-core CPU): train the four built-in methods on the
+# tiny preset, ship their checkpoints into the package, evaluate, tabulate and plot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for m in merge nested-dropout tail-drop tome; do
+  vltbench train --method "$m"
+done
+python -m vltbench.ship --preset tiny --methods merge,nested-dropout,tail-drop,tome
+vltbench run --method all --lengths 4,8,32 --results results/reference
+vltbench leaderboard --results results/reference --format md --out results/leaderboard.md
+vltbench leaderboard --results results/reference --format csv --out results/leaderboard.csv
+vltbench plot --results results/reference --out results/plots

@@ -1,0 +1,49 @@
+"""Maintainer tool: ship trained checkpoints with the package (fp16 safetensors in vltbench/assets).
+
+    python -m vltbench.ship --preset tiny --methods merge,nested-dropout,tail-drop,tome
+
+Copies each method's trained checkpoint from the cache (what `vltbench train` wrote) into
+vltbench/assets/<preset>-<method>.safetensors in fp16 and records its sha256 and training identity
+in vltbench/assets/checkpoints.json, which `vltbench run` checks before loading it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .checkpoints import cached_path
+from .config import load_config
+from .data import load_data
+from .hashing import hash_obj
+from .model import load_bundle, save_bundle
+
+
+def ship(preset: str, methods: list[str]) -> dict:
+    cfg = load_config(preset)
+    ds = load_data(cfg.data)
+    assets = Path(str(resources.files("vltbench.assets")))
+    manifest_path = assets / "checkpoints.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    for method in methods:
+        src = cached_path(cfg, method, ds.num_classes)
+        bundle = load_bundle(src, cfg, method, ds.num_classes)
+        name = f"{preset}-{method}.safetensors"
+        sha = save_bundle(bundle, assets / name, dtype=torch.float16)
+        manifest[f"{preset}/{method}"] = {"file": name, "sha256": sha,
+                                          "identity": hash_obj(bundle.identity), "source": src.name}
+        print(f"{method}: {assets / name} ({(assets / name).stat().st_size / 1e6:.1f} MB, sha256 {sha[:12]})")
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--methods", default="merge,nested-dropout,tail-drop,tome")
+    a = p.parse_args()
+    ship(a.preset, [m.strip() for m in a.methods.split(",")])
