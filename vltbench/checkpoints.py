@@ -4,17 +4,18 @@ training run, or trained now. The training identity (config + data) picks the fi
 from __future__ import annotations
 
 import json
+import shutil
 from importlib import resources
 from pathlib import Path
 
-from . import progress
+from . import dist, progress
 from .config import Config
 from .data import Dataset
 from .errors import UserError
 from .hashing import hash_obj, sha256_file
 from .model import Bundle, build_bundle, load_bundle, read_metadata, save_bundle, training_identity
 from .paths import cache_dir
-from .train import train_dits, train_tokenizer
+from .train import state_dir, train_dits, train_tokenizer
 
 
 def cached_path(cfg: Config, method: str, num_classes: int) -> Path:
@@ -45,12 +46,18 @@ def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, s
 
 def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
                  lengths: list[int] | None = None) -> tuple[Bundle, Path, dict]:
+    """Train (resuming from a saved training state if one exists); under torchrun every rank
+    trains (DDP) and rank 0 writes the checkpoint."""
+    dist.init(device)
     bundle = build_bundle(cfg, method, ds.num_classes)
     timing = train_tokenizer(bundle, ds, device)
     timing.update(train_dits(bundle, ds, device, lengths))
     path = out or cached_path(cfg, method, ds.num_classes)
-    save_bundle(bundle.to("cpu"), path)
-    progress.log(f"{method}: checkpoint written to {path}")
+    if dist.is_main():
+        save_bundle(bundle.to("cpu"), path)
+        shutil.rmtree(state_dir(bundle), ignore_errors=True)  # finished: the checkpoint replaces the states
+        progress.log(f"{method}: checkpoint written to {path}")
+    dist.barrier()  # the other ranks read the checkpoint (its hash) only once it exists
     return bundle, path, timing
 
 
@@ -60,7 +67,8 @@ def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: 
     if checkpoint is not None:
         path, expected = Path(checkpoint), None
     else:
-        found = find_checkpoint(cfg, method, ds.num_classes)
+        # rank 0 decides, so every rank takes the same branch (train together or load)
+        found = dist.broadcast_object(find_checkpoint(cfg, method, ds.num_classes) if dist.is_main() else None)
         if found is None:
             if not train:
                 raise UserError(f"no checkpoint for {method} with this config; run `vltbench train --method {method}` first")

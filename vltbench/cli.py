@@ -49,8 +49,29 @@ def parse_sets(sets: list[str] | None) -> dict:
         key, eq, value = s.partition("=")
         if not eq or not key.strip():
             raise UserError(f"--set {s!r}: expected KEY=VALUE, e.g. --set dit.steps=200")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            # safe_load: tags such as !!python/object are refused, never constructed
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise UserError(f"--set {s!r}: the value is not plain YAML ({why}); give a number, string or list, "
+                            "quoted if needed") from None
     return out
+
+
+def _writable_file(path: Path, option: str) -> Path:
+    """Fail now (one line) if `path` cannot be written: its folder cannot be created or it is a folder."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; pass a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot create its folder ({e.strerror or e}); choose another path") from None
+    return path
+
+
+def _write_failed(path: Path, option: str, e: OSError) -> UserError:
+    return UserError(f"{option} {path} could not be written ({e.strerror or e}); choose another path or free space")
 
 
 def _config(preset, config, sets, **named):
@@ -104,10 +125,13 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
     registry.get(method)
     cfg = _config(preset, config, sets, generator=generator, device=device, **{"data.root": data_root})
     ks = parse_lengths(lengths, cfg.tokenizer.n_tokens) if lengths else None
+    if out is not None:
+        _writable_file(out, "--out")  # before training, not after
     ds = load_data(cfg.data)
     _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
-    typer.echo(str(path))
+    if _is_main():  # under torchrun rank 0 speaks for all
+        typer.echo(str(path))
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -121,20 +145,40 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _sweep(train: bool, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite,
-           checkpoint, n_samples, extractor, inception_weights, data_root, device, quiet):
-    from .sweep import SweepSpec, run_sweep
+           checkpoint, n_samples, extractor, inception_weights, data_root, device, quiet, executor="local",
+           slurm_partition=None):
+    from .executors import run as run_with
+    from .sweep import SweepSpec
 
     progress.set_quiet(quiet)
     names = _methods_arg(method, methods)
+    if n_samples is not None and n_samples < 1:
+        raise UserError(f"--n-samples {n_samples}: give a positive number of samples per cell, e.g. --n-samples 1000")
     cfg = _config(preset, config, sets, generator=generator, device=device, **{
         "eval.n_samples": n_samples, "eval.extractor": extractor, "eval.inception_weights": inception_weights,
         "data.root": data_root})
     ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
     if checkpoint is not None and len(names) > 1:
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
-    spec = run_sweep(SweepSpec(cfg, names, ks, _parse_seeds(seeds), results, overwrite, checkpoint, train))
+    spec = run_with(SweepSpec(cfg, names, ks, _parse_seeds(seeds), results, overwrite, checkpoint, train),
+                    executor, slurm_partition)
     progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
-    _print_leaderboard(results, "rich" if sys.stdout.isatty() else "md")
+    if _is_main():
+        _print_leaderboard(results, "rich" if sys.stdout.isatty() else "md")
+
+
+def _is_main() -> bool:
+    from .dist import is_main
+    return is_main()
+
+
+def _rank() -> str:
+    """'rank R/W: ' under torchrun with several processes (so a failure names its rank), else ''."""
+    import os
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return ""
+    from .dist import prefix
+    return prefix()
 
 
 def _print_leaderboard(results: Path, fmt: str) -> None:
@@ -164,6 +208,11 @@ SWEEP_OPTS = dict(
     extractor=typer.Option(None, "--extractor", help="Feature extractor: inception (FID) or randproj (cheap, FD_randproj, not FID)."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
     data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
+    executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "
+                          "(one Slurm job array task per missing cell, via submitit; needs --slurm-partition and "
+                          "pip install 'vltbench\\[slurm]'; resources: --set slurm.KEY=VALUE) or submitit-local "
+                          "(the same job array as local processes)."),
+    slurm_partition=typer.Option(None, "--slurm-partition", help="Slurm partition for --executor slurm."),
 )
 
 
@@ -174,10 +223,11 @@ def run_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str]
             generator: Optional[str] = SWEEP_OPTS["generator"], overwrite: bool = SWEEP_OPTS["overwrite"],
             checkpoint: Optional[str] = SWEEP_OPTS["checkpoint"], n_samples: Optional[int] = SWEEP_OPTS["n_samples"],
             extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
-            data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET):
+            data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET,
+            executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"]):
     """Train or load each method, evaluate every length (gFID, rFID, KID, P/R, FLOPs, alignment), print the table."""
     _sweep(True, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite, checkpoint,
-           n_samples, extractor, inception_weights, data_root, device, quiet)
+           n_samples, extractor, inception_weights, data_root, device, quiet, executor, slurm_partition)
 
 
 @app.command("eval")
@@ -187,10 +237,11 @@ def eval_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str
              generator: Optional[str] = SWEEP_OPTS["generator"], overwrite: bool = SWEEP_OPTS["overwrite"],
              checkpoint: Optional[str] = SWEEP_OPTS["checkpoint"], n_samples: Optional[int] = SWEEP_OPTS["n_samples"],
              extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
-             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET):
+             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET,
+             executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"]):
     """Like run, but never trains: evaluates an existing (given, shipped or cached) checkpoint."""
     _sweep(False, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite, checkpoint,
-           n_samples, extractor, inception_weights, data_root, device, quiet)
+           n_samples, extractor, inception_weights, data_root, device, quiet, executor, slurm_partition)
 
 
 @app.command("flops")
@@ -235,7 +286,11 @@ def leaderboard_cmd(results: Path = RESULTS,
         raise UserError(f"no valid records under {results}; run `vltbench run` first")
     tables = leaderboard(df)
     if out is not None:
-        out.write_text(render(tables, "md" if fmt == "rich" else fmt))
+        text = render(tables, "md" if fmt == "rich" else fmt)
+        try:
+            _writable_file(out, "--out").write_text(text)
+        except OSError as e:
+            raise _write_failed(out, "--out", e) from None
         typer.echo(str(out))
     elif fmt == "rich":
         print_tables(tables)
@@ -254,7 +309,17 @@ def plot_cmd(results: Path = RESULTS, out: Path = typer.Option(Path("results/plo
     df = load_frame(results)
     if df.empty:
         raise UserError(f"no valid records under {results}; run `vltbench run` first")
-    for p in make_plots(df, out, results):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the plot folder ({e.strerror or e}); choose another with --out") from None
+    try:
+        paths = make_plots(df, out, results)
+    except OSError as e:
+        if e.filename is None or not str(e.filename).startswith(str(out)):
+            raise
+        raise _write_failed(Path(e.filename), "--out", e) from None
+    for p in paths:
         typer.echo(str(p))
 
 
@@ -271,6 +336,8 @@ def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Basel
     for what, p in (("baseline", baseline), ("candidate", candidate)):
         if not p.exists():
             raise UserError(f"{what} {p} does not exist; pass an existing results folder or record file")
+    if report is not None:
+        _writable_file(report, "--report")
     base, cand = load_frame(baseline), load_frame(candidate)
     for what, df, p in (("baseline", base, baseline), ("candidate", cand, candidate)):
         if df.empty:
@@ -279,16 +346,78 @@ def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Basel
     typer.echo(str(result))
     if report is not None:
         from .atomic import atomic_write_text
-        atomic_write_text(report, result.to_json())
+        try:
+            atomic_write_text(report, result.to_json())
+        except OSError as e:
+            raise _write_failed(report, "--report", e) from None
     raise typer.Exit(1 if result.failed else 0)
 
 
-def main() -> None:
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _given_value(param) -> str | None:
+    """The raw text given for an option on the command line (click's messages do not repeat it)."""
+    opts = getattr(param, "opts", None) or []
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        for o in opts:
+            if a == o and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(o + "="):
+                return a[len(o) + 1:]
+    return None
+
+
+def _app_naming_rank():
+    """app(), but under torchrun an unexpected failure prints its traceback and one line naming the rank."""
     try:
-        app()
+        return app(standalone_mode=False)
+    except Exception as e:
+        if not _rank() or isinstance(e, UserError) or type(e).__module__.startswith(("typer", "click")):
+            raise
+        import traceback
+
+        from .dist import describe_failure
+        traceback.print_exc()
+        print(f"error: {describe_failure(e)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point: every user mistake, ours or the option parser's, is one `error: ...` line."""
+    try:  # typer >= 0.2x vendors click as typer._click; older typers use click itself
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx
+
+    import warnings
+
+    # a warning (e.g. a skipped corrupt record) is one line too, not "file:line: UserWarning:" + source
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {_one_line(message)}\n"
+    try:
+        rv = _app_naming_rank()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_rank()}{_one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except cx.NoArgsIsHelpError as e:  # bare `vltbench`: the help (typer's rich help is printed already)
+        if e.format_message().strip():
+            print(e.format_message(), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except cx.ClickException as e:
+        # unknown option / command, a value of the wrong type or out of range: click names it
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "vltbench"
+        msg = _one_line(e.format_message()).rstrip(".")
+        if (given := _given_value(getattr(e, "param", None))) is not None and repr(given) not in msg:
+            msg = f"{msg} (got {given!r})"
+        print(f"error: {msg}; see `{where} --help`", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (typer.Abort, getattr(cx, "Abort", typer.Abort)):  # Ctrl-D / Ctrl-C at a prompt
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,18 @@ class EvalCfg(Strict):
     seed: int = 0
 
 
+class SlurmCfg(Strict):
+    """Resources of each job of `--executor slurm` (submitit). Excluded from dumps: never in a record."""
+    timeout_min: int = 240
+    gpus_per_node: int = 0
+    tasks_per_node: int = 1  # > 1: each job runs its cell distributed over these tasks (one per GPU)
+    cpus_per_task: int = 8
+    mem_gb: int | None = None
+    array_parallelism: int = 64  # at most this many array tasks run at once
+    folder: str | None = None  # submitit's job files and logs; default <results>/.submitit
+    additional: dict[str, Any] = {}  # further sbatch options, e.g. {account: A, qos: Q}
+
+
 class Config(Strict):
     preset: str
     seed: int = 0
@@ -124,6 +136,7 @@ class Config(Strict):
     lengths: LengthsCfg
     sampler: SamplerCfg = SamplerCfg()
     eval: EvalCfg = EvalCfg()
+    slurm: SlurmCfg = Field(default_factory=SlurmCfg, exclude=True)
     methods: dict[str, dict[str, Any]] = {}
 
     @field_validator("lengths")

@@ -164,7 +164,8 @@ def gather_rows(rows: np.ndarray | None, ids: np.ndarray | torch.Tensor | Sequen
 
     rows: (n_r, ...) on this rank (None or 0 rows when the rank has none); ids: the n_r global sample
     indices of those rows. Returns the (sum n_r, ...) array sorted by index on `dst` (None on the
-    others), or on every rank when dst is None. Duplicated indices are an error (a sharding bug)."""
+    others), or on every rank when dst is None; None when no rank has a row. Duplicated indices are
+    an error (a sharding bug)."""
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     if rows is not None:
         rows = np.asarray(rows)
@@ -175,8 +176,8 @@ def gather_rows(rows: np.ndarray | None, ids: np.ndarray | torch.Tensor | Sequen
         return rows[order] if rows is not None else None
     meta = all_gather_object(None if rows is None or len(rows) == 0 else (rows.shape[1:], rows.dtype.str))
     known = [m for m in meta if m is not None]
-    if not known:
-        return None if dst not in (None, rank()) else np.zeros((0,), np.float64)
+    if not known:  # no rank has any row
+        return None
     trail, dtype = known[0][0], np.dtype(known[0][1])
     if any(m != known[0] for m in known):
         raise ValueError(f"gather_rows: ranks disagree on row shape / dtype: {known}")

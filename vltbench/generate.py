@@ -1,7 +1,9 @@
 """Sampling and reconstruction at length K, streamed in batches.
 
 A sample's noise and class label depend only on (seed, sample index): the set of samples is the
-same whatever the batch size or number of processes."""
+same whatever the batch size or number of processes. Under torchrun each process takes a contiguous
+run of whole batches (`shard_ids`), so every batch, and hence every image, is the one a single
+process computes with the same batch size."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from . import dist
 from .config import SamplerCfg
 from .device import to_float, to_uint8
 from .flow import sample
@@ -45,6 +48,13 @@ def generate(bundle: Bundle, k: int, ids: torch.Tensor, seed: int, sampler: Samp
     return to_uint8(bundle.tokenizer.decode(tokens)).cpu()
 
 
+def shard_ids(n: int, batch_size: int) -> torch.Tensor:
+    """This process's sample indices among 0..n-1: whole batches of `batch_size`, contiguous, disjoint
+    across processes and together covering every index once (all of them in a single process)."""
+    lo, hi = dist.shard_bounds(n, batch_size)
+    return torch.arange(lo, hi)
+
+
 def generate_batches(bundle: Bundle, k: int, n: int, seed: int, sampler: SamplerCfg, cfg_scale: float,
                      batch_size: int, bank: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     ids = torch.arange(n) if ids is None else ids
@@ -60,7 +70,7 @@ def reconstruct(bundle: Bundle, images_uint8: np.ndarray | torch.Tensor, k: int)
     return to_uint8(bundle.tokenizer.decode(bundle.method.reconstruct_tokens(z, k))).cpu()
 
 
-def image_batches(images_fn, n: int, batch_size: int) -> Iterator[torch.Tensor]:
-    """Stream images_fn(np.arange(...)) in batches as uint8 tensors."""
-    for s in range(0, n, batch_size):
+def image_batches(images_fn, n: int, batch_size: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """Stream images_fn(np.arange(...)) for indices start..n-1 in batches as uint8 tensors."""
+    for s in range(start, n, batch_size):
         yield torch.as_tensor(images_fn(np.arange(s, min(n, s + batch_size))))

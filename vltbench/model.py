@@ -8,6 +8,7 @@ checkpoint hash (sha256 of the file) identifies the model in result records.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
     cls = registry.get(method_name)
     options = validate_options(cls.Options, cfg.method_options(method_name), method_name)
     t = cfg.tokenizer
-    method = cls(t.n_tokens, t.latent_dim, options, cfg.lengths.train, cfg.lengths.probs)
+    # A method may draw parameters in __init__ (merge's position embedding): seeded too, or the
+    # trained weights (and the checkpoint hash in every record) would change from process to process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        method = cls(t.n_tokens, t.latent_dim, options, cfg.lengths.train, cfg.lengths.probs)
     torch.manual_seed(cfg.seed)
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
                     t.dec_depth, t.heads, **method.tokenizer_kwargs())
@@ -110,20 +115,68 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
             "preset": bundle.cfg.preset, "config": json.dumps(bundle.cfg.resolved(bundle.method_name)),
             "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
             "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+            _canonical_header(tmp)
+    except OSError as e:  # disk full, read-only folder: the previous file (if any) is left as it was
+        raise UserError(f"checkpoint {path} could not be written ({e.strerror or e}); free space or "
+                        "choose another path (--out)") from None
+    except SafetensorError as e:
+        raise UserError(f"checkpoint {path} could not be written ({e}); free space or choose another path (--out)") from None
     return sha256_file(path)
+
+
+def _canonical_header(path: str | Path) -> None:
+    """Make the file a function of its content: safetensors writes the metadata map in a random (hash)
+    order, so two saves of the same weights would differ in bytes and sha256, which names the model
+    in result records (cell ids). Rewrite the header JSON with sorted keys: in place when it fits
+    (it does: same JSON, other order), padded with spaces as safetensors pads it."""
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= n:
+            f.seek(8)
+            f.write(text + b" " * (n - len(text)))
+            return
+        rest = f.read()  # not expected: a longer header moves the data
+        text += b" " * (-len(text) % 8)
+        f.seek(0)
+        f.write(struct.pack("<Q", len(text)) + text + rest)
+        f.truncate()
+
+
+def _not_safetensors(path: str | Path) -> str | None:
+    """What the file is instead, when its first bytes give it away (we never unpickle anything)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return None
+    if head[8:9] == b"{":  # a safetensors header (8-byte length, then JSON), however damaged
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (torch.save / TorchScript format, which can run code when loaded)"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (which can run code when loaded)"
+    return None
 
 
 def read_metadata(path: str | Path) -> dict:
     from safetensors import safe_open
 
+    if Path(path).is_dir():
+        raise UserError(f"checkpoint {path} is a folder; pass the checkpoint file (.safetensors) inside it")
     if not Path(path).is_file():
         raise UserError(f"checkpoint {path} does not exist; pass an existing file or train one with `vltbench train`")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
+        if (what := _not_safetensors(path)) is not None:
+            raise UserError(f"checkpoint {path} is {what}, not a safetensors file; vltbench loads only safetensors "
+                            "checkpoints written by `vltbench train` and never unpickles files") from None
         raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain, or pass another") from None
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} is not a vltbench checkpoint (format {meta.get('format')!r}); pass a file written by vltbench")
@@ -136,7 +189,14 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; train one with `vltbench train --method {method_name}`")
+    if expected_sha is not None and (sha := sha256_file(path)) != expected_sha:
+        # first: a changed file's metadata is not to be trusted either
+        raise UserError(f"checkpoint {path} fails its recorded hash ({sha[:12]} != {expected_sha[:12]}); it is corrupt or was changed")
     meta = read_metadata(path)
+    missing = [k for k in ("method", "n_tokens", "identity") if k not in meta]
+    if missing or not str(meta.get("n_tokens", "")).isdigit():
+        raise UserError(f"checkpoint {path} has incomplete metadata (missing or bad: {', '.join(missing) or 'n_tokens'}); "
+                        "pass a checkpoint written by `vltbench train`")
     if meta["method"] != method_name:
         raise UserError(f"checkpoint {path} is for method {meta['method']!r}, not {method_name!r}; pass the right checkpoint")
     if int(meta["n_tokens"]) != cfg.tokenizer.n_tokens:
@@ -146,8 +206,6 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     if meta["identity"] != want:
         raise UserError(f"checkpoint {path} was trained with another config (identity {meta['identity']} vs {want}); "
                         f"retrain with `vltbench train` or use the config it was trained with")
-    if expected_sha is not None and (sha := sha256_file(path)) != expected_sha:
-        raise UserError(f"checkpoint {path} fails its recorded hash ({sha[:12]} != {expected_sha[:12]}); it is corrupt or was changed")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

@@ -121,6 +121,25 @@ def validate(rec: Any) -> dict:
     return rec
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -179,8 +198,13 @@ class ResultStore:
             raise FileExistsError(f"record {path} already exists; finished cells are immutable")
         text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
         try:
+            # Temp files of this cell left by a killed writer: the caller holds the cell's claim,
+            # so nobody else is writing them.
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
+                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are shared like any file
         except OSError as e:
             raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
                             "choose another with --results") from None
@@ -200,6 +224,8 @@ class ResultStore:
         lock = self._lock_path(cid)
         lock.parent.mkdir(exist_ok=True)
         token = f"{os.getpid()} {socket.gethostname()}"
+        if (start := _proc_start(os.getpid())) is not None:
+            token += f" {start}"
         owned = self._acquire(lock, token)
         try:
             yield owned
@@ -214,10 +240,31 @@ class ResultStore:
         except OSError:
             return None
 
+    @staticmethod
+    def _create(lock: Path, token: str) -> None:
+        """Create `lock` holding `token` in one step, so a killed process never leaves an empty
+        (ownerless, undecidable) lock: write a temp file, then hard-link it into place, which fails
+        with FileExistsError if the lock exists. Without hard links: exclusive create, then write."""
+        tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(token)
+            try:
+                os.link(tmp, lock)
+                return
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links on this file system
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+
     def _acquire(self, lock: Path, token: str, tries: int = 3) -> bool:
         for _ in range(tries):
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create(lock, token)
             except FileExistsError:
                 held = self._read_lock(lock)
                 if held is None:
@@ -238,8 +285,6 @@ class ResultStore:
                         pass
                 aside.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(token)
             return True
         return False
 
@@ -254,7 +299,11 @@ class ResultStore:
                 return False
         if len(parts) > 1 and parts[1] != socket.gethostname():
             return False  # another host: its pid cannot be checked from here
-        return not _pid_alive(int(parts[0]))
+        pid = int(parts[0])
+        if not _pid_alive(pid):
+            return True
+        # alive, but the pid may have been reused (after a kill -9 or a reboot): compare start times
+        return len(parts) > 2 and (now := _proc_start(pid)) is not None and now != parts[2]
 
     # -- reading -------------------------------------------------------------
     def files(self) -> list[Path]:

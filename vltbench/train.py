@@ -1,20 +1,44 @@
-"""Training: stage 1 the tokenizer (with the method's length mechanism), stage 2 the DiT(s) on cached latents."""
+"""Training: stage 1 the tokenizer (with the method's length mechanism), stage 2 the DiT(s) on cached latents.
+
+The same loops run in one process and under `torchrun` (DDP). Every random draw is made for the
+whole global batch (`batch_size` in the config) from generators that are identical on every rank;
+each rank then takes its slice of that batch, and the loss is weighted by the slice's share, so
+P processes x B/P samples take the same steps as 1 process x B (up to float summation order).
+Rank 0 alone logs and writes files; the EMA is updated identically on every rank after the synced step.
+
+Resume: every `ckpt_every` steps (and when a stage ends) rank 0 writes the stage's training state
+(weights, EMA, optimizer, scheduler, generator states, step) as one safetensors file with JSON
+metadata, atomically, under cache_dir("train-state"), keyed by the training identity. Starting the
+same training again continues from it (with any number of processes); the folder is removed once
+the final checkpoint is written. A non-finite loss stops training with the step named and the last
+good state left intact.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
 
-from . import progress
+from . import dist, progress
+from .atomic import atomic_path
 from .data import Dataset
 from .device import to_float
 from .errors import UserError
-from .flow import EMA, flow_loss
+from .flow import EMA, flow_draws, flow_loss
+from .hashing import hash_obj
 from .latents import cached_latents
 from .model import Bundle
+from .paths import cache_dir
+
+STATE_FORMAT = "vltbench-train-state/1"
 
 
 class TrainingDiverged(UserError):
@@ -31,19 +55,154 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def _check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"{stage} loss is {loss.item()} at step {step}; lower the learning rate "
-                               f"({stage}.lr) or check the data")
+def _check_finite(loss: torch.Tensor | float, stage: str, step: int, saved: tuple[Path, int] | None = None,
+                  who: str = "") -> None:
+    value = loss.item() if torch.is_tensor(loss) else float(loss)
+    if not math.isfinite(value):
+        if saved is not None:
+            kept = f"; the last good training state (step {saved[1]}) is kept at {saved[0]} and a restart resumes from it"
+        else:
+            kept = f"; no training state was saved before it (one is written every {stage}.ckpt_every steps)"
+        raise TrainingDiverged(f"{stage} loss is {value} at step {step}{who}; lower the learning rate "
+                               f"({stage}.lr) or check the data{kept}")
 
 
-def batch_images(ds: Dataset, idx: torch.Tensor, gen: torch.Generator, device) -> torch.Tensor:
-    x = to_float(ds.train.images(idx.numpy()))
+def batch_images(ds: Dataset, idx: torch.Tensor, gen: torch.Generator, device, part: slice = slice(None)) -> torch.Tensor:
+    """The images of idx[part], flipped by draws made for the whole of idx (so shards agree)."""
+    x = to_float(ds.train.images(idx[part].numpy()))
     if ds.flip:
-        flip = torch.rand(len(idx), generator=gen) < 0.5
+        flip = (torch.rand(len(idx), generator=gen) < 0.5)[part]
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return x.to(device)
 
+
+# ---- training state (resume) ---------------------------------------------------------------------
+
+def state_dir(bundle: Bundle) -> Path:
+    """Where this training's resumable states live (one file per stage / DiT)."""
+    return cache_dir("train-state") / bundle.cfg.preset / f"{bundle.method_name}-{hash_obj(bundle.identity, 12)}"
+
+
+def save_state(path: Path, identity: str, step: int, done: bool, modules: dict[str, nn.Module], opt, sched,
+               gens: dict[str, torch.Generator], extra: dict) -> None:
+    """One safetensors file (tensors) + JSON metadata (the rest), written atomically. No pickle."""
+    tensors = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    opt_sd = opt.state_dict()
+    opt_scalars = {}
+    for i, st in opt_sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{i}.{k}"] = v
+            else:
+                opt_scalars[f"{i}.{k}"] = v
+    for name, g in gens.items():
+        tensors[f"rng.{name}"] = g.get_state()
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+    meta = {"format": STATE_FORMAT, "identity": identity, "step": str(step), "done": str(done).lower(),
+            "json": json.dumps({"param_groups": opt_sd["param_groups"], "opt_scalars": opt_scalars,
+                                "sched": sched.state_dict(), "extra": extra})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_state(path: Path, identity: str, modules: dict[str, nn.Module], opt, sched,
+               gens: dict[str, torch.Generator]) -> dict | None:
+    """Restore a state written by save_state; None (start afresh) when absent or unusable."""
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != STATE_FORMAT or meta.get("identity") != identity:
+            progress.log(f"training state {path} is for another training; starting afresh")
+            return None
+        tensors = load_file(str(path))
+        info = json.loads(meta["json"])
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        progress.log(f"training state {path} is unreadable ({e}); starting afresh")
+        return None
+    for name, m in modules.items():
+        pre = f"{name}."
+        m.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, key = k.split(".", 2)
+            state.setdefault(int(i), {})[key] = v
+    for k, v in info["opt_scalars"].items():
+        i, key = k.split(".", 1)
+        state.setdefault(int(i), {})[key] = v
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})  # casts to the params' device
+    sched.load_state_dict(info["sched"])
+    for name, g in gens.items():
+        g.set_state(tensors[f"rng.{name}"])
+    return {"step": int(meta["step"]), "done": meta["done"] == "true", **info["extra"]}
+
+
+class _Saver:
+    """Rank 0 writes the state every `every` steps and at the end; remembers the last good one."""
+
+    def __init__(self, path: Path, identity: str, every: int, start: int, resumed: bool):
+        self.path, self.identity, self.every = path, identity, every
+        self.saved = (path, start) if resumed else None
+
+    def maybe(self, step_done: int, total: int, kw) -> None:
+        if self.every and step_done % self.every == 0 and step_done < total:
+            self.save(step_done, False, **kw())
+
+    def save(self, step_done: int, done: bool, **kw) -> None:
+        if dist.is_main():
+            save_state(self.path, self.identity, step_done, done, **kw)
+        self.saved = (self.path, step_done)
+
+
+class _DDP(nn.parallel.DistributedDataParallel):
+    """DDP that lets callers read the wrapped module's attributes (e.g. dit.null_class)."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def _wrap(module: nn.Module, find_unused: bool) -> nn.Module:
+    """DDP under torchrun (gradients averaged over ranks in backward), the module itself in one process.
+    find_unused: a method's parameters may sit out a step (e.g. a mask token when K = N); the DiT's never do."""
+    if dist.world_size() == 1:
+        return module
+    # device_ids=None: the module and its inputs are already on this rank's device.
+    return _DDP(module, find_unused_parameters=find_unused)
+
+
+class _TokenizerStep(nn.Module):
+    """Tokenizer + method as one module, so DDP sees the whole forward."""
+
+    def __init__(self, tok, method):
+        super().__init__()
+        self.tok, self.method = tok, method
+
+    def forward(self, x, gen):
+        dec_in, aux = self.method.train_tokens(self.tok.encode(x), gen)
+        return F.mse_loss(self.tok.decode(dec_in), x), aux
+
+
+def _step_loss(loss, rec, stage: str, step: int, share: float, saver: _Saver) -> float:
+    """Backward of this rank's share; returns the global-batch value of `rec`. Non-finite -> TrainingDiverged."""
+    if dist.world_size() == 1:
+        _check_finite(loss, stage, step, saver.saved)
+        loss.backward()
+        return rec.item()
+    (loss * (share * dist.world_size())).backward()  # DDP averages: sum_r share_r * grad_r = global mean
+    value, bad = dist.reduce_mean_and_flag(rec.item(), share, not torch.isfinite(loss).item())
+    if bad:
+        _check_finite(float("nan") if math.isfinite(value) else value, stage, step, saver.saved,
+                      who=f" (on rank {dist.rank()})" if not torch.isfinite(loss).item() else "")
+    return value
+
+
+# ---- stage 1: tokenizer --------------------------------------------------------------------------
 
 def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
     cfg = bundle.cfg.tokenizer
@@ -52,30 +211,58 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
     params = list(tok.parameters()) + list(method.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
-    t0, losses = time.perf_counter(), []
+    ident = hash_obj({"stage": "tokenizer", "identity": bundle.identity})
+    modules = {"tokenizer": tok, "method": method}
+    path = state_dir(bundle) / "tokenizer.safetensors"
+    st = load_state(path, ident, modules, opt, sched, {"gen": gen})
+    start, losses, before = (st["step"], st["losses"], st["elapsed_s"]) if st else (0, [], 0.0)
+    if st and st["done"]:
+        progress.log(f"{bundle.method_name}: tokenizer already trained (state {path})")
+        tok.eval(), method.eval()
+        bundle.stages = ["tokenizer"]
+        return {"tokenizer_s": before, "tokenizer_final_mse": st["final"]}
+    if st:
+        progress.log(f"{bundle.method_name}: tokenizer resumes at step {start} from {path}")
+    saver = _Saver(path, ident, cfg.ckpt_every, start, st is not None)
+    model = _wrap(_TokenizerStep(tok, method), find_unused=True)
+    lo, hi = dist.shard_bounds(cfg.batch_size)
+    share, part = (hi - lo) / cfg.batch_size, slice(lo, hi)
+    t0 = time.perf_counter()
+
+    def kw():
+        return dict(modules=modules, opt=opt, sched=sched, gens={"gen": gen},
+                    extra={"losses": losses[-50:], "elapsed_s": before + time.perf_counter() - t0,
+                           "final": sum(losses[-50:]) / max(1, len(losses[-50:]))})
+
     with progress.task(f"{bundle.method_name}: tokenizer", cfg.steps) as bar:
-        for step in range(cfg.steps):
-            x = batch_images(ds, torch.randint(len(ds.train), (cfg.batch_size,), generator=gen), gen, device)
-            dec_in, aux = method.train_tokens(tok.encode(x), gen)
-            rec = F.mse_loss(tok.decode(dec_in), x)
+        bar.advance(start)
+        for step in range(start, cfg.steps):
+            x = batch_images(ds, torch.randint(len(ds.train), (cfg.batch_size,), generator=gen), gen, device, part)
+            rec, aux = model(x, gen)
+            if dist.world_size() > 1:
+                dist.sync_generator(gen)  # a method's per-sample draws differ in size between shards
             loss = rec + sum(aux.values(), torch.zeros((), device=device))
-            _check_finite(loss, "tokenizer", step)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value = _step_loss(loss, rec, "tokenizer", step, share, saver)
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
-            losses.append(rec.item())
+            losses.append(value)
             bar.advance(info=f"mse {sum(losses[-50:]) / len(losses[-50:]):.4f}")
+            saver.maybe(step + 1, cfg.steps, kw)
     method.freeze()
     tok.eval(), method.eval()
     bundle.stages = ["tokenizer"]
-    return {"tokenizer_s": time.perf_counter() - t0, "tokenizer_final_mse": sum(losses[-50:]) / len(losses[-50:])}
+    saver.save(cfg.steps, True, **kw())
+    return {"tokenizer_s": before + time.perf_counter() - t0, "tokenizer_final_mse": sum(losses[-50:]) / len(losses[-50:])}
 
+
+# ---- stage 2: DiT(s) -----------------------------------------------------------------------------
 
 def train_dits(bundle: Bundle, ds: Dataset, device, lengths: list[int] | None = None) -> dict:
     """Joint: one DiT over the shared K schedule. Separate: one DiT per length (same steps each)."""
-    z, y = cached_latents(bundle, ds, device)
+    with dist.main_first():  # rank 0 encodes and caches the latents; the others read the cache
+        z, y = cached_latents(bundle, ds, device)
     flat = z.reshape(-1, z.shape[-1])
     bundle.latent_mean, bundle.latent_std = flat.mean(0), flat.std(0).clamp_min(1e-6)
     zs = bundle.standardise(z)
@@ -83,8 +270,8 @@ def train_dits(bundle: Bundle, ds: Dataset, device, lengths: list[int] | None = 
     out = {}
     for key in keys:
         t0 = time.perf_counter()
-        bundle.dits[key], loss = _train_one_dit(bundle, z, zs, y, None if key == "joint" else int(key), device)
-        out[f"dit_{key}_s"], out[f"dit_{key}_final_loss"] = time.perf_counter() - t0, loss
+        bundle.dits[key], loss, before = _train_one_dit(bundle, z, zs, y, None if key == "joint" else int(key), device)
+        out[f"dit_{key}_s"], out[f"dit_{key}_final_loss"] = before + time.perf_counter() - t0, loss
     bundle.stages = ["tokenizer", "dit"]
     return out
 
@@ -99,24 +286,52 @@ def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device):
     dev_gen = torch.Generator(device).manual_seed(bundle.cfg.seed + 3)
     opt = torch.optim.AdamW(dit.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
-    views, losses = {}, []
     label = "joint" if fixed_k is None else f"K={fixed_k}"
+    key = "joint" if fixed_k is None else str(fixed_k)
+    ident = hash_obj({"stage": f"dit-{key}", "identity": bundle.identity,
+                      "latents": [float(bundle.latent_mean.sum()), float(bundle.latent_std.sum())]})
+    modules, gens = {"dit": dit, "ema": ema.model}, {"gen": gen, "dev_gen": dev_gen}
+    path = state_dir(bundle) / f"dit-{key}.safetensors"
+    st = load_state(path, ident, modules, opt, sched, gens)
+    start, losses, before = (st["step"], st["losses"], st["elapsed_s"]) if st else (0, [], 0.0)
+    if st and st["done"]:
+        progress.log(f"{bundle.method_name}: DiT {label} already trained (state {path})")
+        return ema.model, st["final"], before
+    if st:
+        progress.log(f"{bundle.method_name}: DiT {label} resumes at step {start} from {path}")
+    saver = _Saver(path, ident, cfg.ckpt_every, start, st is not None)
+    model = _wrap(dit, find_unused=False)
+    lo, hi = dist.shard_bounds(cfg.batch_size)
+    share = (hi - lo) / cfg.batch_size
+    views = {}
+    t0 = time.perf_counter()
+
+    def kw():
+        return dict(modules=modules, opt=opt, sched=sched, gens=gens,
+                    extra={"losses": losses[-50:], "elapsed_s": before + time.perf_counter() - t0,
+                           "final": sum(losses[-50:]) / max(1, len(losses[-50:]))})
+
     with progress.task(f"{bundle.method_name}: DiT {label}", cfg.steps) as bar:
-        for step in range(cfg.steps):
+        bar.advance(start)
+        for step in range(start, cfg.steps):
             idx = torch.randint(len(zs), (cfg.batch_size,), generator=gen)
             k = fixed_k or method.sample_length(gen)
+            mine = idx[lo:hi]
             if method.data_dependent:
-                view = method.view(k, z[idx]).to(device)
+                view = method.view(k, z[mine]).to(device)
             else:
                 view = views.setdefault(k, method.view(k).to(device))
-            loss = flow_loss(dit, zs[idx].to(device), y[idx].to(device), view, dev_gen, cfg.label_dropout)
-            _check_finite(loss, "dit", step)
+            draws = flow_draws((cfg.batch_size, *zs.shape[1:]), dev_gen, device, zs.dtype, cfg.label_dropout)
+            draws = tuple(d[lo:hi] if d is not None else None for d in draws)
+            loss = flow_loss(model, zs[mine].to(device), y[mine].to(device), view, draws=draws)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value = _step_loss(loss, loss, "dit", step, share, saver)
             torch.nn.utils.clip_grad_norm_(dit.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            ema.update(dit)
-            losses.append(loss.item())
+            ema.update(dit)  # after the synced step: identical on every rank
+            losses.append(value)
             bar.advance(info=f"loss {sum(losses[-50:]) / len(losses[-50:]):.4f} K={k}")
-    return ema.model, sum(losses[-50:]) / len(losses[-50:])
+            saver.maybe(step + 1, cfg.steps, kw)
+    saver.save(cfg.steps, True, **kw())
+    return ema.model, sum(losses[-50:]) / len(losses[-50:]), before
