@@ -216,8 +216,7 @@ SWEEP_OPTS = dict(
 )
 
 
-@app.command("run")
-def run_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str] = SWEEP_OPTS["methods"],
+def run_cmd(ctx: typer.Context, method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str] = SWEEP_OPTS["methods"],
             lengths: str = SWEEP_OPTS["lengths"], preset: str = PRESET, config: Optional[Path] = CONFIG,
             sets: Optional[list[str]] = SET, results: Path = RESULTS, seeds: str = SWEEP_OPTS["seeds"],
             generator: Optional[str] = SWEEP_OPTS["generator"], overwrite: bool = SWEEP_OPTS["overwrite"],
@@ -225,23 +224,26 @@ def run_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str]
             extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET,
             executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"]):
-    """Train or load each method, evaluate every length (gFID, rFID, KID, P/R, FLOPs, alignment), print the table."""
-    _sweep(True, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite, checkpoint,
-           n_samples, extractor, inception_weights, data_root, device, quiet, executor, slurm_partition)
+    # one implementation for both commands: `run` may train, `eval` never does
+    _sweep(ctx.info_name == "run", method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite,
+           checkpoint, n_samples, extractor, inception_weights, data_root, device, quiet, executor, slurm_partition)
 
 
-@app.command("eval")
-def eval_cmd(method: Optional[str] = SWEEP_OPTS["method"], methods: Optional[str] = SWEEP_OPTS["methods"],
-             lengths: str = SWEEP_OPTS["lengths"], preset: str = PRESET, config: Optional[Path] = CONFIG,
-             sets: Optional[list[str]] = SET, results: Path = RESULTS, seeds: str = SWEEP_OPTS["seeds"],
-             generator: Optional[str] = SWEEP_OPTS["generator"], overwrite: bool = SWEEP_OPTS["overwrite"],
-             checkpoint: Optional[str] = SWEEP_OPTS["checkpoint"], n_samples: Optional[int] = SWEEP_OPTS["n_samples"],
-             extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
-             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET,
-             executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"]):
-    """Like run, but never trains: evaluates an existing (given, shipped or cached) checkpoint."""
-    _sweep(False, method, methods, lengths, preset, config, sets, results, seeds, generator, overwrite, checkpoint,
-           n_samples, extractor, inception_weights, data_root, device, quiet, executor, slurm_partition)
+app.command("run", help="Train or load each method, evaluate every length (gFID, rFID, KID, P/R, FLOPs, "
+                        "alignment), print the table.")(run_cmd)
+app.command("eval", help="Like run, but never trains: evaluates an existing (given, shipped or cached) checkpoint.")(run_cmd)
+
+
+@app.command("bench")
+def bench_cmd(names: Optional[list[str]] = typer.Argument(None, help="Benchmarks to run (default all): peak, dit-scaling, "
+                                                                      "dit-gflops, features, latent-cache, memory, overhead, gpu."),
+              out: Path = typer.Option(Path("results/bench"), "--out", "-o", help="Folder for one JSON per benchmark."),
+              quick: bool = typer.Option(False, "--quick", help="Small sizes: checks the benchmarks run, figures are not meaningful."),
+              threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice).")):
+    """Measure the harness: matmul peak, DiT cost vs FLOPs, GFLOP/s, feature extraction, cache, memory, overhead."""
+    from .bench import run_bench
+
+    run_bench(names or None, out, quick=quick, threads=threads)
 
 
 @app.command("flops")

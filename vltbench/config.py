@@ -106,10 +106,10 @@ class EvalCfg(Strict):
     extractor: str = "inception"
     backend: Literal["torch-fidelity", "clean-fid"] = "torch-fidelity"
     inception_weights: str | None = None
-    n_samples: int = 1000
-    n_ref: int = 2000
-    batch_size: int = 100
-    kid_subset_size: int = 100
+    n_samples: int = Field(1000, ge=1)
+    n_ref: int = Field(2000, ge=1)
+    batch_size: int = Field(100, ge=1)
+    kid_subset_size: int = Field(100, ge=1)
     seed: int = 0
 
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from . import dist, progress
+from .atomic import atomic_path
 from .checkpoints import obtain_bundle
 from .config import Config
 from .data import Dataset, dataset_info, load_data
@@ -119,13 +120,19 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
                     progress.log(f"{method} K={k} seed={seed}: another process is computing it, skipped")
                     spec.skipped.append(cid)
                     continue
+                # the lock holder may have finished this cell between our check and our claim
+                if dist.broadcast_object(store.exists(cid) and not spec.overwrite if dist.is_main() else None):
+                    progress.log(f"{method} K={k} seed={seed}: finished by another process ({cid}), skipped")
+                    spec.skipped.append(cid)
+                    continue
                 record, grid = evaluate_cell(bundle, ds, extractor, ref(), identity, k, seed, bank, device)
                 if record is None:  # not rank 0: rank 0 writes the record
                     continue
                 record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
                 grid_name = f"{cid}.samples.png"
                 record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
-                Image.fromarray(grid).save(store.artifact_path(record, grid_name))
+                with atomic_path(store.artifact_path(record, grid_name)) as tmp:
+                    Image.fromarray(grid).save(tmp, format="PNG")
                 spec.written.append(store.write(record, overwrite=spec.overwrite))
                 m = record["metrics"]
                 progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
