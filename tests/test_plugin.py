@@ -4,8 +4,8 @@ The plugin code is the README's "Writing a method" example (examples/contiguous_
 out as an installed distribution (package + .dist-info with entry_points.txt) on PYTHONPATH, so
 importlib.metadata discovers it exactly as it would after `pip install`."""
 
-import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,9 @@ def _install_fake_dist(site: Path) -> None:
     info = site / "vltbench_contiguous_merge-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vltbench-contiguous-merge\nVersion: 0.1.0\n")
-    eps = re.search(r'\[project.entry-points."vltbench.methods"\]\n(.+?)\n', (EXAMPLE / "pyproject.toml").read_text())
-    (info / "entry_points.txt").write_text(f"[vltbench.methods]\n{eps.group(1)}\n")
+    eps = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["entry-points"]["vltbench.methods"]
+    lines = "".join(f"{name} = {target}\n" for name, target in eps.items())
+    (info / "entry_points.txt").write_text(f"[vltbench.methods]\n{lines}")
 
 
 def test_readme_example_is_the_tested_plugin():
