@@ -574,7 +574,7 @@ def feature_throughput(n: int = 64, size: int = 64, batch: int = 32, repeats: in
     """Inception-v3 feature extraction: vltbench's extractor vs torch-fidelity's own pipeline
     (`get_featuresdict_from_dataset`: dataset -> DataLoader -> its feature extractor, as
     `calculate_metrics` runs it) on the same in-memory uint8 images, same batch size and weights,
-    interleaved, best run kept. (The logic of benchmarks/bench_features.py.)"""
+    interleaved, best run kept."""
     import warnings
 
     import numpy as np
