@@ -135,7 +135,8 @@ def test_a_dead_rank_fails_cleanly_without_a_record(cache, tmp_path, how):
     assert r.returncode != 0
     if how == "exit":  # a crash: torchrun names the rank that died, rank 0 says it lost it
         assert re.search(r"rank\s*: 1 \(local_rank: 1\)\s+exitcode\s*: 13", out), out[-3000:]
-        assert "error: rank 0/2: lost contact with another process" in out
+        # rank 0 either reports the lost peer itself or is stopped by torchrun first (a race)
+        assert "error: rank 0/2: lost contact with another process" in out or "Sending process" in out, out[-3000:]
     else:  # an exception: that rank says so in one line
         assert "error: rank 1/2: RuntimeError: injected failure in generate" in out
     assert not list(res.rglob("*.json")) and not list(res.rglob("*.png"))  # no partial record

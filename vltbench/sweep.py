@@ -227,20 +227,9 @@ def evaluate_cell(bundle: Bundle, ds: Dataset, extractor, ref, identity: dict, k
         return generate_batches(bundle, k, e.n_samples, seed, s, scale, e.batch_size, bank, ids=ids)
 
     keep: list = []
-    with progress.task(f"{bundle.method_name} K={k}: guided samples", 1):
-        guided = timed("guided_s", lambda: _image_metrics(
-            extractor, _keep_grid(samples(s.cfg_scale), ids, keep), ids, e.n_samples, e.batch_size, ref, common))
-    if s.cfg_scale != 1.0:
-        plain = timed("unguided_s", lambda: _image_metrics(
-            extractor, samples(1.0), ids, e.n_samples, e.batch_size, ref, common))
-    else:
-        plain = guided
-    grid_ids = torch.cat([i for _, i in keep]) if keep else torch.zeros(0, dtype=torch.long)
-    grid = dist.gather_rows(torch.cat([x for x, _ in keep]).numpy() if keep else None, grid_ids)
-
-    meter = ReconMeter(device=device)
     n_rec = min(e.n_samples, len(ds.val))
     rec_ids = shard_ids(n_rec, e.batch_size)
+    meter = ReconMeter(device=device)
 
     def recon_batches():
         start = int(rec_ids[0]) if len(rec_ids) else n_rec
@@ -249,7 +238,22 @@ def evaluate_cell(bundle: Bundle, ds: Dataset, extractor, ref, identity: dict, k
             meter.update(real, rec)
             yield rec
 
-    recon = timed("recon_s", lambda: _image_metrics(extractor, recon_batches(), rec_ids, n_rec, e.batch_size, ref, common))
+    generated = len(ids) * (2 if s.cfg_scale != 1.0 else 1)
+    with progress.task(f"{bundle.method_name} K={k}: sample, reconstruct, extract features",
+                       generated + len(rec_ids)) as bar:
+        guided = timed("guided_s", lambda: _image_metrics(
+            extractor, _counted(_keep_grid(samples(s.cfg_scale), ids, keep), bar), ids, e.n_samples, e.batch_size,
+            ref, common))
+        if s.cfg_scale != 1.0:
+            plain = timed("unguided_s", lambda: _image_metrics(
+                extractor, _counted(samples(1.0), bar), ids, e.n_samples, e.batch_size, ref, common))
+        else:
+            plain = guided
+        recon = timed("recon_s", lambda: _image_metrics(extractor, _counted(recon_batches(), bar), rec_ids, n_rec,
+                                                          e.batch_size, ref, common))
+    grid_ids = torch.cat([i for _, i in keep]) if keep else torch.zeros(0, dtype=torch.long)
+    grid = dist.gather_rows(torch.cat([x for x, _ in keep]).numpy() if keep else None, grid_ids)
+
     if dist.world_size() > 1:  # per-image values from every rank, in index order, then averaged on rank 0
         for name in ("psnr", "ssim", "lpips"):
             vals = getattr(meter, name)
@@ -285,6 +289,13 @@ def evaluate_cell(bundle: Bundle, ds: Dataset, extractor, ref, identity: dict, k
                           provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name))
     grid = grid[:GRID_SAMPLES].transpose(0, 2, 3, 1)
     return record, np.concatenate(list(grid), axis=1)
+
+
+def _counted(batches, bar):
+    """Pass batches through, advancing the cell's progress bar."""
+    for b in batches:
+        bar.advance(len(b))
+        yield b
 
 
 def _plain(obj):
