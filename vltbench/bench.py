@@ -313,19 +313,33 @@ def _peak(ctx: Ctx) -> float:
 
 # ---- 2. dit-scaling -------------------------------------------------------------------------------
 
-def bench_dit_scaling(ctx: Ctx) -> dict:
+def _dit_rounds(ctx: Ctx) -> tuple[int, int]:
+    """(rounds, steps per round) of the DiT step races."""
+    return (2, 1) if ctx.quick else (7, 3)
+
+
+def _race_dit_steps(ctx: Ctx, lengths_for, extra=None):
+    """Time DiT training and sampling steps of the tiny preset's merge model at lengths_for(N), side by side
+    (with extra(cfg, n, train_b) -> {key: fn} raced in the same rounds)."""
     cfg = _tiny_cfg()
     bundle, source = _merge_bundle(cfg, _embedded_classes())
     n = bundle.n_tokens
-    ks = _lengths(n)
+    ks = lengths_for(n)
     train_b = 16 if ctx.quick else cfg.dit.batch_size
     sample_b = 16 if ctx.quick else cfg.eval.batch_size
-    repeats, inner = (2, 1) if ctx.quick else (7, 3)
+    repeats, inner = _dit_rounds(ctx)
     steps = _DiTSteps(bundle, train_b, sample_b)
     fma = {k: steps.forward_fma(k) for k in ks}
     fns = {("train", k): (lambda k=k: steps.train_step(k)) for k in ks}
     fns.update({("sample", k): (lambda k=k: steps.sample_step(k)) for k in ks})
-    t = race(fns, repeats, inner)
+    fns.update(extra(cfg, n, train_b) if extra else {})
+    return cfg, bundle, source, n, train_b, sample_b, steps, fma, race(fns, repeats, inner)
+
+
+def bench_dit_scaling(ctx: Ctx) -> dict:
+    cfg, bundle, source, n, train_b, sample_b, steps, fma, t = _race_dit_steps(ctx, _lengths)
+    ks = sorted(fma, key=_lengths(n).index)
+    repeats, inner = _dit_rounds(ctx)
     rows, per_k = [], {}
     for k in ks:
         fr = fma[k] / fma[n]
@@ -494,22 +508,16 @@ def pyspy_profile(seconds: float, train_batch: int, threads: int, top: int = 10)
 
 def bench_dit_gflops(ctx: Ctx) -> dict:
     peak = _peak(ctx)
-    cfg = _tiny_cfg()
-    bundle, source = _merge_bundle(cfg, _embedded_classes())
-    n = bundle.n_tokens
-    ks = [n] if ctx.quick else [n, max(1, n // 8)]
-    train_b = 16 if ctx.quick else cfg.dit.batch_size
-    sample_b = 16 if ctx.quick else cfg.eval.batch_size
-    repeats, inner = (2, 1) if ctx.quick else (7, 3)
-    steps = _DiTSteps(bundle, train_b, sample_b)
-    fma = {k: steps.forward_fma(k) for k in ks}
-    fns = {("train", k): (lambda k=k: steps.train_step(k)) for k in ks}
-    fns.update({("sample", k): (lambda k=k: steps.sample_step(k)) for k in ks})
-    # Reference: one GEMM of the DiT's own largest shape (MLP fc1 at K = N: B*N x w @ w x 4w)
+    def gemm(cfg, n, b):  # reference: one GEMM of the DiT's own largest shape (MLP fc1 at K = N)
+        w = cfg.dit.width
+        ga, gw, go = torch.randn(b * n, w), torch.randn(w, 4 * w), torch.empty(b * n, 4 * w)
+        return {("gemm", n): lambda: torch.mm(ga, gw, out=go)}
+
+    cfg, bundle, source, n, train_b, sample_b, steps, fma, t = _race_dit_steps(
+        ctx, lambda n: [n] if ctx.quick else [n, max(1, n // 8)], gemm)
+    ks = list(fma)
+    repeats, inner = _dit_rounds(ctx)
     w = cfg.dit.width
-    ga, gw, go = torch.randn(train_b * n, w), torch.randn(w, 4 * w), torch.empty(train_b * n, 4 * w)
-    fns[("gemm", n)] = lambda: torch.mm(ga, gw, out=go)
-    t = race(fns, repeats, inner)
     gemm_gflops = FMA_FLOPS * train_b * n * w * 4 * w / t[("gemm", n)]["best_s"] / 1e9
     rows, per_k = [], {}
     for k in ks:
