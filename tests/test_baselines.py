@@ -93,10 +93,12 @@ def test_nested_dropout_causal_encoder():
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     z = b.tokenizer.encode(x)
     # latent token 0 must not depend on later latent tokens: perturb the latent-token embeddings after 0
-    b.tokenizer.latent_tokens.data[:, 1:] += 1.0
+    # (random, not a constant: a constant shift of a token is mostly removed by the pre-block LayerNorm)
+    g = torch.Generator().manual_seed(0)
+    b.tokenizer.latent_tokens.data[:, 1:] += torch.randn(b.tokenizer.latent_tokens[:, 1:].shape, generator=g)
     z2 = b.tokenizer.encode(x)
     torch.testing.assert_close(z[:, 0], z2[:, 0])
-    assert not torch.allclose(z[:, -1], z2[:, -1])
+    assert (z[:, -1] - z2[:, -1]).abs().max() > 1e-2  # later latents do see the perturbed tokens
 
 
 def test_unknown_schedule_is_one_line_error():

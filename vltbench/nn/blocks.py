@@ -24,8 +24,25 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return self.proj(attend(q, k, v, bias).transpose(1, 2).reshape(b, n, c))
+
+
+CPU_MATMUL_ATTENTION_MAX_LEN = 512
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v, exactly what F.scaled_dot_product_attention computes.
+
+    On CPU, for sequences up to CPU_MATMUL_ATTENTION_MAX_LEN, it is written out as two batched
+    matmuls: ATen's CPU flash kernel is 1.4-3x slower forward+backward at the tiny preset's
+    lengths (4-96 tokens; `vltbench bench dit-gflops`, results/PERFORMANCE.md). Elsewhere, and in
+    a jit trace (so fvcore's FLOP count sees the one SDPA op it has a handle for), SDPA itself."""
+    if q.device.type != "cpu" or q.shape[-2] > CPU_MATMUL_ATTENTION_MAX_LEN or torch.jit.is_tracing():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if bias is not None:
+        logits = logits.masked_fill(~bias, float("-inf")) if bias.dtype == torch.bool else logits + bias
+    return logits.softmax(-1) @ v
 
 
 class Mlp(nn.Sequential):
@@ -50,7 +67,8 @@ class Block(nn.Module):
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """x * (1 + scale) + shift, per sample; one fused kernel over x instead of two."""
+    return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
 
 
 class AdaLNBlock(nn.Module):
@@ -68,8 +86,8 @@ class AdaLNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         s1, sc1, g1, s2, sc2, g2 = self.ada(c).chunk(6, dim=-1)
-        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), s1, sc1), bias)
-        return x + g2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), s2, sc2))
+        x = torch.addcmul(x, g1.unsqueeze(1), self.attn(modulate(self.norm1(x), s1, sc1), bias))
+        return torch.addcmul(x, g2.unsqueeze(1), self.mlp(modulate(self.norm2(x), s2, sc2)))
 
 
 def init_weights(module: nn.Module) -> None:
