@@ -127,6 +127,29 @@ def test_feature_stats_merge_roundtrip(tmp_path):
     assert fid_from_stats(sa, sb, method="eigh") == pytest.approx(fid_from_stats(sa, sb), rel=1e-9)
 
 
+@pytest.mark.parametrize("n", [12, 40])  # fewer rows than dimensions (the n x n route) and more
+def test_fid_from_feature_rows_equals_sqrtm(n):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(n, 24)) * rng.uniform(0.5, 2, 24)
+    r = rng.normal(size=(60, 24)) + 0.3
+    mu2, s2 = r.mean(0), np.cov(r, rowvar=False)
+    want = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu2, s2)  # scipy sqrtm
+    got = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu2, s2, method="eigh", features1=x)
+    assert got == pytest.approx(want, rel=1e-8)
+    # the bootstrap's rows route gives what the covariance route gives, resample by resample
+    idx = np.random.default_rng(0).integers(0, n, n)
+    xb = x[idx]
+    assert frechet_distance(xb.mean(0), np.cov(xb, rowvar=False), mu2, s2, method="eigh", features1=xb) == \
+        pytest.approx(frechet_distance(xb.mean(0), np.cov(xb, rowvar=False), mu2, s2), rel=1e-8)
+    # fid_bootstrap_std: the std of exactly those resampled FIDs (same seeded draws)
+    draws = np.random.default_rng(5)
+    fids = []
+    for _ in range(4):
+        xb = x[draws.integers(0, n, n)]
+        fids.append(frechet_distance(xb.mean(0), np.cov(xb, rowvar=False), mu2, s2))
+    assert fid_bootstrap_std(x, (mu2, s2), n_boot=4, seed=5) == pytest.approx(np.std(fids, ddof=1), rel=1e-6)
+
+
 def test_kid_precision_recall_is_against_direct_computation():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(40, 8)).astype(np.float32), (rng.normal(size=(50, 8)) + 0.5).astype(np.float32)

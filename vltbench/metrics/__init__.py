@@ -64,7 +64,8 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
                           stacklevel=2)
 
     reasons = {}
-    out = {"fid": frechet_distance(fstats.mean(), fstats.cov(), ref.mu, ref.sigma, method=fid_method)}
+    out = {"fid": frechet_distance(fstats.mean(), fstats.cov(), ref.mu, ref.sigma, method=fid_method,
+                                   features1=ffeats)}
     out["fid_bootstrap_std"] = fid_bootstrap_std(ffeats, (ref.mu, ref.sigma), n_boot=fid_bootstrap, seed=seed)
     if out["fid_bootstrap_std"] is None:
         reasons["fid_bootstrap_std"] = "bootstrap disabled (fid_bootstrap < 2)"

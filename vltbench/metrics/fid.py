@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -72,13 +73,16 @@ class FeatureStats:
             return cls.from_arrays(z["n"].reshape(1), z["sum"], z["sum_sq"])
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "sqrtm") -> float:
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "sqrtm",
+                     features1=None) -> float:
     """||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
 
     method="sqrtm": the pytorch-fid / clean-fid formulation (scipy sqrtm, an eps*I offset if the
     product is singular, tiny imaginary parts dropped); ~15 s at dim 2048 on 2 CPU cores.
-    method="eigh": Tr sqrt(S1 S2) = sum sqrt(eig(R S1 R)), R = S2^(1/2), two symmetric eigensolves,
-    several times faster; agrees to ~1e-6 relative (used by the bootstrap)."""
+    method="eigh": Tr sqrt(S1 S2) = sum sqrt(eig(R S1 R)), R = S2^(1/2) (cached per S2), symmetric
+    eigensolves, several times faster; agrees to ~1e-6 relative. With `features1`, the rows S1 was
+    estimated from (fewer rows than dimensions), an n x n eigensolve replaces the dim x dim one (see
+    _tr_sqrt_product; exact, ~20x faster at 300 x 2048)."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
@@ -86,7 +90,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = 
                         f"{sigma2.shape}; compute both with the same feature extractor")
     diff = mu1 - mu2
     if method == "eigh":
-        return _fd_eigh(diff, sigma1, np.trace(sigma2), _psd_sqrt(sigma2))
+        r2, tr2 = _psd_sqrt(sigma2)
+        return float(diff @ diff + np.trace(sigma1) + tr2 - 2 * _tr_sqrt_product(r2, sigma1, features1))
     if method != "sqrtm":
         raise ValueError(f"unknown method {method!r}")
     covmean = linalg.sqrtm(sigma1 @ sigma2)
@@ -101,14 +106,35 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = 
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
-def _psd_sqrt(s: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh(s)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+_SQRT_CACHE: dict[bytes, tuple[np.ndarray, float]] = {}
 
 
-def _fd_eigh(diff, sigma1, tr2, r2) -> float:
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(r2 @ sigma1 @ r2), 0, None)).sum()
-    return float(diff @ diff + np.trace(sigma1) + tr2 - 2 * tr_covmean)
+def _psd_sqrt(s: np.ndarray) -> tuple[np.ndarray, float]:
+    """(S^(1/2), Tr S) of a covariance, cached by content: every FID of a sweep shares one reference,
+    and this dim x dim eigensolve was the largest single cost of a cell's metrics."""
+    s = np.ascontiguousarray(s, np.float64)
+    key = hashlib.blake2b(s.tobytes(), digest_size=16).digest() + repr(s.shape).encode()
+    if key not in _SQRT_CACHE:
+        w, v = np.linalg.eigh(s)
+        if len(_SQRT_CACHE) >= 4:
+            _SQRT_CACHE.pop(next(iter(_SQRT_CACHE)))
+        _SQRT_CACHE[key] = ((v * np.sqrt(np.clip(w, 0, None))) @ v.T, float(np.trace(s)))
+    return _SQRT_CACHE[key]
+
+
+def _tr_sqrt_product(r2: np.ndarray, sigma1: np.ndarray | None, x=None) -> float:
+    """Tr sqrt(S1 S2) = Tr sqrt(R S1 R), R = S2^(1/2).
+
+    Given the n rows x that S1 (unbiased) was estimated from, with n <= dim: S1 = A^T A for the
+    centred rows A = (x - mean) / sqrt(n - 1), and the nonzero eigenvalues of R S1 R = (A R)^T (A R)
+    are those of (A R)(A R)^T, an n x n matrix. Exact, without forming S1."""
+    if x is not None and len(x) <= r2.shape[0]:
+        x = np.asarray(x, np.float64)
+        m = ((x - x.mean(0)) / np.sqrt(len(x) - 1)) @ r2
+        w = np.linalg.eigvalsh(m @ m.T)
+    else:
+        w = np.linalg.eigvalsh(r2 @ sigma1 @ r2)
+    return float(np.sqrt(np.clip(w, 0, None)).sum())
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> float:
@@ -121,11 +147,16 @@ def fid_bootstrap_std(feats_gen, ref, n_boot: int = 10, seed: int = 0) -> float 
     if n_boot < 2:
         return None
     mu2, sigma2 = (ref.mean(), ref.cov()) if isinstance(ref, FeatureStats) else map(np.asarray, ref)
-    sigma2 = np.asarray(sigma2, np.float64)
-    r2, tr2, x = _psd_sqrt(sigma2), np.trace(sigma2), np.asarray(feats_gen)
+    r2, tr2 = _psd_sqrt(np.asarray(sigma2, np.float64))
+    x = np.asarray(feats_gen, np.float64)
     rng = np.random.default_rng(seed)
     fids = []
     for _ in range(n_boot):
-        xb = x[rng.integers(0, len(x), len(x))].astype(np.float64)
-        fids.append(_fd_eigh(xb.mean(0) - mu2, np.cov(xb, rowvar=False), tr2, r2))
+        xb = x[rng.integers(0, len(x), len(x))]
+        mu1 = xb.mean(0)
+        few = len(xb) <= len(mu1)  # the n x n route needs no covariance; Tr S1 from the centred rows
+        sigma1 = None if few else np.cov(xb, rowvar=False)
+        tr1 = ((xb - mu1) ** 2).sum() / (len(xb) - 1) if few else np.trace(sigma1)
+        diff = mu1 - mu2
+        fids.append(float(diff @ diff + tr1 + tr2 - 2 * _tr_sqrt_product(r2, sigma1, xb)))
     return float(np.std(fids, ddof=1))
