@@ -11,6 +11,7 @@ from vltbench.errors import UserError
 from vltbench.metrics.alignment import alignment_metrics, cknna, frechet, mutual_knn
 from vltbench.metrics.fid import frechet_distance
 from vltbench.model import build_bundle
+from helpers import SMALL
 
 METHODS = ["merge", "nested-dropout", "tail-drop", "tome"]
 N_IMAGES = 24
@@ -18,8 +19,7 @@ N_IMAGES = 24
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config("tiny", overrides={"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1,
-                                          "tokenizer.dec_depth": 1, "dit.width": 32, "dit.heads": 2, "dit.depth": 2})
+    return load_config("tiny", overrides=SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import torch.nn.functional as F
 from vltbench.config import load_config
 from vltbench.errors import UserError
 from vltbench.model import build_bundle
+from helpers import SMALL
 
-SMALL = {"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1, "tokenizer.dec_depth": 1,
-         "dit.width": 32, "dit.heads": 2, "dit.depth": 2}
 
 
 def bundle(name, **over):

@@ -5,19 +5,10 @@ import pytest
 from vltbench.check import check
 from vltbench.errors import UserError
 from vltbench.store import ResultStore, build_record, load_frame
+from helpers import identity
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
 BASE = {(8, 0): 40.0, (8, 1): 41.0, (8, 2): 39.5, (32, 0): 20.0, (32, 1): 20.6, (32, 2): 19.8}
-
-
-def identity(method, length, seed, n_samples=1000, ckpt="a"):
-    return {"method": method, "checkpoint_hash": ckpt * 64, "length": length, "n_tokens": 32,
-            "generator": "joint", "seed": seed, "preset": "tiny",
-            "sampler": {"steps": 25, "shift": 0.3, "cfg_scale": 1.5, "cfg_interval": [0.15, 1.0]},
-            "dataset": {"name": "embedded", "manifest_hash": "m" * 64, "image_size": 32},
-            "metric_spec": {"extractor_id": "inception-v3-tf2015:sha=abc", "label": "FID",
-                            "n_samples": n_samples, "n_ref": 2000, "ref_split": "val",
-                            "kid_subset_size": 100, "pr_k": 3}}
 
 
 def results(root, gfid=BASE, method="merge", n_samples=1000, ckpt="a", shift=0.0, rfid=10.0):

@@ -10,6 +10,7 @@ from vltbench.metrics.flops import count, dit_forward_count, flops_rows, stage_f
 from vltbench.model import build_bundle
 from vltbench.nn.blocks import Attention
 from vltbench.nn.dit import DiT
+from helpers import SMALL
 
 METHODS = ["merge", "nested-dropout", "tail-drop", "tome"]
 N, D_IN, W, DEPTH, HEADS, FREQ = 32, 16, 32, 2, 2, 256
@@ -17,8 +18,7 @@ N, D_IN, W, DEPTH, HEADS, FREQ = 32, 16, 32, 2, 2, 256
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config("tiny", overrides={"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1,
-                                          "tokenizer.dec_depth": 1, "dit.width": 32, "dit.heads": 2, "dit.depth": 2})
+    return load_config("tiny", overrides=SMALL)
 
 
 @pytest.fixture(scope="module")

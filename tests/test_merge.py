@@ -12,12 +12,12 @@ from vltbench.lengths import LengthView, view_from_labels
 from vltbench.model import build_bundle, load_bundle, save_bundle
 from vltbench.nn.blocks import Attention
 from vltbench.nn.dit import DiT
+from helpers import SMALL
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config("tiny", overrides={"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1,
-                                          "tokenizer.dec_depth": 1, "dit.width": 32, "dit.heads": 2, "dit.depth": 2})
+    return load_config("tiny", overrides=SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,10 @@ from vltbench.errors import UserError
 from vltbench.plots import make_plots
 from vltbench.report import auc_log_gflops, leaderboard, pareto_mask, render
 from vltbench.store import ResultStore, build_record, load_frame
+from helpers import identity
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
 METHODS = {"merge": 0.0, "nested-dropout": 6.0, "tail-drop": 12.0}  # gFID offset per method
-
-
-def identity(method, length, seed, n_samples=1000):
-    return {"method": method, "checkpoint_hash": "c" * 64, "length": length, "n_tokens": 32,
-            "generator": "joint", "seed": seed, "preset": "tiny",
-            "sampler": {"steps": 25, "shift": 0.3, "cfg_scale": 1.5, "cfg_interval": [0.15, 1.0]},
-            "dataset": {"name": "embedded", "manifest_hash": "m" * 64, "image_size": 32},
-            "metric_spec": {"extractor_id": "inception-v3-tf2015:sha=abc", "label": "FID",
-                            "n_samples": n_samples, "n_ref": 2000, "ref_split": "val",
-                            "kid_subset_size": 100, "pr_k": 3}}
 
 
 def strip(seed: int, shade: int) -> Image.Image:

@@ -9,19 +9,10 @@ import pytest
 from vltbench.atomic import atomic_path
 from vltbench.errors import UserError
 from vltbench.store import SCHEMA_VERSION, ResultStore, build_record, cell_id, load_frame, provenance
+from helpers import identity
 
 PROV = {"vltbench_version": "0.1.0", "git_sha": None, "device": "cpu", "world_size": 1,
         "created": "2025-01-01T00:00:00+00:00"}
-
-
-def identity(method="merge", length=8, seed=0, n_samples=1000):
-    return {"method": method, "checkpoint_hash": "c" * 64, "length": length, "n_tokens": 32,
-            "generator": "joint", "seed": seed, "preset": "tiny",
-            "sampler": {"steps": 25, "shift": 0.3, "cfg_scale": 1.5, "cfg_interval": [0.15, 1.0]},
-            "dataset": {"name": "embedded", "manifest_hash": "m" * 64, "image_size": 32},
-            "metric_spec": {"extractor_id": "inception-v3-tf2015:sha=abc", "label": "FID",
-                            "n_samples": n_samples, "n_ref": 2000, "ref_split": "val",
-                            "kid_subset_size": 100, "pr_k": 3}}
 
 
 def record(gfid=41.2, **kw):
