@@ -372,10 +372,21 @@ def _given_value(param) -> str | None:
     return None
 
 
+def _close_process_group() -> None:
+    """Tear a torchrun process group down before the interpreter exits: left to interpreter teardown,
+    gloo's threads can abort a rank that finished its work ("terminate called without an active
+    exception", SIGABRT, seen in CI). Not on failures: the process exits at once there."""
+    dist = sys.modules.get("vltbench.dist")  # only if this run imported it (keeps `methods` fast)
+    if dist is not None:
+        dist.destroy()
+
+
 def _app_naming_rank():
     """app(), but under torchrun an unexpected failure prints its traceback and one line naming the rank."""
     try:
-        return app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        _close_process_group()
+        return rv
     except Exception as e:
         if not _rank() or isinstance(e, UserError) or type(e).__module__.startswith(("typer", "click")):
             raise
