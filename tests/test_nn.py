@@ -33,6 +33,7 @@ def test_cpu_attention_matches_sdpa_forward_and_backward(kind):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")  # jit.trace is what fvcore uses
 def test_long_sequences_and_traces_use_sdpa(monkeypatch):
     """Above the length cap, and inside a jit trace (what fvcore counts), attend calls SDPA itself."""
     calls = []
