@@ -100,6 +100,11 @@ def test_train_run_resume_and_report(tmp_path):
     assert {p: p.read_bytes() for p in records} == first
     r = run_cli("leaderboard", "--results", res, "--format", "md")
     assert r.returncode == 0 and "gFD_randproj" in r.stdout and "merge" in r.stdout
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| method"))
+    assert "PSNR (dB)" in header and "SSIM" in header
+    # the default (rich) format, piped: markdown with every column, not a squeezed 80-column table
+    piped = run_cli("leaderboard", "--results", res)
+    assert piped.returncode == 0 and header in piped.stdout.splitlines()
     r = run_cli("plot", "--results", res, "--out", tmp_path / "plots")
     assert r.returncode == 0 and (tmp_path / "plots").is_dir() and any((tmp_path / "plots").glob("*.png"))
     r = run_cli("check", "--baseline", res, "--candidate", res, "--report", tmp_path / "check.json")

@@ -275,7 +275,8 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
 
 @app.command("leaderboard")
 def leaderboard_cmd(results: Path = RESULTS,
-                    fmt: str = typer.Option("rich", "--format", "-f", help="rich (terminal), md, csv or html."),
+                    fmt: str = typer.Option("rich", "--format", "-f",
+                                             help="rich (a terminal; markdown when piped), md, csv or html."),
                     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file.")):
     """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
     from .report import leaderboard, print_tables, render
@@ -294,10 +295,10 @@ def leaderboard_cmd(results: Path = RESULTS,
         except OSError as e:
             raise _write_failed(out, "--out", e) from None
         typer.echo(str(out))
-    elif fmt == "rich":
+    elif fmt == "rich" and sys.stdout.isatty():
         print_tables(tables)
-    else:
-        typer.echo(render(tables, fmt))
+    else:  # piped or logged: markdown, which keeps every column (rich would squeeze them to 80 chars)
+        typer.echo(render(tables, "md" if fmt == "rich" else fmt))
 
 
 @app.command("plot")

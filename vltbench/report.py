@@ -55,7 +55,8 @@ def fd_name(label: str | None, prefix: str) -> str:
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
     g, r = fd_name(label, "g"), fd_name(label, "r")
     cols = [Column("gfid", g, "lower"), Column("gfid_noguidance", f"{g} no-CFG", "lower"),
-            Column("rfid", r, "lower"), Column("kid", "KID", "lower"), Column("inception_score", "IS", "higher"),
+            Column("rfid", r, "lower"), Column("psnr", "PSNR (dB)", "higher"), Column("ssim", "SSIM", "higher"),
+            Column("lpips", "LPIPS", "lower"), Column("kid", "KID", "lower"), Column("inception_score", "IS", "higher"),
             Column("precision", "Prec.", "higher"), Column("recall", "Rec.", "higher"),
             Column("sampling_gflops", "GFLOPs/img", "lower"), Column("dit_forward_gflops", "GFLOPs/fwd", "lower")]
     for c in sorted(c for c in df.columns if c.startswith("params_")):
