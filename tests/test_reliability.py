@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import math
 import errno
+import fcntl
 import json
 import os
 import random
@@ -445,13 +446,18 @@ def test_lock_of_a_reused_pid_is_taken_over(tmp_path):
 
 @pytest.mark.timeout(900)
 def test_two_runs_on_one_results_folder(tmp_path, wrapper, reference):
-    """Two `vltbench run` at once, same (fresh) cache and results: both train, neither corrupts nor
-    duplicates a record, together they write each cell once and each says what it skipped."""
+    """Two `vltbench run` at once, same (fresh) cache and results: one trains the checkpoint while
+    the other waits for it (or, started late, finds it) and loads it; neither corrupts nor duplicates
+    a record, together they write each cell once and each says what it skipped."""
     cache, res = tmp_path / "cache", tmp_path / "res"
     lives = [Life(wrapper, [*SWEEP, "--results", res], _env(cache)) for _ in range(2)]
     for life in lives:
         assert life.finish() == 0, life.text[-3000:]
         assert "Traceback" not in life.text
+    trained = [life for life in lives if "checkpoint written to" in life.text]
+    assert len(trained) == 1, [life.text[-2000:] for life in lives]
+    other = lives[1 - lives.index(trained[0])]
+    assert "loading it instead of training again" in other.text or "loaded checkpoint" in other.text, other.text[-3000:]
     written = [int(re.search(r"(\d+) cells written", life.text).group(1)) for life in lives]
     assert sum(written) == N_CELLS, written
     for life, w in zip(lives, written):
@@ -460,6 +466,38 @@ def test_two_runs_on_one_results_folder(tmp_path, wrapper, reference):
     assert assert_visible_state_clean(res) == N_CELLS
     assert_finished_clean(res)
     assert_same_records(snapshot(res), reference.records, "two concurrent runs")
+
+
+@pytest.mark.timeout(900)
+def test_a_run_waits_while_another_process_trains_its_checkpoint(tmp_path, monkeypatch):
+    """While another process holds the training lock of the same configuration, `run` waits at
+    the lock and trains nothing; once the lock is free (here with no checkpoint written: the
+    other process died) it trains itself."""
+    from vltbench.checkpoints import cached_path
+    from vltbench.config import load_config
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VLTBENCH_CACHE", str(cache))
+    cfg = load_config("tiny", TINY, {"tokenizer.steps": 30, "dit.steps": 30,
+                                     "tokenizer.ckpt_every": 10, "dit.ckpt_every": 10})
+    ckpt = cached_path(cfg, "merge", 13)
+    lock = ckpt.with_suffix(".train.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "stderr.txt"
+    with open(lock, "a+") as held, open(log, "w") as err:
+        fcntl.flock(held, fcntl.LOCK_EX)  # "another process" is training this configuration
+        proc = subprocess.Popen([sys.executable, "-m", "vltbench", *map(str, SWEEP), "--results", str(tmp_path / "res")],
+                                env=_env(cache), stdout=subprocess.DEVNULL, stderr=err, text=True)
+        deadline = time.time() + 300
+        while "waiting for it" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert proc.poll() is None, log.read_text()[-3000:]  # still waiting, not finished or crashed
+        assert "waiting for it" in log.read_text() and not ckpt.exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "checkpoint written to" in text and "3 cells written" in text, text[-3000:]
 
 
 @pytest.mark.timeout(900)

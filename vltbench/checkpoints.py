@@ -3,8 +3,10 @@ training run, or trained now. The training identity (config + data) picks the fi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -44,11 +46,49 @@ def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, s
     return (path, None) if path.is_file() else None
 
 
+@contextmanager
+def one_trainer(cfg: Config, method: str, num_classes: int):
+    """Hold the training lock of this training identity; yields True if another process held it first.
+
+    Two single-process runs that need the same missing checkpoint would otherwise both train it (and
+    interleave their resumable training states). flock is released by the OS when its holder exits,
+    even on kill -9, so no lock goes stale. Not taken under torchrun / submitit, whose ranks train
+    together (a rank waiting on a lock while its peers enter collectives would deadlock)."""
+    if dist.launched():
+        yield False
+        return
+    lock = cached_path(cfg, method, num_classes).with_suffix(".train.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        waited = False
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            progress.log(f"{method}: another process is training this configuration; waiting for it ({lock})")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield waited
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
                  lengths: list[int] | None = None) -> tuple[Bundle, Path, dict]:
     """Train (resuming from a saved training state if one exists); under torchrun every rank
-    trains (DDP) and rank 0 writes the checkpoint."""
+    trains (DDP) and rank 0 writes the checkpoint. A single process that had to wait for another
+    one training the same configuration loads that one's checkpoint instead of training again."""
     dist.init(device)
+    with one_trainer(cfg, method, ds.num_classes) as waited:
+        done = cached_path(cfg, method, ds.num_classes)
+        if waited and out is None and done.is_file():
+            progress.log(f"{method}: the other process wrote {done}; loading it instead of training again")
+            return load_bundle(done, cfg, method, ds.num_classes), done, {}
+        return _train(cfg, method, ds, device, out, lengths)
+
+
+def _train(cfg: Config, method: str, ds: Dataset, device, out: Path | None,
+           lengths: list[int] | None) -> tuple[Bundle, Path, dict]:
     bundle = build_bundle(cfg, method, ds.num_classes)
     timing = train_tokenizer(bundle, ds, device)
     timing.update(train_dits(bundle, ds, device, lengths))
