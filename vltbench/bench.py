@@ -41,7 +41,6 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from types import SimpleNamespace
 
 import torch
 
@@ -235,7 +234,7 @@ class _DiTSteps:
         torch.manual_seed(seed)
         self.dit = bundle.new_dit().to(device).train()
         self.ema = EMA(self.dit, cfg.dit.ema)
-        self.opt = adamw(self.dit.parameters(), cfg.dit)
+        self.opt = adamw(self.dit.parameters(), cfg.dit.lr, cfg.dit.weight_decay)
         n, d, c = bundle.n_tokens, cfg.tokenizer.latent_dim, bundle.num_classes
         g = torch.Generator().manual_seed(seed)
         self.z = torch.randn(train_batch, n, d, generator=g).to(device)
@@ -1048,7 +1047,7 @@ def dit_step_throughput(device, depth: int, width: int, heads: int, n_tokens: in
     torch.manual_seed(0)
     dit = DiT(n_tokens, dim, width, depth, heads, num_classes).to(device).train()
     ema = EMA(dit, 0.9999)
-    opt = adamw(dit.parameters(), SimpleNamespace(lr=1e-4, weight_decay=0.0))
+    opt = adamw(dit.parameters(), lr=1e-4, weight_decay=0.0)
     cls = registry.get("merge")
     method = cls(n_tokens, dim, cls.Options(embed_dim=64), [n_tokens], [1.0])
     method.freeze()

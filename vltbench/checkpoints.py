@@ -47,8 +47,8 @@ def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, s
 
 
 @contextmanager
-def one_trainer(cfg: Config, method: str, num_classes: int):
-    """Hold the training lock of this training identity; yields True if another process held it first.
+def one_trainer(checkpoint: Path, method: str):
+    """Hold the training lock of the cached `checkpoint`; yields True if another process held it first.
 
     Two single-process runs that need the same missing checkpoint would otherwise both train it (and
     interleave their resumable training states). flock is released by the OS when its holder exits,
@@ -57,7 +57,7 @@ def one_trainer(cfg: Config, method: str, num_classes: int):
     if dist.launched():
         yield False
         return
-    lock = cached_path(cfg, method, num_classes).with_suffix(".train.lock")
+    lock = checkpoint.with_suffix(".train.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as f:
         waited = False
@@ -79,8 +79,8 @@ def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None
     trains (DDP) and rank 0 writes the checkpoint. A single process that had to wait for another
     one training the same configuration loads that one's checkpoint instead of training again."""
     dist.init(device)
-    with one_trainer(cfg, method, ds.num_classes) as waited:
-        done = cached_path(cfg, method, ds.num_classes)
+    done = cached_path(cfg, method, ds.num_classes)
+    with one_trainer(done, method) as waited:
         if waited and out is None and done.is_file():
             progress.log(f"{method}: the other process wrote {done}; loading it instead of training again")
             return load_bundle(done, cfg, method, ds.num_classes), done, {}

@@ -164,7 +164,7 @@ def _sweep(train: bool, method, methods, lengths, preset, config, sets, results,
                     executor, slurm_partition)
     progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
     if _is_main():
-        _print_leaderboard(results, "rich" if sys.stdout.isatty() else "md")
+        _print_leaderboard(results)
 
 
 def _is_main() -> bool:
@@ -181,19 +181,26 @@ def _rank() -> str:
     return prefix()
 
 
-def _print_leaderboard(results: Path, fmt: str) -> None:
-    from .report import leaderboard, print_tables, render
+def _print_leaderboard(results: Path) -> None:
+    from .report import leaderboard
     from .store import load_frame
 
     df = load_frame(results)
     if df.empty:
         typer.echo(f"no records under {results}")
         return
-    tables = leaderboard(df)
-    if fmt == "rich":
+    _show_tables(leaderboard(df), "rich")
+
+
+def _show_tables(tables, fmt: str) -> None:
+    """rich in a terminal; piped or logged, markdown, which keeps every column (rich would squeeze
+    ~20 columns into 80 characters)."""
+    from .report import print_tables, render
+
+    if fmt == "rich" and sys.stdout.isatty():
         print_tables(tables)
     else:
-        typer.echo(render(tables, fmt))
+        typer.echo(render(tables, "md" if fmt == "rich" else fmt))
 
 
 SWEEP_OPTS = dict(
@@ -279,7 +286,7 @@ def leaderboard_cmd(results: Path = RESULTS,
                                              help="rich (a terminal; markdown when piped), md, csv or html."),
                     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file.")):
     """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
-    from .report import leaderboard, print_tables, render
+    from .report import leaderboard, render
     from .store import load_frame
 
     if not results.exists():
@@ -295,10 +302,8 @@ def leaderboard_cmd(results: Path = RESULTS,
         except OSError as e:
             raise _write_failed(out, "--out", e) from None
         typer.echo(str(out))
-    elif fmt == "rich" and sys.stdout.isatty():
-        print_tables(tables)
-    else:  # piped or logged: markdown, which keeps every column (rich would squeeze them to 80 chars)
-        typer.echo(render(tables, "md" if fmt == "rich" else fmt))
+    else:
+        _show_tables(tables, fmt)
 
 
 @app.command("plot")

@@ -202,12 +202,12 @@ def _step_loss(loss, rec, stage: str, step: int, share: float, saver: _Saver) ->
     return value
 
 
-def adamw(params, cfg) -> torch.optim.AdamW:
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """The optimizer of every stage. fused=True runs one kernel over all tensors (CPU and CUDA);
     PyTorch's default on CPU is a per-tensor loop, 2.5x slower for the tiny DiT (results/PERFORMANCE.md)."""
     params = list(params)
     fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay, fused=fused)
 
 
 def clip_grads(params, max_norm: float) -> torch.Tensor:
@@ -222,7 +222,7 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
     tok, method = bundle.tokenizer.to(device).train(), bundle.method.to(device).train()
     gen = torch.Generator().manual_seed(bundle.cfg.seed)
     params = list(tok.parameters()) + list(method.parameters())
-    opt = adamw(params, cfg)
+    opt = adamw(params, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
     ident = hash_obj({"stage": "tokenizer", "identity": bundle.identity})
     modules = {"tokenizer": tok, "method": method}
@@ -297,7 +297,7 @@ def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device):
     ema = EMA(dit, cfg.ema)
     gen = torch.Generator().manual_seed(bundle.cfg.seed + 2)
     dev_gen = torch.Generator(device).manual_seed(bundle.cfg.seed + 3)
-    opt = adamw(dit.parameters(), cfg)
+    opt = adamw(dit.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
     label = "joint" if fixed_k is None else f"K={fixed_k}"
     key = "joint" if fixed_k is None else str(fixed_k)

@@ -82,7 +82,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = 
     method="eigh": Tr sqrt(S1 S2) = sum sqrt(eig(R S1 R)), R = S2^(1/2) (cached per S2), symmetric
     eigensolves, several times faster; agrees to ~1e-6 relative. With `features1`, the rows S1 was
     estimated from (fewer rows than dimensions), an n x n eigensolve replaces the dim x dim one (see
-    _tr_sqrt_product; exact, ~20x faster at 300 x 2048)."""
+    _fd_eigh; exact, ~20x faster at 300 x 2048)."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
@@ -90,8 +90,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = 
                         f"{sigma2.shape}; compute both with the same feature extractor")
     diff = mu1 - mu2
     if method == "eigh":
-        r2, tr2 = _psd_sqrt(sigma2)
-        return float(diff @ diff + np.trace(sigma1) + tr2 - 2 * _tr_sqrt_product(r2, sigma1, features1))
+        return _fd_eigh(mu1, mu2, *_psd_sqrt(sigma2), sigma1=sigma1, x=features1)
     if method != "sqrtm":
         raise ValueError(f"unknown method {method!r}")
     covmean = linalg.sqrtm(sigma1 @ sigma2)
@@ -122,19 +121,23 @@ def _psd_sqrt(s: np.ndarray) -> tuple[np.ndarray, float]:
     return _SQRT_CACHE[key]
 
 
-def _tr_sqrt_product(r2: np.ndarray, sigma1: np.ndarray | None, x=None) -> float:
-    """Tr sqrt(S1 S2) = Tr sqrt(R S1 R), R = S2^(1/2).
+def _fd_eigh(mu1, mu2, r2, tr2, sigma1=None, x=None) -> float:
+    """The Fréchet distance by the eigh route: Tr sqrt(S1 S2) = Tr sqrt(R S1 R), R = S2^(1/2).
 
-    Given the n rows x that S1 (unbiased) was estimated from, with n <= dim: S1 = A^T A for the
-    centred rows A = (x - mean) / sqrt(n - 1), and the nonzero eigenvalues of R S1 R = (A R)^T (A R)
-    are those of (A R)(A R)^T, an n x n matrix. Exact, without forming S1."""
-    if x is not None and len(x) <= r2.shape[0]:
+    Given the n rows x that S1 (unbiased) is estimated from, with n <= dim: S1 = A^T A for the
+    centred rows A = (x - mean) / sqrt(n - 1), Tr S1 = sum of A^2, and the nonzero eigenvalues of
+    R S1 R = (A R)^T (A R) are those of (A R)(A R)^T, an n x n matrix. Exact, without forming S1.
+    Otherwise S1 (given, or the covariance of x) and a dim x dim eigensolve."""
+    diff = mu1 - mu2
+    if x is not None and len(x) <= len(mu1):
         x = np.asarray(x, np.float64)
-        m = ((x - x.mean(0)) / np.sqrt(len(x) - 1)) @ r2
-        w = np.linalg.eigvalsh(m @ m.T)
+        a = (x - x.mean(0)) / np.sqrt(len(x) - 1)
+        m = a @ r2
+        tr1, w = (a * a).sum(), np.linalg.eigvalsh(m @ m.T)
     else:
-        w = np.linalg.eigvalsh(r2 @ sigma1 @ r2)
-    return float(np.sqrt(np.clip(w, 0, None)).sum())
+        sigma1 = np.cov(x, rowvar=False) if sigma1 is None else sigma1
+        tr1, w = np.trace(sigma1), np.linalg.eigvalsh(r2 @ sigma1 @ r2)
+    return float(diff @ diff + tr1 + tr2 - 2 * np.sqrt(np.clip(w, 0, None)).sum())
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats, method: str = "sqrtm") -> float:
@@ -153,10 +156,5 @@ def fid_bootstrap_std(feats_gen, ref, n_boot: int = 10, seed: int = 0) -> float 
     fids = []
     for _ in range(n_boot):
         xb = x[rng.integers(0, len(x), len(x))]
-        mu1 = xb.mean(0)
-        few = len(xb) <= len(mu1)  # the n x n route needs no covariance; Tr S1 from the centred rows
-        sigma1 = None if few else np.cov(xb, rowvar=False)
-        tr1 = ((xb - mu1) ** 2).sum() / (len(xb) - 1) if few else np.trace(sigma1)
-        diff = mu1 - mu2
-        fids.append(float(diff @ diff + tr1 + tr2 - 2 * _tr_sqrt_product(r2, sigma1, xb)))
+        fids.append(_fd_eigh(xb.mean(0), mu2, r2, tr2, x=xb))
     return float(np.std(fids, ddof=1))
