@@ -80,6 +80,21 @@ def test_crash_leaves_no_record_and_no_temp(tmp_path, monkeypatch):
     assert len(load_frame(tmp_path)) == 0
 
 
+def test_write_removes_temp_files_a_killed_writer_left_for_the_cell(tmp_path):
+    """A writer killed while writing the record or an artifact (the sample grid) leaves a hidden temp
+    file; the next writer of that cell (who holds its claim) removes them, and nobody else's."""
+    store = ResultStore(tmp_path)
+    rec, other = record(), record(length=32)
+    d = tmp_path / "merge"
+    d.mkdir()
+    mine = [d / f".{rec['cell_id']}.json.a1.tmp", d / f".{rec['cell_id']}.samples.png.b2.tmp"]
+    theirs = d / f".{other['cell_id']}.samples.png.c3.tmp"
+    for p in [*mine, theirs]:
+        p.write_bytes(b"half")
+    store.write(rec)
+    assert not any(p.exists() for p in mine) and theirs.exists()
+
+
 def test_finished_record_is_not_overwritten(tmp_path):
     store = ResultStore(tmp_path)
     path = store.write(record(gfid=41.2))

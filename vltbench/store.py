@@ -198,9 +198,10 @@ class ResultStore:
             raise FileExistsError(f"record {path} already exists; finished cells are immutable")
         text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
         try:
-            # Temp files of this cell left by a killed writer: the caller holds the cell's claim,
-            # so nobody else is writing them.
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            # Temp files of this cell (record and artifacts, e.g. the sample grid) left by a killed
+            # writer: the caller holds the cell's claim and has already renamed its own artifacts
+            # into place, so nobody is writing them.
+            for stale in path.parent.glob(f".{record['cell_id']}.*.tmp"):
                 stale.unlink(missing_ok=True)
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
