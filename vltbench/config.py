@@ -52,6 +52,10 @@ class TokenizerCfg(Strict):
     weight_decay: float = 1e-4
     warmup: int = 100
     grad_clip: float = 1.0
+    # EMA decay of the tokenizer (and the method's parameters, e.g. merge's table), as upstream
+    # tokenizers keep one; the EMA weights become the tokenizer and merge's table is frozen from them.
+    # None: no EMA, the last weights are used.
+    ema: float | None = None
     # Save a resumable training state every N steps (0: only when the stage ends). Not part of the
     # training identity (excluded from dumps): it does not change the weights.
     ckpt_every: int = Field(500, ge=0, exclude=True)
@@ -83,8 +87,12 @@ class DiTCfg(Strict):
 
 
 class LengthsCfg(Strict):
-    train: list[int]  # the K set that both the DiT (all methods) and merge's tokenizer sample from
+    train: list[int]  # the K set that the DiT (all methods) and merge's / tome's tokenizer sample from
     probs: list[float]
+    # own: each method's tokenizer draws lengths as its paper does (merge: this schedule per step;
+    # nested-dropout: FlexTok's keep_k per sample; tail-drop: One-D-Piece's uniform K per batch);
+    # shared: every method's tokenizer draws one K per step from this schedule (ablation).
+    tokenizer_schedule: Literal["own", "shared"] = "own"
 
     @model_validator(mode="after")
     def _check(self):
@@ -98,8 +106,22 @@ class LengthsCfg(Strict):
 class SamplerCfg(Strict):
     steps: int = 25  # grid points of the Euler ODE solver (steps - 1 network evaluations)
     shift: float = 0.3
-    cfg_scale: float = 1.5
+    # Guidance protocol. search (default): for every (method, K) the scale is chosen from cfg_scales by
+    # the Fréchet distance of select_samples samples (their own seeds) to statistics of the split that
+    # is not the test reference, then evaluated once at that scale: the same budget for every method,
+    # fair although per-position CFG (merge) acts as 1 + (w - 1) / m_j. fixed: cfg_scale for all.
+    guidance: Literal["search", "fixed"] = "search"
+    cfg_scales: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.5, 4.0], min_length=1)
+    select_samples: int = Field(150, ge=2)
+    cfg_scale: float = 1.5  # the scale of guidance: fixed
     cfg_interval: tuple[float, float] = (0.15, 1.0)
+
+    @field_validator("cfg_scales")
+    @classmethod
+    def _grid(cls, v):
+        if any(w < 0 for w in v) or len(set(v)) != len(v):
+            raise ValueError("cfg_scales must be distinct scales >= 0 (1.0 = unguided)")
+        return sorted(v)
 
 
 class EvalCfg(Strict):
@@ -108,6 +130,9 @@ class EvalCfg(Strict):
     inception_weights: str | None = None
     n_samples: int = Field(1000, ge=1)
     n_ref: int = Field(2000, ge=1)
+    # The test reference: a stratified subset of n_ref images of the val or train split, or the path of
+    # an ADM reference batch (.npz with mu / sigma, e.g. VIRTUAL_imagenet256_labeled.npz).
+    reference: str = "val"
     batch_size: int = Field(100, ge=1)
     kid_subset_size: int = Field(100, ge=1)
     seed: int = 0

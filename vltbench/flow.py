@@ -2,7 +2,9 @@
 
 x_t = t x1 + (1 - t) eps, velocity target x1 - eps, t ~ logit-normal. Noise is drawn in the full
 N-token space and pooled by the view (P_K^T eps: variance 1/m_j per merged token); the per-token
-loss is weighted by m_j K / N, which equals the full-space MSE of the unmerged prediction.
+loss is weighted by m_j K / sum(m) (`loss_weight`): for a merged view sum(m) = N, so it equals the
+full-space MSE of the unmerged prediction; for a prefix view every m_j = 1 and the weight is 1, so
+truncation trains exactly the plain DiT. Every view has mean weight 1 (no K is down-weighted).
 """
 
 from __future__ import annotations
@@ -34,8 +36,14 @@ def flow_loss(dit, z: torch.Tensor, y: torch.Tensor, view: LengthView, gen: torc
     x1, eps = view.merge(z), view.merge(eps_full)
     xt = t[:, None, None] * x1 + (1 - t[:, None, None]) * eps
     v = dit(xt, t, y, view)
-    weight = view.size_tensor(z) * view.k / view.n_tokens  # (K,) or (B, K)
-    return (((v - (x1 - eps)) ** 2).mean(-1) * weight).mean()
+    return (((v - (x1 - eps)) ** 2).mean(-1) * loss_weight(view, z)).mean()
+
+
+def loss_weight(view: LengthView, like: torch.Tensor) -> torch.Tensor:
+    """Per-token loss weight m_j K / sum(m), (K,) or (B, K): 1 for a prefix, mean 1 for every view.
+    (m_j K / N would give a prefix of K tokens the weight K / N: K = N/8 would train 8x weaker.)"""
+    sizes = view.size_tensor(like)
+    return sizes * view.k / sizes.sum(-1, keepdim=True)
 
 
 def time_grid(steps: int, shift: float, device=None) -> torch.Tensor:

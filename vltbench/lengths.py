@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import linkage
-from scipy.spatial.distance import squareform
 
 from .errors import UserError
 
@@ -90,11 +89,14 @@ def view_from_labels(labels: torch.Tensor, k: int) -> LengthView:
 # --- average-linkage clustering, shared by merge (global table) and tome (per image) ---------------
 
 def average_linkage(sim: np.ndarray) -> np.ndarray:
-    """Average-linkage dendrogram over cosine distance 1 - S (scipy's linkage matrix)."""
-    dist = np.clip(1.0 - np.asarray(sim, dtype=np.float64), 0.0, None)
-    dist = (dist + dist.T) / 2
-    np.fill_diagonal(dist, 0.0)
-    return linkage(squareform(dist, checks=False), method="average")
+    """Average-linkage dendrogram over cosine distance 1 - S (scipy's linkage matrix).
+
+    Reads the upper triangle (i < j) of 1 - S, as the official LGM code's linkage does: an asymmetric
+    S (merge's exploration noise is one independent draw per ordered pair) is not symmetrised, so each
+    pair keeps one full-strength draw (symmetrising would average two and shrink the noise by sqrt 2)."""
+    sim = np.asarray(sim, dtype=np.float64)
+    dist = np.clip(1.0 - sim, 0.0, None)
+    return linkage(dist[np.triu_indices(len(sim), 1)], method="average")
 
 
 def _canonical(roots: np.ndarray) -> np.ndarray:

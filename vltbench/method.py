@@ -31,12 +31,29 @@ class Method(nn.Module):
     description: ClassVar[str]  # one line, shown by `vltbench methods`
     Options: ClassVar[type[BaseModel]] = NoOptions
     data_dependent: ClassVar[bool] = False  # True when view() needs the image's latents
+    # How the tokenizer stage draws lengths, in words, for records (each built-in follows its own paper).
+    own_tokenizer_schedule: ClassVar[str] = "K per step from the shared lengths schedule"
 
     def __init__(self, n_tokens: int, latent_dim: int, options: BaseModel, train_lengths: list[int],
                  train_probs: list[float]):
         super().__init__()
         self.n_tokens, self.latent_dim, self.options = n_tokens, latent_dim, options
         self.train_lengths, self.train_probs = list(train_lengths), list(train_probs)
+        # "own": the tokenizer stage draws lengths as the method's paper does; "shared": every method
+        # draws one K per step from the shared `lengths` schedule (the ablation that equalises it).
+        # Set by the harness from `lengths.tokenizer_schedule`.
+        self.tokenizer_schedule = "own"
+        self.tokenizer_weights = "raw weights (the tokenizer keeps no EMA)"  # or its EMA: set by the harness
+
+    @property
+    def shared_schedule(self) -> bool:
+        return self.tokenizer_schedule == "shared"
+
+    def tokenizer_schedule_text(self) -> str:
+        """What records say about how this method's tokenizer was trained across lengths."""
+        if self.shared_schedule:
+            return f"shared: one K per step from K={self.train_lengths} with p={self.train_probs}"
+        return f"own: {self.own_tokenizer_schedule}"
 
     # --- tokenizer side ----------------------------------------------------------------------
     def train_tokens(self, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -71,8 +88,9 @@ class Method(nn.Module):
         return self.train_lengths[i]
 
     def describe(self) -> dict:
-        """Facts a result record carries about how lengths are produced (e.g. tome's borrowed pattern)."""
-        return {}
+        """Facts a result record carries about how lengths are produced (e.g. tome's borrowed pattern).
+        Subclasses extend it (`{**super().describe(), ...}`); the tokenizer's K schedule is always stated."""
+        return {"tokenizer_length_schedule": self.tokenizer_schedule_text()}
 
 
 class TruncationMethod(Method):

@@ -26,6 +26,10 @@ from .nn.dit import DiT
 from .nn.tokenizer import Tokenizer
 
 FORMAT = "vltbench-checkpoint/1"
+# Bumped whenever the training code changes what a config trains to, so a checkpoint trained by older
+# code is never taken for this one. 2: loss weight m_j K / sum(m) (was m_j K / N, which down-weighted
+# short prefixes by K / N); merge exploration noise asymmetric as upstream; merge blocks default 1.
+TRAINING_RECIPE = 2
 
 
 def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
@@ -33,7 +37,7 @@ def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
     r = cfg.resolved(method)
     return {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
             "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
-            "generator": r["generator"], "num_classes": num_classes}
+            "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}
 
 
 @dataclass
@@ -93,6 +97,9 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
         method = cls(t.n_tokens, t.latent_dim, options, cfg.lengths.train, cfg.lengths.probs)
+    method.tokenizer_schedule = cfg.lengths.tokenizer_schedule
+    if t.ema is not None:
+        method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
                     t.dec_depth, t.heads, **method.tokenizer_kwargs())

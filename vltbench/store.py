@@ -80,8 +80,11 @@ def build_record(identity: dict, metrics: dict, *, provenance: dict | None = Non
     compute, alignment, timing, artifacts, notes, config) passed through, defaulting to empty."""
     rec = {"schema_version": SCHEMA_VERSION, "cell_id": cell_id(identity), "identity": identity,
            "metrics": metrics}
-    for key in ("unavailable", "compute", "alignment", "timing", "artifacts"):
+    for key in ("unavailable", "compute", "alignment", "timing", "artifacts", "guidance", "subsets"):
         rec[key] = sections.pop(key, None) or {}
+    for key in ("family", "alignment_representation"):  # plain text, absent in older records
+        if key in sections:
+            rec[key] = sections.pop(key)
     rec["notes"] = list(sections.pop("notes", None) or [])
     rec["provenance"] = provenance if provenance is not None else _provenance("cpu", 1)
     rec["config"] = sections.pop("config", None) or {}
@@ -362,10 +365,22 @@ def measurements(rec: dict) -> dict[str, float | None]:
     return out
 
 
+def _guidance(rec: dict, sampler: dict) -> tuple[str | None, float | None]:
+    """(protocol, chosen scale): from record["guidance"], else the sampler's guidance spec; records
+    from before the protocol existed carry sampler.cfg_scale, i.e. one fixed scale."""
+    chosen = rec.get("guidance") if isinstance(rec.get("guidance"), dict) else {}
+    spec = sampler.get("guidance") if isinstance(sampler.get("guidance"), dict) else {}
+    protocol = chosen.get("protocol") or spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
+    scale = next((v for v in (chosen.get("scale"), spec.get("scale"), sampler.get("cfg_scale")) if v is not None),
+                 None)
+    return protocol, _num(scale)
+
+
 def flatten(rec: dict, path: Path | None = None) -> dict:
     ident = rec["identity"]
     ds, spec, sampler = ident.get("dataset") or {}, ident.get("metric_spec") or {}, ident.get("sampler") or {}
     prov = rec.get("provenance") or {}
+    protocol, scale = _guidance(rec, sampler)
     row = {
         "method": ident["method"], "length": ident["length"], "n_tokens": ident.get("n_tokens"),
         "generator": ident.get("generator"), "seed": ident["seed"], "preset": ident.get("preset"),
@@ -373,7 +388,8 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
         "dataset": ds.get("name"), "manifest_hash": ds.get("manifest_hash"), "image_size": ds.get("image_size"),
         "extractor_id": spec.get("extractor_id"), "metric_label": spec.get("label"),
         "n_samples": spec.get("n_samples"), "n_ref": spec.get("n_ref"), "ref_split": spec.get("ref_split"),
-        "steps": sampler.get("steps"), "cfg_scale": sampler.get("cfg_scale"),
+        "steps": sampler.get("steps"), "guidance_protocol": protocol, "cfg_scale": scale,  # the scale used
+        "family": rec.get("family"), "alignment_representation": rec.get("alignment_representation"),
         # Canonical JSON of each comparability part: the check names the field that differs.
         "spec_dataset": canonical_json(ds), "spec_metric": canonical_json(spec),
         "spec_sampler": canonical_json(sampler),

@@ -9,12 +9,19 @@ batches of sample indices, the float64 moment sums are all-reduced and the featu
 in sample-index order, and rank 0 alone computes the metrics and writes the record. Since a sample
 depends only on (seed, index) and every batch is the one a single process makes, the numbers do not
 depend on the number of processes.
+
+The protocol (README, "What the numbers mean"): every real-image subset is class-stratified
+(vltbench.references); the guidance scale is searched per (method, K) on samples with their own seeds
+against the split that is not the test reference (or fixed, labelled so); each record carries the
+floor (held-out real images vs the reference), the ceiling (reconstruction at K = N) and the
+reference-free cross-length distance of same-seed samples at K and N.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +36,19 @@ from .checkpoints import obtain_bundle
 from .config import Config
 from .data import Dataset, dataset_info, load_data
 from .device import resolve_device
-from .flow import sampling_nfe
-from .generate import generate_batches, image_batches, reconstruct, shard_ids
+from .generate import generate_batches, reconstruct, shard_ids
 from .latents import cached_latents
 from .metrics import compute_image_metrics, get_extractor, reference_stats
 from .model import Bundle, read_metadata
+from .references import RealSets
 from .store import ResultStore, build_record, cell_id, provenance
 
 FID_SQRT = "eigh"  # trace sqrt(S1 S2) via symmetric eigendecompositions: same value as sqrtm, faster on CPU
 GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds/classes everywhere)
+# Version of the measurement protocol, part of every metric spec: records measured under another
+# protocol (e.g. 1: first-n references, one fixed guidance scale) never share a table or a check.
+EVAL_PROTOCOL = 2
+SELECT_SEED_OFFSET = 1_000_000  # guidance is chosen on samples of seed + this: never the test samples
 
 
 @dataclass
@@ -54,11 +65,14 @@ class SweepSpec:
     skipped: list[str] = field(default_factory=list)
 
 
-def metric_spec(cfg: Config, extractor) -> dict:
+def metric_spec(cfg: Config, extractor, sets: RealSets) -> dict:
     e = cfg.eval
-    return {"extractor_id": extractor.id, "label": extractor_label(extractor), "n_samples": e.n_samples,
-            "n_recon": e.n_samples, "n_ref": e.n_ref, "ref_split": "val", "kid_subset_size": e.kid_subset_size,
-            "pr_k": 3, "fid_sqrt": FID_SQRT}
+    held = sets.held_out
+    return {"protocol": EVAL_PROTOCOL, "extractor_id": extractor.id, "label": extractor_label(extractor),
+            "n_samples": e.n_samples, "n_recon": len(held.idx), "n_ref": e.n_ref,
+            "ref_split": "adm-npz" if sets.adm else sets.test_split, "reference": sets.reference_spec(),
+            "held_out": {"split": held.split_name, "count": len(held.idx), "manifest": held.info["manifest"]},
+            "kid_subset_size": e.kid_subset_size, "pr_k": 3, "fid_sqrt": FID_SQRT}
 
 
 def extractor_label(extractor) -> str:
@@ -66,11 +80,20 @@ def extractor_label(extractor) -> str:
     return metric_label(extractor.id)
 
 
+def sampler_identity(s) -> dict:
+    """The sampler settings and the guidance protocol a cell was measured with."""
+    if s.guidance == "search":
+        guidance = {"protocol": "search", "grid": list(s.cfg_scales), "n_select": s.select_samples,
+                    "select_reference": "stratified n_ref images of the split that is not the test reference",
+                    "select_seed": f"seed + {SELECT_SEED_OFFSET}"}
+    else:
+        guidance = {"protocol": "fixed", "scale": s.cfg_scale}
+    return {"steps": s.steps, "shift": s.shift, "cfg_interval": list(s.cfg_interval), "guidance": guidance}
+
+
 def cell_identity(cfg: Config, method: str, ckpt_sha: str, k: int, seed: int, ds: Dataset, spec: dict) -> dict:
-    s = cfg.sampler
     return {"method": method, "checkpoint_hash": ckpt_sha, "length": k, "n_tokens": cfg.tokenizer.n_tokens,
-            "generator": cfg.generator, "seed": seed, "preset": cfg.preset,
-            "sampler": {"steps": s.steps, "shift": s.shift, "cfg_scale": s.cfg_scale, "cfg_interval": list(s.cfg_interval)},
+            "generator": cfg.generator, "seed": seed, "preset": cfg.preset, "sampler": sampler_identity(cfg.sampler),
             "dataset": {"name": ds.name, "manifest_hash": ds.manifest_hash, "image_size": ds.image_size},
             "metric_spec": spec}
 
@@ -87,19 +110,8 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
         ds = load_data(cfg.data)
     extractor = get_extractor(cfg.eval.extractor, weights=cfg.eval.inception_weights, backend=cfg.eval.backend,
                               device=device)
-    mspec = metric_spec(cfg, extractor)
-    n_ref = min(cfg.eval.n_ref, len(ds.val))
-    ref_cache = []
-
-    def ref():  # computed (or read from its cache) only when a cell needs it; rank 0 fills the cache
-        if not ref_cache:
-            with dist.main_first():
-                ref_cache.append(reference_stats(
-                    {"dataset": ds.val.manifest_hash, "split": "val", "count": n_ref,
-                     "preprocessing": "uint8 RGB, extractor's own resize"},
-                    lambda: image_batches(ds.val.images, n_ref, cfg.eval.batch_size), extractor))
-        return ref_cache[0]
-
+    sets = RealSets(cfg, ds, extractor)
+    mspec = metric_spec(cfg, extractor, sets)
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
                                                         train=spec.train)
@@ -107,6 +119,7 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
         if bundle.method.data_dependent:
             with dist.main_first():
                 bank = cached_latents(bundle, ds, device)[0]
+        per_method = MethodRefs(bundle, sha, sets, bank)
         for k, seed in itertools.product(spec.lengths, spec.seeds):
             identity = cell_identity(cfg, method, sha, k, seed, ds, mspec)
             cid = cell_id(identity)
@@ -125,7 +138,7 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
                     progress.log(f"{method} K={k} seed={seed}: finished by another process ({cid}), skipped")
                     spec.skipped.append(cid)
                     continue
-                record, grid = evaluate_cell(bundle, ds, extractor, ref(), identity, k, seed, bank, device)
+                record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device)
                 if record is None:  # not rank 0: rank 0 writes the record
                     continue
                 record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
@@ -136,7 +149,8 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
                 spec.written.append(store.write(record, overwrite=spec.overwrite))
                 m = record["metrics"]
                 progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
-                             f"r{mspec['label']} {m['rfid']:.2f} ({record['timing']['total_s']:.0f} s)")
+                             f"(w={record['guidance']['scale']:g}) r{mspec['label']} {m['rfid']:.2f} "
+                             f"(real floor {m['real_fid']:.2f}) ({record['timing']['total_s']:.0f} s)")
     dist.barrier()  # no rank leaves before rank 0 has written the last record
     return spec
 
@@ -178,7 +192,7 @@ def _image_metrics(extractor, batches, ids: torch.Tensor, n: int, batch_size: in
     are all-reduced, features (and logits) are gathered on rank 0 in index order and replayed there in
     the single-process batches; rank 0 returns the metrics, the other ranks None."""
     if dist.world_size() == 1:
-        return compute_image_metrics(extractor, None, batches, ref=ref, **common)
+        return compute_image_metrics(extractor, None, batches, ref=ref, return_features=True, **common)
     from .metrics import FeatureStats
 
     stats, feats, logits, size = FeatureStats(extractor.dim), [], [], None
@@ -200,16 +214,104 @@ def _image_metrics(extractor, batches, ids: torch.Tensor, n: int, batch_size: in
                            f"{0 if f_all is None else len(f_all)} gathered, {n} expected")
     dummy = torch.zeros((1, 3, *size), dtype=torch.uint8)  # shape only: the replay ignores pixels
     chunks = (dummy.expand(min(batch_size, n - s), -1, -1, -1) for s in range(0, n, batch_size))
-    return compute_image_metrics(_Replay(extractor, f_all, l_all), None, chunks, ref=ref, **common)
+    return compute_image_metrics(_Replay(extractor, f_all, l_all), None, chunks, ref=ref, return_features=True,
+                                 **common)
 
 
-def evaluate_cell(bundle: Bundle, ds: Dataset, extractor, ref, identity: dict, k: int, seed: int, bank, device):
+class MethodRefs:
+    """Numbers shared by every cell of one checkpoint, computed once and cached on disk by content:
+    the tokenizer's ceiling (features of the held-out images reconstructed at K = N) and the features of
+    unguided samples at K = N per seed (the other end of xlen_distance). Rank 0 computes, others read."""
+
+    def __init__(self, bundle: Bundle, sha: str, sets: RealSets, bank):
+        self.bundle, self.sha, self.sets, self.bank = bundle, sha, sets, bank
+
+    def ceiling(self):
+        b, held, bs = self.bundle, self.sets.held_out, self.bundle.cfg.eval.batch_size
+        key = {"dataset": held.split.manifest_hash, "split": held.split_name, "count": len(held.idx),
+               "subset": held.info["manifest"], "preprocessing": f"reconstructed at K=N={b.n_tokens} by checkpoint {self.sha}"}
+        with dist.main_first():
+            return reference_stats(key, lambda: (reconstruct(b, x, b.n_tokens) for x in held.batches(bs)),
+                                   self.sets.extractor)
+
+    def full_samples(self, seed: int):
+        b, e, s = self.bundle, self.bundle.cfg.eval, self.bundle.cfg.sampler
+        key = {"dataset": f"samples of checkpoint {self.sha}", "split": f"seed {seed}", "count": e.n_samples,
+               "preprocessing": f"unguided samples at K=N={b.n_tokens}, steps={s.steps}, shift={s.shift}"}
+        with dist.main_first():
+            return reference_stats(key, lambda: generate_batches(b, b.n_tokens, e.n_samples, seed, s, 1.0, e.batch_size,
+                                                                 self.bank), self.sets.extractor)
+
+
+def _vs_reference(r, ref, seed: int) -> tuple[float, float | None]:
+    """(Fréchet distance, bootstrap std) of a cached feature set against the reference."""
+    from .metrics import fid_bootstrap_std, frechet_distance
+
+    fd = frechet_distance(r.mu, r.sigma, ref.mu, ref.sigma, method=FID_SQRT, features1=r.features)
+    return fd, fid_bootstrap_std(r.features, (ref.mu, ref.sigma), seed=seed)
+
+
+def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar) -> dict:
+    """The guidance scale a cell is evaluated at, and how it was chosen (the record's "guidance").
+
+    search: every scale of the grid gets the same budget, select_samples samples with seed +
+    SELECT_SEED_OFFSET (never the test samples), scored by their Fréchet distance to the selection
+    reference (the split that is not the test reference); the lowest wins, ties to the smaller scale.
+    The same search for every (method, K) makes guidance fair by construction, although per-position
+    CFG (merged views) acts as 1 + (w - 1) / m_j."""
+    s, e = bundle.cfg.sampler, bundle.cfg.eval
+    if s.guidance == "fixed":
+        return {"protocol": "fixed", "scale": s.cfg_scale, "grid": None, "scores": None,
+                "selection": f"fixed scale {s.cfg_scale} for every (method, K): not searched"}
+    with dist.main_first():
+        sel_ref = sets.selection_reference
+    n, sel_seed = s.select_samples, seed + SELECT_SEED_OFFSET
+    ids = shard_ids(n, e.batch_size)
+    common = dict(kid_subset_size=min(e.kid_subset_size, n), seed=seed, fid_method=FID_SQRT, fid_bootstrap=0)
+    scores = {}
+    for w in s.cfg_scales:
+        with warnings.catch_warnings():  # few samples bias every scale alike: only their order is used
+            warnings.simplefilter("ignore", UserWarning)
+            out = _image_metrics(sets.extractor, _counted(generate_batches(bundle, k, n, sel_seed, s, w, e.batch_size,
+                                                                           bank, ids=ids), bar),
+                                 ids, n, e.batch_size, sel_ref, common)
+        if out is not None:
+            scores[w] = out["fid"]
+    chosen = dist.broadcast_object(min(scores, key=lambda w: (scores[w], w)) if dist.is_main() else None)
+    sub = sets.selection_subset
+    return {"protocol": "search", "scale": chosen, "grid": list(s.cfg_scales),
+            "scores": {f"{w:g}": v for w, v in scores.items()},
+            "selection": f"{n} samples per scale (seed {sel_seed}) vs {len(sub.idx)} stratified {sub.split_name} "
+                         f"images; lowest {extractor_label(sets.extractor)} wins"}
+
+
+def _selection_count(s) -> int:
+    return s.select_samples * len(s.cfg_scales) if s.guidance == "search" else 0
+
+
+REPRESENTATIONS = {"global merge": "unmerged cluster means (N tokens)",
+                   "data-dependent merge": "unmerged per-image cluster means (N tokens)"}
+
+
+def alignment_representation(bundle: Bundle, k: int) -> str:
+    """What alignment.frechet_to_full compares at K, in words (it differs between method families)."""
+    z = torch.zeros(1, bundle.n_tokens, bundle.cfg.tokenizer.latent_dim)
+    with torch.no_grad():
+        m = bundle.method.reconstruct_tokens(z.to(next(bundle.tokenizer.parameters()).device), k).shape[1]
+    if m < bundle.n_tokens:
+        return "first K tokens, zero-padded to N"
+    return REPRESENTATIONS.get(bundle.method.family, "decoder input at K (N tokens)")
+
+
+def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identity: dict, k: int, seed: int, device):
     """(record, sample grid) on rank 0; (None, None) on the other ranks (they share the sampling)."""
     from .metrics import ReconMeter
     from .metrics.alignment import alignment_metrics
+    from .metrics.consistency import xlen_distance
     from .metrics.flops import stage_flops
 
     cfg, e, s = bundle.cfg, bundle.cfg.eval, bundle.cfg.sampler
+    extractor, bank = sets.extractor, per_method.bank
     timing, unavailable, notes = {}, {}, []
     t_cell = time.perf_counter()
     common = dict(kid_subset_size=min(e.kid_subset_size, e.n_samples), seed=seed, fid_method=FID_SQRT)
@@ -221,34 +323,44 @@ def evaluate_cell(bundle: Bundle, ds: Dataset, extractor, ref, identity: dict, k
         timing[name] = time.perf_counter() - t0
         return out
 
+    with dist.main_first():  # rank 0 extracts (or reads) the cached real-image sets, the others read them
+        ref, real = sets.reference, sets.held_out_stats
+    ceiling = timed("ceiling_s", per_method.ceiling)
+    full = timed("full_length_samples_s", lambda: per_method.full_samples(seed)) if k != bundle.n_tokens else None
+
     ids = shard_ids(e.n_samples, e.batch_size)  # this rank's whole batches of sample indices
 
     def samples(scale):
         return generate_batches(bundle, k, e.n_samples, seed, s, scale, e.batch_size, bank, ids=ids)
 
     keep: list = []
-    n_rec = min(e.n_samples, len(ds.val))
+    held = sets.held_out
+    n_rec = len(held.idx)
     rec_ids = shard_ids(n_rec, e.batch_size)
     meter = ReconMeter(device=device)
 
     def recon_batches():
         start = int(rec_ids[0]) if len(rec_ids) else n_rec
-        for real in image_batches(ds.val.images, start + len(rec_ids), e.batch_size, start=start):
-            rec = reconstruct(bundle, real, k)
-            meter.update(real, rec)
+        for real_batch in held.batches(e.batch_size, start, start + len(rec_ids)):
+            rec = reconstruct(bundle, real_batch, k)
+            meter.update(real_batch, rec)
             yield rec
 
-    generated = len(ids) * (2 if s.cfg_scale != 1.0 else 1)
-    with progress.task(f"{bundle.method_name} K={k}: sample, reconstruct, extract features",
-                       generated + len(rec_ids)) as bar:
-        guided = timed("guided_s", lambda: _image_metrics(
-            extractor, _counted(_keep_grid(samples(s.cfg_scale), ids, keep), bar), ids, e.n_samples, e.batch_size,
-            ref, common))
-        if s.cfg_scale != 1.0:
-            plain = timed("unguided_s", lambda: _image_metrics(
-                extractor, _counted(samples(1.0), bar), ids, e.n_samples, e.batch_size, ref, common))
+    work = _selection_count(s) // max(1, dist.world_size()) + 2 * len(ids) + len(rec_ids)
+    with progress.task(f"{bundle.method_name} K={k}: choose guidance, sample, reconstruct, extract features",
+                       work) as bar:
+        guidance = timed("guidance_search_s", lambda: choose_guidance(bundle, k, seed, sets, bank, bar))
+        w = guidance["scale"]
+        plain = timed("unguided_s", lambda: _image_metrics(
+            extractor, _counted(_keep_grid(samples(1.0), ids, keep) if w == 1.0 else samples(1.0), bar), ids,
+            e.n_samples, e.batch_size, ref, common))
+        if w != 1.0:
+            guided = timed("guided_s", lambda: _image_metrics(
+                extractor, _counted(_keep_grid(samples(w), ids, keep), bar), ids, e.n_samples, e.batch_size,
+                ref, common))
         else:
-            plain = guided
+            guided = plain
+            bar.advance(len(ids))
         recon = timed("recon_s", lambda: _image_metrics(extractor, _counted(recon_batches(), bar), rec_ids, n_rec,
                                                           e.batch_size, ref, common))
     grid_ids = torch.cat([i for _, i in keep]) if keep else torch.zeros(0, dtype=torch.long)
@@ -264,28 +376,45 @@ def evaluate_cell(bundle: Bundle, ds: Dataset, extractor, ref, identity: dict, k
         return None, None
     rec_q = meter.result()
 
-    nfe, _ = sampling_nfe(s.steps, s.shift, s.cfg_scale, s.cfg_interval)
-    compute = timed("flops_s", lambda: stage_flops(bundle, k, s, s.cfg_scale))
+    compute = timed("flops_s", lambda: stage_flops(bundle, k, s, w))
+    align_set = sets.align_subset
     with torch.no_grad():
-        z_val = bundle.tokenizer.encode(torch.as_tensor(ds.val.images(np.arange(min(500, len(ds.val))))).float()
+        z_val = bundle.tokenizer.encode(torch.as_tensor(align_set.split.images(align_set.idx)).float()
                                         .div(127.5).sub(1).to(device))
     align = timed("alignment_s", lambda: alignment_metrics(bundle, z_val, k))
+    real_fid, real_std = _vs_reference(real, ref, seed)
+    ceil_fid, ceil_std = _vs_reference(ceiling, ref, seed)
+    xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
 
     metrics = {"gfid": guided["fid"], "gfid_bootstrap_std": guided["fid_bootstrap_std"],
-               "gfid_noguidance": plain["fid"], "rfid": recon["fid"], "rfid_bootstrap_std": recon["fid_bootstrap_std"],
+               "gfid_noguidance": plain["fid"], "gfid_noguidance_bootstrap_std": plain["fid_bootstrap_std"],
+               "rfid": recon["fid"], "rfid_bootstrap_std": recon["fid_bootstrap_std"],
+               "real_fid": real_fid, "real_fid_bootstrap_std": real_std,
+               "rfid_full": ceil_fid, "rfid_full_bootstrap_std": ceil_std, "xlen_distance": xlen,
                "kid": guided["kid"], "kid_std": guided["kid_std"], "inception_score": guided["inception_score"],
                "precision": guided["precision"], "recall": guided["recall"],
                "psnr": rec_q.get("psnr"), "ssim": rec_q.get("ssim"), "lpips": rec_q.get("lpips")}
     for name, why in {**guided["reasons"], **rec_q.get("reasons", {})}.items():
         if name in metrics and metrics[name] is None:
             unavailable[name] = why
+    if xlen is None:
+        unavailable["xlen_distance"] = f"needs more than {bundle.num_classes} samples (a same-class partner)"
     notes += [f"{key}: {val}" for key, val in bundle.method.describe().items()]
-    notes.append(f"gFID with CFG scale {s.cfg_scale} (interval {list(s.cfg_interval)}); gfid_noguidance at scale 1.0; "
-                 f"{e.n_samples} samples vs {ref.stats.n if ref.stats else '?'} val images; "
-                 f"rFID: {n_rec} val reconstructions vs the same val reference")
+    label = extractor_label(extractor)
+    ref_what = (f"{ref.stats.n} stratified {sets.test_split} images" if not sets.adm
+                else f"the ADM reference {cfg.eval.reference}")
+    notes.append(f"g{label} at CFG scale {w} ({guidance['protocol']}: {guidance['selection']}; interval "
+                 f"{list(s.cfg_interval)}); gfid_noguidance at scale 1.0; {e.n_samples} samples vs {ref_what}")
+    notes.append(f"r{label}: {n_rec} held-out images ({held.info['how']}) reconstructed at K vs the same reference; "
+                 f"real_fid: those images themselves (the floor at this n); rfid_full: reconstructed at K = N "
+                 f"(what the tokenizer allows)")
+    notes.append("xlen_distance: unguided samples at K vs at K = N with the same seeds and classes, feature "
+                 "distance / distance to another same-class sample at N (0 = identical)")
     timing["total_s"] = time.perf_counter() - t_cell
     record = build_record(identity, _plain(metrics), unavailable=unavailable, compute=_plain(compute),
-                          alignment=_plain(align), timing=timing, notes=notes,
+                          alignment=_plain(align), timing=timing, notes=notes, guidance=_plain(guidance),
+                          subsets=sets.describe(), family=bundle.method.family,
+                          alignment_representation=alignment_representation(bundle, k),
                           provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name))
     grid = grid[:GRID_SAMPLES].transpose(0, 2, 3, 1)
     return record, np.concatenate(list(grid), axis=1)

@@ -225,7 +225,9 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
     opt = adamw(params, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
     ident = hash_obj({"stage": "tokenizer", "identity": bundle.identity})
-    modules = {"tokenizer": tok, "method": method}
+    step_module = _TokenizerStep(tok, method)
+    ema = EMA(step_module, cfg.ema) if cfg.ema is not None else None
+    modules = {"tokenizer": tok, "method": method, **({"ema": ema.model} if ema else {})}
     path = state_dir(bundle) / "tokenizer.safetensors"
     st = load_state(path, ident, modules, opt, sched, {"gen": gen})
     start, losses, before = (st["step"], st["losses"], st["elapsed_s"]) if st else (0, [], 0.0)
@@ -237,7 +239,7 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
     if st:
         progress.log(f"{bundle.method_name}: tokenizer resumes at step {start} from {path}")
     saver = _Saver(path, ident, cfg.ckpt_every, start, st is not None)
-    model = _wrap(_TokenizerStep(tok, method), find_unused=True)
+    model = _wrap(step_module, find_unused=True)
     lo, hi = dist.shard_bounds(cfg.batch_size)
     share, part = (hi - lo) / cfg.batch_size, slice(lo, hi)
     t0 = time.perf_counter()
@@ -260,9 +262,15 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
             clip_grads(params, cfg.grad_clip)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(step_module)
             losses.append(value)
             bar.advance(info=f"mse {sum(losses[-50:]) / len(losses[-50:]):.4f}")
             saver.maybe(step + 1, cfg.steps, kw)
+    if ema is not None:  # the EMA weights become the tokenizer; merge's table is frozen from them
+        with torch.no_grad():
+            for p, q in zip(step_module.parameters(), ema.model.parameters()):
+                p.copy_(q)
     method.freeze()
     tok.eval(), method.eval()
     bundle.stages = ["tokenizer"]

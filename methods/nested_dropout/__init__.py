@@ -20,6 +20,7 @@ class NestedDropoutMethod(TruncationMethod):
     family = "truncation"
     description = "FlexTok-style nested dropout: ordered tokens, tail replaced by a learned mask token"
     Options = NestedDropoutOptions
+    own_tokenizer_schedule = "FlexTok nested dropout: keep_k per sample (methods.nested-dropout.schedule)"
 
     def __init__(self, n_tokens, latent_dim, options, train_lengths, train_probs):
         super().__init__(n_tokens, latent_dim, options, train_lengths, train_probs)
@@ -43,7 +44,13 @@ class NestedDropoutMethod(TruncationMethod):
         dropped = torch.arange(self.n_tokens, device=z.device)[None, :] >= keep.to(z.device)[:, None]
         return torch.where(dropped[..., None], self.mask_token.to(z.dtype), z)
 
+    def tokenizer_schedule_text(self):
+        text = super().tokenizer_schedule_text()
+        return text if self.shared_schedule else f"{text} = {self.options.schedule}"
+
     def train_tokens(self, z, gen):
+        if self.shared_schedule:
+            return self.fill(z, torch.full((z.shape[0],), self.sample_length(gen))), {}
         return self.fill(z, self.sample_keep(z.shape[0], gen)), {}
 
     def expand(self, zk, view):

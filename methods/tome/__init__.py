@@ -58,5 +58,5 @@ class ToMeMethod(Method):
         return self.view(k, bank[torch.from_numpy(picks)])
 
     def describe(self):
-        return {"pattern_source": "per-sample: merge pattern of training image (seed, sample index); "
+        return {**super().describe(), "pattern_source": "per-sample: merge pattern of training image (seed, sample index); "
                                   "the generated image's own pattern is unknowable before it exists"}

@@ -75,3 +75,32 @@ def pick(n: int, count: int | None, seed: int, what: str) -> np.ndarray:
     if count > n:
         raise UserError(f"{what}={count} but the split has only {n} images: lower {what} or leave it unset")
     return np.sort(np.random.default_rng(seed).permutation(n)[:count])
+
+
+def stratified(labels: np.ndarray, count: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indices of a seeded, class-stratified subset of `count` images (the whole split when it fits).
+
+    Splits are stored class by class, so "the first n" covers a few classes only. Each class gets its
+    share of `count` in proportion to its size among the eligible images (largest remainders round
+    up, ties to the lower class id); within a class the images are a seeded random pick. `exclude`:
+    indices that may not be picked (e.g. the reference, when picking held-out real images)."""
+    labels = np.asarray(labels)
+    pool = np.arange(len(labels)) if exclude is None else np.setdiff1d(np.arange(len(labels)), exclude)
+    if count >= len(pool):
+        return pool
+    classes, sizes = np.unique(labels[pool], return_counts=True)
+    exact = sizes * count / len(pool)
+    share = np.floor(exact).astype(int)
+    for i in np.lexsort((classes, -(exact - share)))[: count - share.sum()]:
+        share[i] += 1
+    rng = np.random.default_rng([seed, 0x5EED])
+    picked = [rng.permutation(pool[labels[pool] == c])[:n] for c, n in zip(classes, share)]
+    return np.sort(np.concatenate(picked))
+
+
+def subset_info(split: ImageSet, idx: np.ndarray, seed: int, how: str = "stratified") -> dict:
+    """What a record says about a subset: count, images per class, seed and a hash of its indices."""
+    counts = np.bincount(split.labels[idx], minlength=split.num_classes)
+    return {"split": split.name, "count": int(len(idx)), "of": len(split), "how": how, "seed": seed,
+            "per_class": {name: int(n) for name, n in zip(split.class_names, counts)},
+            "manifest": hash_obj({"split": split.manifest_hash, "indices": np.asarray(idx).tolist()})}

@@ -32,12 +32,13 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
                           fake_batches: Iterable[torch.Tensor], *,
                           ref=None, kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3,
                           isc_splits: int = 10, fid_bootstrap: int = 10, fid_method: str = "sqrtm",
-                          seed: int = 0) -> dict:
+                          seed: int = 0, return_features: bool = False) -> dict:
     """Distribution metrics of generated (`fake_batches`) against real images: either `real_batches`
     (uint8 (B,3,H,W) batches, streamed) or a precomputed `ref` (refstats.Reference), not both.
     Only features are kept in memory, never images. Unavailable metrics are None, with the reason in
     result["reasons"]; never 0. fid_bootstrap: resamples for fid_bootstrap_std (0 = off);
-    fid_method: "sqrtm" (standard) or "eigh" (faster), see fid.frechet_distance."""
+    fid_method: "sqrtm" (standard) or "eigh" (faster), see fid.frechet_distance. return_features:
+    also return the generated images' features (float32, in order) as result["features"]."""
     from vltbench.errors import UserError
     from vltbench.metrics.features import metric_label
     from vltbench.metrics.fid import fid_bootstrap_std, frechet_distance
@@ -80,4 +81,6 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
         reasons["inception_score"] = why
     out.update(n_real=n_real, n_fake=fstats.n, extractor_id=extractor.id, label=metric_label(extractor.id),
                reasons=reasons)
+    if return_features:
+        out["features"] = ffeats
     return out

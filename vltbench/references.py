@@ -1,0 +1,150 @@
+"""The real-image sets a sweep measures against, each a seeded class-stratified subset (or the whole split).
+
+- test reference: `eval.n_ref` images of `eval.reference` (val | train), or an ADM reference batch (.npz);
+- selection reference: the same count from the other split (guidance scales are chosen against it, so
+  the test reference never picks a hyper-parameter);
+- held-out real images: `eval.n_samples` images of the test split outside the reference (the other
+  split when it has too few). They give the metric's floor at this n (real vs reference), and they are
+  the images reconstructed for rFID / PSNR, so rFID minus the floor is what reconstruction loses;
+- alignment images: up to ALIGN_IMAGES val images.
+
+Features of every set are cached content-addressed (vltbench.metrics.refstats); each set's description
+(split, count, images per class, seed, index manifest) goes into the records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from .config import Config
+from .data import Dataset
+from .data.core import ImageSet, stratified, subset_info
+from .errors import UserError
+from .metrics import Reference, adm_reference, reference_stats
+from .metrics.features import INCEPTION_ID_PREFIX
+
+ALIGN_IMAGES = 500
+PREPROCESSING = "uint8 RGB, extractor's own resize"
+
+
+def index_batches(split: ImageSet, idx: np.ndarray, batch_size: int):
+    """uint8 batches of split images idx, in order."""
+    for s in range(0, len(idx), batch_size):
+        yield torch.as_tensor(split.images(idx[s:s + batch_size]))
+
+
+@dataclass
+class Subset:
+    split: ImageSet
+    split_name: str  # "train" | "val"
+    idx: np.ndarray
+    info: dict
+
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None):
+        return index_batches(self.split, self.idx[start:stop], batch_size)
+
+
+class RealSets:
+    """The stratified subsets and reference statistics of one sweep; built lazily, rank 0 fills caches."""
+
+    def __init__(self, cfg: Config, ds: Dataset, extractor):
+        self.cfg, self.ds, self.extractor = cfg, ds, extractor
+        self.seed = cfg.eval.seed
+        src = cfg.eval.reference
+        self.adm = src not in ("val", "train")
+        self.test_split = "train" if src == "train" else "val"
+        self.other_split = "train" if self.test_split == "val" else "val"
+        if self.adm:
+            _check_adm_extractor(extractor, cfg, src)
+
+    def subset(self, split_name: str, count: int, exclude: np.ndarray | None = None, how: str = "stratified") -> Subset:
+        split = getattr(self.ds, split_name)
+        idx = stratified(split.labels, count, self.seed, exclude)
+        return Subset(split, split_name, idx, subset_info(split, idx, self.seed, how))
+
+    # --- the subsets ----------------------------------------------------------------------------
+    @cached_property
+    def ref_subset(self) -> Subset | None:
+        if self.adm:
+            return None
+        return self.subset(self.test_split, self.cfg.eval.n_ref)
+
+    @cached_property
+    def held_out(self) -> Subset:
+        """n_samples real images outside the reference: from the test split when it has enough left."""
+        n = self.cfg.eval.n_samples
+        if self.adm:  # the reference is external: any of our val images are held out
+            return self.subset("val", n, how="stratified; the reference is an external ADM batch")
+        ref = self.ref_subset.idx
+        split = getattr(self.ds, self.test_split)
+        if len(split) - len(ref) >= n:
+            return self.subset(self.test_split, n, exclude=ref, how="stratified, disjoint from the reference")
+        other = getattr(self.ds, self.other_split)
+        return self.subset(self.other_split, min(n, len(other)),
+                           how=f"stratified from {self.other_split}: {self.test_split} has fewer than "
+                               f"n_ref + n_samples = {len(ref) + n} images")
+
+    @cached_property
+    def align_subset(self) -> Subset:
+        return self.subset("val", ALIGN_IMAGES)
+
+    # --- statistics -----------------------------------------------------------------------------
+    def stats(self, sub: Subset, batch_size: int) -> Reference:
+        key = {"dataset": sub.split.manifest_hash, "split": sub.split_name, "count": len(sub.idx),
+               "subset": sub.info["manifest"], "preprocessing": PREPROCESSING}
+        return reference_stats(key, lambda: sub.batches(batch_size), self.extractor)
+
+    @cached_property
+    def reference(self) -> Reference:
+        if self.adm:
+            ref = adm_reference(self.cfg.eval.reference, self.extractor, self.cfg.eval.batch_size)
+            if ref.image_size is not None and tuple(ref.image_size) != (self.ds.image_size,) * 2:
+                raise UserError(f"ADM reference {self.cfg.eval.reference} holds {ref.image_size[0]}x{ref.image_size[1]} "
+                                f"images but the data are {self.ds.image_size}x{self.ds.image_size}: its statistics "
+                                "come from another resize; set data.image_size to match or use eval.reference: val")
+            return ref
+        return self.stats(self.ref_subset, self.cfg.eval.batch_size)
+
+    @cached_property
+    def selection_subset(self) -> Subset:
+        split = self.other_split if not self.adm else "train"
+        return self.subset(split, self.cfg.eval.n_ref)
+
+    @cached_property
+    def selection_reference(self) -> Reference:
+        return self.stats(self.selection_subset, self.cfg.eval.batch_size)
+
+    @cached_property
+    def held_out_stats(self) -> Reference:
+        return self.stats(self.held_out, self.cfg.eval.batch_size)
+
+    # --- descriptions ---------------------------------------------------------------------------
+    def reference_spec(self) -> dict:
+        """What identifies the test reference (part of every cell's metric spec)."""
+        if self.adm:
+            from .hashing import sha256_file
+            return {"source": "adm-npz", "sha256": sha256_file(self.cfg.eval.reference)}
+        s = self.ref_subset
+        return {"source": s.split_name, "count": len(s.idx), "seed": self.seed, "manifest": s.info["manifest"]}
+
+    def describe(self) -> dict:
+        """The subsets a record names: count, images per class, seed, manifest."""
+        out = {"reference": self.ref_subset.info if not self.adm else {"source": self.cfg.eval.reference},
+               "held_out": self.held_out.info, "alignment": self.align_subset.info}
+        if self.cfg.sampler.guidance == "search":
+            out["guidance_selection"] = self.selection_subset.info
+        return out
+
+
+def _check_adm_extractor(extractor, cfg: Config, path: str) -> None:
+    """ADM statistics are Inception pool3 features after the TF1 bilinear resize (torch-fidelity's)."""
+    if not extractor.id.startswith(INCEPTION_ID_PREFIX):
+        raise UserError(f"eval.reference {path} is an ADM batch of Inception statistics but eval.extractor is "
+                        f"{cfg.eval.extractor!r}; use eval.extractor: inception or eval.reference: val")
+    if cfg.eval.backend != "torch-fidelity":
+        raise UserError(f"eval.reference {path} is an ADM batch (TF1 bilinear resize) but eval.backend is "
+                        f"{cfg.eval.backend!r}, which resizes differently; use eval.backend: torch-fidelity")
