@@ -1,7 +1,7 @@
 """`python -m torch.distributed.run ... tests/dist_entry.py ARGS`: the real vltbench CLI, with test-only
 instrumentation for tests/test_dist.py, chosen by environment variables:
 
-VLTBENCH_TEST_LOG_IDS=DIR   each rank appends "cfg_scale: sample ids" of every generate() call to DIR/rank<R>.txt
+VLTBENCH_TEST_LOG_IDS=DIR   each rank appends "K seed cfg_scale: sample ids" of every generate() call to DIR/rank<R>.txt
 VLTBENCH_TEST_FAIL=R:WHERE:N:HOW   on rank R, the (N+1)-th call of WHERE (generate | dit, the DiT loss)
                             exits the process at once (HOW=exit, as a crash or kill) or raises (HOW=raise)
 """
@@ -20,7 +20,7 @@ def _instrument():
 
         def logged(bundle, k, ids, seed, sampler, cfg_scale, bank=None):
             with open(os.path.join(log_dir, f"rank{RANK}.txt"), "a") as f:
-                f.write(f"{cfg_scale}: {' '.join(map(str, ids.tolist()))}\n")
+                f.write(f"{k} {seed} {cfg_scale}: {' '.join(map(str, ids.tolist()))}\n")
             return orig_generate(bundle, k, ids, seed, sampler, cfg_scale, bank)
 
         generate.generate = logged

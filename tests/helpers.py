@@ -23,12 +23,37 @@ SMALL = {"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1, 
          "dit.width": 32, "dit.heads": 2, "dit.depth": 2}
 
 
-def identity(method="merge", length=8, seed=0, n_samples=1000, ckpt="c"):
-    """The identity of a result cell, for records built by hand (store / report / check tests)."""
+GRID = [1.0, 1.5, 2.5, 4.0]  # the search protocol's CFG scales
+
+
+def identity(method="merge", length=8, seed=0, n_samples=1000, ckpt="c", guidance=None):
+    """The identity of a result cell, for records built by hand (store / report / check tests).
+
+    guidance: None gives the old sampler (one `cfg_scale`); "search" or "fixed" the guidance protocol."""
+    sampler = {"steps": 25, "shift": 0.3, "cfg_scale": 1.5, "cfg_interval": [0.15, 1.0]}
+    if guidance == "search":
+        sampler = {"steps": 25, "shift": 0.3, "cfg_interval": [0.15, 1.0],
+                   "guidance": {"protocol": "search", "grid": GRID, "n_select": 150, "select_reference": "train",
+                                "select_seed": "seed + 1000000"}}
+    elif guidance == "fixed":
+        sampler = {"steps": 25, "shift": 0.3, "cfg_interval": [0.15, 1.0],
+                   "guidance": {"protocol": "fixed", "scale": 1.5}}
     return {"method": method, "checkpoint_hash": ckpt * 64, "length": length, "n_tokens": 32,
             "generator": "joint", "seed": seed, "preset": "tiny",
-            "sampler": {"steps": 25, "shift": 0.3, "cfg_scale": 1.5, "cfg_interval": [0.15, 1.0]},
+            "sampler": sampler,
             "dataset": {"name": "embedded", "manifest_hash": "m" * 64, "image_size": 32},
             "metric_spec": {"extractor_id": "inception-v3-tf2015:sha=abc", "label": "FID",
                             "n_samples": n_samples, "n_ref": 2000, "ref_split": "val",
                             "kid_subset_size": 100, "pr_k": 3}}
+
+
+def with_protocol(rec, scale, *, family=None, representation=None, scores=None):
+    """Add the guidance protocol's top-level fields to a built record (build_record does not take them):
+    the chosen scale (and each searched scale's score), the method family, the alignment representation."""
+    spec = rec["identity"]["sampler"]["guidance"]
+    search = spec["protocol"] == "search"
+    rec["guidance"] = {"protocol": spec["protocol"], "scale": scale, "grid": spec.get("grid") if search else None,
+                       "scores": scores if search else None,
+                       "selection": f"lowest FD of {spec['n_select']} samples vs train" if search else "fixed"}
+    rec["family"], rec["alignment_representation"] = family, representation
+    return rec

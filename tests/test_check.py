@@ -5,18 +5,19 @@ import pytest
 from vltbench.check import check
 from vltbench.errors import UserError
 from vltbench.store import ResultStore, build_record, load_frame
-from helpers import identity
+from helpers import identity, with_protocol
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
 BASE = {(8, 0): 40.0, (8, 1): 41.0, (8, 2): 39.5, (32, 0): 20.0, (32, 1): 20.6, (32, 2): 19.8}
 
 
-def results(root, gfid=BASE, method="merge", n_samples=1000, ckpt="a", shift=0.0, rfid=10.0):
+def results(root, gfid=BASE, method="merge", n_samples=1000, ckpt="a", shift=0.0, rfid=10.0, guidance=None):
     store = ResultStore(root)
     for (k, s), v in gfid.items():
-        store.write(build_record(identity(method, k, s, n_samples, ckpt),
-                                 {"gfid": v + shift, "gfid_bootstrap_std": 0.8, "rfid": rfid + 0.1 * s,
-                                  "rfid_bootstrap_std": 0.3}, provenance=PROV))
+        rec = build_record(identity(method, k, s, n_samples, ckpt, guidance=guidance),
+                           {"gfid": v + shift, "gfid_bootstrap_std": 0.8, "rfid": rfid + 0.1 * s,
+                            "rfid_bootstrap_std": 0.3}, provenance=PROV)
+        store.write(with_protocol(rec, 2.5 if guidance == "search" else 1.5) if guidance else rec)
     return load_frame(root)
 
 
@@ -70,6 +71,20 @@ def test_single_seed_uses_bootstrap_std(tmp_path):
 def test_mismatched_spec_is_refused(baseline, tmp_path):
     with pytest.raises(UserError, match=r"K=8: metric_spec.n_samples \(baseline 1000, candidate 500\) differs"):
         check(baseline, results(tmp_path, n_samples=500))
+
+
+def test_different_guidance_protocols_are_refused(tmp_path):
+    fixed = results(tmp_path / "fixed", guidance="fixed")
+    search = results(tmp_path / "search", guidance="search")
+    msg = (r"guidance protocols differ for merge K=8: baseline used guidance protocol 'fixed' \(w=1.5\), "
+           r"candidate 'search' \(grid \[1.0, 1.5, 2.5, 4.0\].*compare results measured with the same protocol")
+    with pytest.raises(UserError, match=msg):
+        check(fixed, search)
+    with pytest.raises(UserError, match=r"baseline used guidance protocol 'search'.*candidate 'fixed' \(w=1.5\)"):
+        check(search, fixed)
+    with pytest.raises(UserError, match=r"baseline used guidance protocol 'fixed' \(w=1.5\), candidate 'search'"):
+        check(results(tmp_path / "old"), search)  # records from before the protocol: sampler.cfg_scale = fixed
+    assert not check(search, results(tmp_path / "search2", guidance="search", ckpt="b")).failed  # same protocol
 
 
 def test_nothing_in_common_is_refused(baseline, tmp_path):

@@ -115,15 +115,20 @@ def test_two_processes_give_the_same_samples_and_metrics(cache, tmp_path):
         assert rb["metrics"][name] == pytest.approx(ra["metrics"][name], rel=1e-6, abs=1e-12), name
     # every batch is a single-process batch: the samples (here their grid) are bitwise identical
     assert (one / "tail-drop" / f"{cid}.samples.png").read_bytes() == (two / "tail-drop" / f"{cid}.samples.png").read_bytes()
-    # 20 samples over 2 ranks (batches 8+8 | 4): each index generated exactly once per guidance scale
-    per_scale = {}
+    # 20 samples over 2 ranks (batches 8+8 | 4): each index generated exactly once per guidance scale,
+    # for the test seed and for the guidance-selection seed; the K = N samples once, by rank 0
+    calls = {}
     for f in log.glob("rank*.txt"):
         for line in f.read_text().splitlines():
-            scale, ids = line.split(":")
-            per_scale.setdefault(scale, []).extend(int(i) for i in ids.split())
-    assert len(list(log.glob("rank*.txt"))) == 2 and len(per_scale) == 2
-    for ids in per_scale.values():
-        assert sorted(ids) == list(range(20))
+            key, ids = line.split(":")
+            calls.setdefault(tuple(key.split()), []).extend(int(i) for i in ids.split())
+    assert len(list(log.glob("rank*.txt"))) == 2
+    sel = ra["identity"]["sampler"]["guidance"]
+    want = {("4", "0", "1.0")} | {("4", "0", str(ra["guidance"]["scale"]))} | {("32", "0", "1.0")}
+    want |= {("4", "1000000", str(w)) for w in sel["grid"]}
+    assert set(calls) == want
+    for key, ids in calls.items():
+        assert sorted(ids) == list(range(sel["n_select"] if key[1] == "1000000" else 20)), key
 
 
 @pytest.mark.parametrize("how", ["exit", "raise"])

@@ -113,6 +113,18 @@ def _spec_diff(b: pd.Series, c: pd.Series) -> str:
     return "nothing"
 
 
+def _protocol(row: pd.Series) -> tuple[str | None, str]:
+    """(guidance protocol, how it reads in a message), e.g. ('fixed', "'fixed' (w=1.5)")."""
+    s = json.loads(row["spec_sampler"])
+    spec = s.get("guidance") if isinstance(s.get("guidance"), dict) else {}
+    protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in s else None)
+    if protocol == "fixed":
+        return protocol, f"'fixed' (w={spec.get('scale', s.get('cfg_scale'))})"
+    if protocol == "search":
+        return protocol, f"'search' (grid {spec.get('grid')}, scale chosen per method and K)"
+    return protocol, repr(protocol)
+
+
 def _per_seed(sub: pd.DataFrame, notes: list[str], side: str) -> pd.DataFrame:
     """One record per seed: if a seed was run for several checkpoints, keep the newest record."""
     sub = sub.sort_values("created", na_position="first")
@@ -158,6 +170,11 @@ def _gate(b: pd.DataFrame, c: pd.DataFrame) -> None:
         bs, cs = _select(b, tuple(p)), _select(c, tuple(p))
         if set(bs["comparable_key"]) & set(cs["comparable_key"]):
             continue
+        (pb, tb), (pc, tc) = _protocol(bs.iloc[0]), _protocol(cs.iloc[0])
+        if pb != pc:  # gFID under different guidance protocols is not the same quantity
+            raise UserError(f"guidance protocols differ for {p['method']} K={p['length']}: baseline used guidance "
+                            f"protocol {tb}, candidate {tc}; compare results measured with the same protocol "
+                            f"(set sampler.guidance={pb} for the candidate or choose a baseline measured with {pc})")
         raise UserError(f"baseline and candidate are not comparable for {p['method']} K={p['length']}: "
                         f"{_spec_diff(bs.iloc[0], cs.iloc[0])} differs; rerun the candidate with the "
                         "baseline's settings or choose a matching baseline")

@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .report import ALIGN_BETTER, ALIGN_NAMES, row_labels, comparable_groups, fd_name, pareto_mask
+from .report import ALIGN_BETTER, ALIGN_NAMES, comparable_groups, fd_name, guidance_text, pareto_mask, row_labels
 
 N_SAMPLES_SHOWN = 4  # samples per grid cell, cropped from each record's strip
 MARKERS = "osD^vP*X"
@@ -34,8 +34,9 @@ def metric_axis_label(row: pd.Series, prefix: str) -> str:
 
 def _title(row: pd.Series) -> str:
     s = json.loads(row["spec_sampler"])
-    parts = [f"{k}={s[k]}" for k in ("steps", "cfg_scale", "shift") if k in s]
-    return f"{row['dataset']} ({row['image_size']} px) · sampler {', '.join(parts)}"
+    parts = [f"{k}={s[k]}" for k in ("steps", "shift") if k in s]
+    # the protocol, not one scale: under search every (method, K) has its own
+    return f"{row['dataset']} ({row['image_size']} px) · sampler {', '.join(parts)} · {guidance_text(s, short=True)}"
 
 
 def _agg(g: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -88,6 +89,7 @@ def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     if len(front) > 1:
         ax.plot(front["sampling_gflops_mean"], front["gfid_mean"], ls="--", color="0.55", lw=1, zorder=0,
                 label="Pareto frontier", drawstyle="steps-post")
+    refs = _references(ax, g, colors)
     ax.set_xscale("log")
     # plain numbers (2, 5, 10, 20) instead of 2x10^0: readable on a narrow decade range
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -98,8 +100,25 @@ def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     ax.set_title(_title(g.iloc[0]), fontsize=10)
     ax.margins(x=0.12, y=0.14)
     title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else "method"
-    ax.legend(title=title, fontsize=8, title_fontsize=9, frameon=True)
+    # reference lines span the whole width: a legend inside would hide them
+    where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if refs else {}
+    ax.legend(title=title, fontsize=8, title_fontsize=9, frameon=True, **where)
     return _save(fig, out, name)
+
+
+def _references(ax, g: pd.DataFrame, colors: dict) -> bool:
+    """The metric's floor at this n (real held-out images) and each tokenizer's ceiling (recon at K = N);
+    True when any was drawn."""
+    floor = "real_fid" in g and g["real_fid"].notna().any()
+    if floor:
+        ax.axhline(g["real_fid"].mean(), ls=":", color="0.25", lw=1.3, zorder=1.5, label="real (floor)")
+    ceil = g.groupby("_label")["rfid_full"].mean().dropna() if "rfid_full" in g else pd.Series(dtype=float)
+    ceil = ceil[ceil.index.isin(list(colors))]
+    for label, y in ceil.items():
+        ax.axhline(y, ls="--", lw=0.8, color=colors[label], alpha=0.8, zorder=1.5)  # above the grid
+    if len(ceil):
+        ax.plot([], [], ls="--", lw=0.8, color="0.45", label="tokenizer @K=N recon (ceiling)")  # one legend entry
+    return floor or bool(len(ceil))
 
 
 def _log2_lengths(ax, lengths) -> None:

@@ -24,7 +24,7 @@ from .config import Config
 from .data import Dataset
 from .data.core import ImageSet, stratified, subset_info
 from .errors import UserError
-from .metrics import Reference, adm_reference, reference_stats
+from .metrics import Reference, adm_reference, load_adm_npz, reference_stats
 from .metrics.features import INCEPTION_ID_PREFIX
 
 ALIGN_IMAGES = 500
@@ -101,18 +101,20 @@ class RealSets:
     @cached_property
     def reference(self) -> Reference:
         if self.adm:
-            ref = adm_reference(self.cfg.eval.reference, self.extractor, self.cfg.eval.batch_size)
-            if ref.image_size is not None and tuple(ref.image_size) != (self.ds.image_size,) * 2:
-                raise UserError(f"ADM reference {self.cfg.eval.reference} holds {ref.image_size[0]}x{ref.image_size[1]} "
-                                f"images but the data are {self.ds.image_size}x{self.ds.image_size}: its statistics "
-                                "come from another resize; set data.image_size to match or use eval.reference: val")
-            return ref
+            path = self.cfg.eval.reference
+            size = load_adm_npz(path).image_size  # checked before any features are extracted
+            if size is not None and tuple(size) != (self.ds.image_size,) * 2:
+                raise UserError(f"ADM reference {path} holds {size[0]}x{size[1]} images but the data are "
+                                f"{self.ds.image_size}x{self.ds.image_size}: its statistics come from another "
+                                "resize; set data.image_size to match or use eval.reference: val")
+            return adm_reference(path, self.extractor, self.cfg.eval.batch_size)
         return self.stats(self.ref_subset, self.cfg.eval.batch_size)
 
     @cached_property
     def selection_subset(self) -> Subset:
-        split = self.other_split if not self.adm else "train"
-        return self.subset(split, self.cfg.eval.n_ref)
+        """Guidance is chosen against this: stratified n_ref images of the split that is not the test
+        reference (train for val and ADM references)."""
+        return self.subset(self.other_split, self.cfg.eval.n_ref)
 
     @cached_property
     def selection_reference(self) -> Reference:

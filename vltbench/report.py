@@ -1,7 +1,9 @@
 """Leaderboard tables: one per comparable group (same dataset, metric spec and sampler).
 
-Numbers measured differently (other sample counts, extractor, sampler) never share a table, and
-each table says in its header exactly how its numbers were measured.
+Numbers measured differently (other sample counts, extractor, sampler or guidance protocol) never
+share a table, and each table says in its header exactly how its numbers were measured. Each table
+also carries reference rows that are never ranked: the metric's floor at this n (held-out real
+images) and, per method, its tokenizer's ceiling (reconstruction at K = N).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ ALIGN_BETTER = {"frechet_to_full": "lower", "cknna": "higher", "merged_pair_cos"
 ALIGN_NAMES = {"frechet_to_full": "Fréchet→full", "cknna": "CKNNA", "merged_pair_cos": "merged-pair cos"}
 FORMATS = ("md", "csv", "html")
 EXACT = {"sampling_gflops", "dit_forward_gflops", "encoder_gflops", "decoder_gflops", "nfe"}
+# distances / similarities to the K = N view: trivially perfect at K = N, so that row is never "best"
+TRIVIAL_AT_N = {"xlen_distance", "align_frechet_to_full", "align_cknna"}
+# compares different representations across method families (merge vs truncation): ranked only within one
+PER_FAMILY = "align_frechet_to_full"
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Column:
     header: str
     better: str | None = None  # "lower" | "higher" | None (not ranked)
     scale: float = 1.0
+    values: bool = False  # show the distinct values over seeds (e.g. the chosen CFG scale), not a mean
 
 
 @dataclass
@@ -38,7 +45,7 @@ class Table:
     title: str
     group: dict  # how the numbers were measured: dataset, extractor, n_samples, sampler...
     columns: list[Column]
-    rows: pd.DataFrame  # method, K, seeds, then <key> (mean) and <key>_std per column, pareto
+    rows: pd.DataFrame  # row (method|floor|ceiling), method, K, seeds, family, <key> and <key>_std, pareto
     best: dict[str, set[int]] = field(default_factory=dict)  # column key -> row positions
     pareto: list[tuple[str, int]] = field(default_factory=list)
     auc: dict[str, float] = field(default_factory=dict)
@@ -55,16 +62,19 @@ def fd_name(label: str | None, prefix: str) -> str:
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
     g, r = fd_name(label, "g"), fd_name(label, "r")
     cols = [Column("gfid", g, "lower"), Column("gfid_noguidance", f"{g} no-CFG", "lower"),
+            Column("cfg_scale", "CFG w", values=True),
             Column("rfid", r, "lower"), Column("psnr", "PSNR (dB)", "higher"), Column("ssim", "SSIM", "higher"),
             Column("lpips", "LPIPS", "lower"), Column("kid", "KID", "lower"), Column("inception_score", "IS", "higher"),
             Column("precision", "Prec.", "higher"), Column("recall", "Rec.", "higher"),
-            Column("sampling_gflops", "GFLOPs/img", "lower"), Column("dit_forward_gflops", "GFLOPs/fwd", "lower")]
+            Column("sampling_gflops", "GFLOPs/img", "lower"), Column("dit_forward_gflops", "GFLOPs/fwd", "lower"),
+            Column("xlen_distance", "x-len dist→N", "lower")]
     for c in sorted(c for c in df.columns if c.startswith("params_")):
         name = {"params_dit": "DiT", "params_tokenizer": "Tok."}.get(c, c[len("params_"):])
         cols.append(Column(c, f"{name} params (M)", None, 1e-6))
     for c in sorted(c for c in df.columns if c.startswith("align_")):
         k = c[len("align_"):]
-        cols.append(Column(c, ALIGN_NAMES.get(k, k), ALIGN_BETTER.get(k)))
+        name = ALIGN_NAMES.get(k, k) + (" (per family)" if c == PER_FAMILY else "")
+        cols.append(Column(c, name, ALIGN_BETTER.get(k)))
     return [c for c in cols if c.key in df.columns and df[c.key].notna().any()]
 
 
@@ -83,9 +93,12 @@ def row_labels(g: pd.DataFrame) -> pd.Series:
 def _aggregate(g: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     rows = []
     for (label, k), sub in g.groupby(["_label", "length"], sort=True):
-        row = {"method": label, "K": int(k), "seeds": len(sub)}
+        row = {"row": "method", "method": label, "K": int(k), "seeds": len(sub), "family": sub["family"].iloc[0]}
         for c in cols:
             vals = sub[c.key].dropna() * c.scale  # NaN = unavailable: skipped, never 0
+            if c.values:
+                row[c.key] = "/".join(f"{v:g}" for v in sorted(vals.unique())) or np.nan
+                continue
             row[c.key] = vals.mean() if len(vals) else np.nan
             if len(vals) > 1:  # round-off spread of equal values is 0, not 1e-17
                 std = vals.std(ddof=1)
@@ -96,6 +109,60 @@ def _aggregate(g: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
                 row[f"{c.key}_std"] = np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """rows with the floor row first and each method's ceiling row after its own rows.
+
+    Floor: held-out real images vs the same reference at the same n (no generator can do better at
+    this n). Ceiling: this tokenizer's reconstructions at K = N (the best gFID its latents allow)."""
+    def ref(kind, label, k, mean, std):
+        return {"row": kind, "method": label, "K": k, "seeds": pd.NA, "gfid": mean, "gfid_std": std}
+
+    def stat(sub, key):
+        v = sub[key].dropna() if key in sub else pd.Series(dtype=float)
+        return v.mean() if len(v) else np.nan
+
+    parts = []
+    if "real_fid" in g and g["real_fid"].notna().any():
+        label = f"real (held-out, n={g['n_samples'].iloc[0]})"
+        floor = ref("floor", label, pd.NA, stat(g, "real_fid"), stat(g, "real_fid_bootstrap_std"))
+        parts.append(pd.DataFrame([floor]))
+    ceilings: dict[str, list[dict]] = {}  # row label -> ceiling rows shown after its rows
+    if "rfid_full" in g:
+        have = g.dropna(subset=["rfid_full"])
+        for (method, ckpt), sub in have.groupby(["method", "checkpoint_hash"], sort=True, dropna=False):
+            at = f" @{str(ckpt)[:8]}" if g.loc[g["method"] == method, "checkpoint_hash"].nunique() > 1 else ""
+            row = ref("ceiling", f"{method}{at} tokenizer @K=N (recon)", sub["n_tokens"].max(),
+                      stat(sub, "rfid_full"), stat(sub, "rfid_full_bootstrap_std"))
+            ceilings.setdefault(sub["_label"].min(), []).append(row)  # once per tokenizer
+    for label, sub in rows.groupby("method", sort=False):
+        parts += [sub] + ([pd.DataFrame(ceilings[label])] if label in ceilings else [])
+    out = pd.concat(parts, ignore_index=True)
+    return out.astype({"K": "Int64", "seeds": "Int64"})
+
+
+def _best(t: Table, rows: pd.DataFrame, n_full) -> None:
+    """Best per ranked column among method rows only; PER_FAMILY only among methods sharing a family
+    and representation (known), so different representations are never ranked against each other."""
+    method = (rows["row"] == "method").to_numpy()
+    k = rows["K"].fillna(-1).to_numpy(int)
+    fam = (rows["family"].astype(str) + " | " + rows["representation"].astype(str)).where(rows["family"].notna())
+    for c in t.columns:
+        if not c.better:
+            continue
+        ok = method & rows[c.key].notna().to_numpy()
+        if c.key in TRIVIAL_AT_N and pd.notna(n_full):
+            ok &= k != n_full
+        pools = [ok]
+        if c.key == PER_FAMILY:
+            pools = [ok & (fam == f).to_numpy() for f in fam[ok].dropna().unique()]
+            pools = [p for p in pools if rows.loc[p, "method"].nunique() > 1]  # one method: nothing to rank
+        for p in pools:
+            v = rows[c.key].to_numpy(float)
+            if len(np.unique(v[p])) > 1:  # all equal: nothing to mark
+                target = v[p].min() if c.better == "lower" else v[p].max()
+                t.best.setdefault(c.key, set()).update(np.flatnonzero(p & (v == target)).tolist())
 
 
 def pareto_mask(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -135,11 +202,30 @@ def auc_log_gflops(curves: dict[str, tuple]) -> tuple[dict[str, float], tuple[fl
     return auc, (10 ** lo, 10 ** hi), notes
 
 
-def _fmt(v: float) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
+def _fmt(v: float | str) -> str:
+    if isinstance(v, str):  # already text (e.g. the CFG scales chosen over seeds)
+        return v
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return "—"
     a = abs(v)
     return f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 1 else f"{v:.3g}"
+
+
+def guidance_text(sampler: dict, short: bool = False) -> str:
+    """How the CFG scale was set, from the sampler identity (old records: sampler.cfg_scale = fixed)."""
+    spec = sampler.get("guidance") if isinstance(sampler.get("guidance"), dict) else {}
+    protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
+    if protocol == "search":
+        grid, ref = spec.get("grid"), str(spec.get("select_reference"))
+        if short:
+            return f"guidance searched over {grid}"
+        ref = ref if " " in ref else f"{ref} statistics"  # a split name ("train") or a phrase
+        return (f"searched per (method, K) over grid {grid} on {spec.get('n_select')} samples with their own "
+                f"seeds ({spec.get('select_seed')}) vs {ref}; unguided column at w=1")
+    if protocol == "fixed":
+        w = spec.get("scale", sampler.get("cfg_scale"))
+        return f"guidance fixed w={w:g}" if short else f"fixed w={w:g} for every method (per-position for merged views)"
+    return "guidance unknown" if short else f"unknown protocol {protocol!r}"
 
 
 def _describe(g: pd.DataFrame) -> dict:
@@ -149,9 +235,35 @@ def _describe(g: pd.DataFrame) -> dict:
         "dataset": f"{r['dataset']} (manifest {str(r['manifest_hash'])[:12]}, {r['image_size']} px)",
         "metric": f"{r['metric_label']} via {r['extractor_id']}",
         "samples": f"n_samples={r['n_samples']} generated vs n_ref={r['n_ref']} ({r['ref_split']})",
-        "sampler": ", ".join(f"{k}={v}" for k, v in sorted(sampler.items())),
+        "sampler": ", ".join(f"{k}={v}" for k, v in sorted(sampler.items()) if k not in ("guidance", "cfg_scale")),
+        "guidance": guidance_text(sampler),
         "comparable_key": r["comparable_key"],
     }
+
+
+def _reference_notes(t: Table, g: pd.DataFrame) -> list[str]:
+    kinds = set(t.rows["row"])
+    notes = []
+    if "floor" in kinds:
+        notes.append("real (held-out): FID of held-out real images vs the same reference at the same n, "
+                     "the floor no generator reaches at this n; not ranked")
+    if "ceiling" in kinds:
+        notes.append("<method> tokenizer @K=N (recon): FID of that tokenizer's reconstructions at K=N, "
+                     "the best gFID its latents allow; not ranked")
+    if any(c.key == "cfg_scale" for c in t.columns):
+        notes.append("CFG w: the guidance scale the gFID of that row was measured at "
+                     "(a/b: different scales chosen for different seeds); not ranked")
+    if any(c.key == "xlen_distance" for c in t.columns):
+        notes.append("x-len dist→N: cross-length consistency with the K=N sample (0 at K=N, ~1 = as different "
+                     "as another sample of the class); lower is better, K=N not ranked")
+    if any(c.key == PER_FAMILY for c in t.columns):
+        have = g.dropna(subset=[PER_FAMILY])
+        rep = have.groupby("_label", sort=True).agg(family=("family", "first"),
+                                                     rep=("alignment_representation", "first"))
+        text = "; ".join(f"{m} ({r.family or 'family unknown'}): {r.rep or 'unknown'}" for m, r in rep.iterrows())
+        notes.append(f"{ALIGN_NAMES['frechet_to_full']}: per family; not comparable across families "
+                     f"(representation: {text}); best marked only among methods of one family and representation")
+    return notes
 
 
 def _unavailable_notes(g: pd.DataFrame, shown: set[str]) -> list[str]:
@@ -175,25 +287,31 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
     tables = []
     for i, g in enumerate(comparable_groups(df), 1):
         g = g.assign(_label=row_labels(g))
+        for c in ("family", "alignment_representation"):  # frames from before these columns existed
+            if c not in g:
+                g[c] = None
         cols = _columns(g, g["metric_label"].iloc[0])
         rows = _aggregate(g, cols)
-        t = Table(title="", group=_describe(g), columns=cols, rows=rows)
+        if "gfid" in rows:  # the reference rows show their FID in the gFID column
+            rows = _reference_rows(g, rows)
+        rows["representation"] = rows["method"].map(g.groupby("_label")["alignment_representation"].first())
         r0 = g.iloc[0]
-        t.title = f"Group {i}: {r0['dataset']} · {fd_name(r0['metric_label'], 'g')} · n={r0['n_samples']}"
-        for c in cols:
-            v = rows[c.key]
-            if c.better and v.nunique() > 1:  # all equal: nothing to mark
-                target = v.min() if c.better == "lower" else v.max()
-                t.best[c.key] = set(np.flatnonzero(v.to_numpy() == target))
+        title = (f"Group {i}: {r0['dataset']} · {fd_name(r0['metric_label'], 'g')} · n={r0['n_samples']} · "
+                 f"{guidance_text(json.loads(r0['spec_sampler']), short=True)}")
+        t = Table(title=title, group=_describe(g), columns=cols, rows=rows)
+        _best(t, rows, g["n_tokens"].max())
+        method = rows["row"] == "method"
         has_front = {"gfid", "sampling_gflops"} <= set(rows.columns)
-        rows["pareto"] = pareto_mask(rows["sampling_gflops"], rows["gfid"]) if has_front else False
+        rows["pareto"] = False
+        if has_front:
+            rows.loc[method, "pareto"] = pareto_mask(rows.loc[method, "sampling_gflops"], rows.loc[method, "gfid"])
         t.pareto = [(m, k) for m, k in rows.loc[rows["pareto"], ["method", "K"]].itertuples(index=False)]
         if has_front:
-            curves = {m: (s["sampling_gflops"], s["gfid"]) for m, s in rows.groupby("method", sort=True)}
+            curves = {m: (s["sampling_gflops"], s["gfid"]) for m, s in rows[method].groupby("method", sort=True)}
             t.auc, t.auc_range, auc_notes = auc_log_gflops(curves)
             t.notes += auc_notes
         t.notes = ["± = std over seeds when seeds > 1, else the metric's bootstrap std"] + t.notes
-        t.notes += _unavailable_notes(g, {c.key for c in cols})
+        t.notes += _reference_notes(t, g) + _unavailable_notes(g, {c.key for c in cols})
         tables.append(t)
     return tables
 
@@ -204,12 +322,13 @@ def _cells(t: Table) -> list[list[tuple[str, bool]]]:
     out = []
     for i, r in enumerate(t.rows.itertuples(index=False)):
         d = r._asdict()
-        row = [(str(d["method"]), False), (str(d["K"]), False), (str(d["seeds"]), False)]
+        row = [(str(d["method"]), False)] + [("—" if pd.isna(d[k]) else str(d[k]), False) for k in ("K", "seeds")]
         for c in t.columns:
             txt = _fmt(d[c.key])
             std = d.get(f"{c.key}_std")
             # cost and size are exact: no ±; a zero spread is not worth printing either
-            if txt != "—" and c.key not in EXACT and not c.key.startswith("params_") and std and not np.isnan(std):
+            if (txt != "—" and not c.values and c.key not in EXACT and not c.key.startswith("params_") and std
+                    and not np.isnan(std)):
                 txt += f" ± {_fmt(std)}"
             row.append((txt, i in t.best.get(c.key, ())))
         row.append(("✓" if d["pareto"] else "", False))
@@ -248,15 +367,17 @@ def _html(t: Table) -> str:
     out = [f"<h3>{e(t.title)}</h3>", "<ul>"]
     out += [f"<li>{e(k)}: {e(str(v))}</li>" for k, v in t.group.items() if k != "comparable_key"]
     out += ["</ul>", "<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in _headers(t)) + "</tr>"]
-    for row in _cells(t):
-        out.append("<tr>" + "".join(f"<td><b>{e(s)}</b></td>" if b else f"<td>{e(s)}</td>" for s, b in row) + "</tr>")
+    for kind, row in zip(t.rows["row"], _cells(t)):
+        cells = "".join(f"<td><b>{e(s)}</b></td>" if b else f"<td>{e(s)}</td>" for s, b in row)
+        out.append(f"<tr class='{kind}'>{cells}</tr>")
     out += ["</table>", "<p>Best per column in bold.</p>", "<ul>"]
     out += [f"<li>{e(s)}</li>" for s in _summary(t)] + ["</ul>"]
     return "\n".join(out)
 
 
 def _csv(tables: list[Table]) -> str:
-    """Tidy numbers (mean and std columns), one line per method x K, group fields repeated."""
+    """Tidy numbers (mean and std columns), one line per method x K (row=method) plus the floor and
+    ceiling reference rows (row=floor|ceiling), group fields repeated."""
     frames = []
     for t in tables:
         f = t.rows.copy()
@@ -283,16 +404,19 @@ def render(tables: list[Table], fmt: str = "md") -> str:
 
 def rich_tables(tables: list[Table]) -> list:
     """rich renderables for the terminal (best values bold green with a *)."""
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     out = []
     for t in tables:
-        caption = "\n".join([f"{k}: {v}" for k, v in t.group.items() if k != "comparable_key"] + _summary(t))
-        rt = RichTable(title=t.title, caption=caption, caption_justify="left")
+        # escaped: labels ("merge [separate]") and notes hold brackets that rich would take for markup
+        caption = escape("\n".join([f"{k}: {v}" for k, v in t.group.items() if k != "comparable_key"] + _summary(t)))
+        rt = RichTable(title=escape(t.title), caption=caption, caption_justify="left")
         for j, h in enumerate(_headers(t)):
-            rt.add_column(h, justify="left" if j == 0 else "right")
-        for row in _cells(t):
-            rt.add_row(*[f"[bold green]{s}*[/]" if b else s for s, b in row])
+            rt.add_column(escape(h), justify="left" if j == 0 else "right")
+        for kind, row in zip(t.rows["row"], _cells(t)):  # reference rows dimmed: never ranked
+            cells = [f"[bold green]{escape(s)}*[/]" if b else escape(s) for s, b in row]
+            rt.add_row(*cells, style=None if kind == "method" else "dim")
         out.append(rt)
     return out
 

@@ -80,11 +80,12 @@ def extractor_label(extractor) -> str:
     return metric_label(extractor.id)
 
 
-def sampler_identity(s) -> dict:
+def sampler_identity(cfg: Config) -> dict:
     """The sampler settings and the guidance protocol a cell was measured with."""
+    s = cfg.sampler
     if s.guidance == "search":
         guidance = {"protocol": "search", "grid": list(s.cfg_scales), "n_select": s.select_samples,
-                    "select_reference": "stratified n_ref images of the split that is not the test reference",
+                    "select_reference": "val" if cfg.eval.reference == "train" else "train",
                     "select_seed": f"seed + {SELECT_SEED_OFFSET}"}
     else:
         guidance = {"protocol": "fixed", "scale": s.cfg_scale}
@@ -93,7 +94,7 @@ def sampler_identity(s) -> dict:
 
 def cell_identity(cfg: Config, method: str, ckpt_sha: str, k: int, seed: int, ds: Dataset, spec: dict) -> dict:
     return {"method": method, "checkpoint_hash": ckpt_sha, "length": k, "n_tokens": cfg.tokenizer.n_tokens,
-            "generator": cfg.generator, "seed": seed, "preset": cfg.preset, "sampler": sampler_identity(cfg.sampler),
+            "generator": cfg.generator, "seed": seed, "preset": cfg.preset, "sampler": sampler_identity(cfg),
             "dataset": {"name": ds.name, "manifest_hash": ds.manifest_hash, "image_size": ds.image_size},
             "metric_spec": spec}
 
