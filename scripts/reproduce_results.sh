@@ -3,6 +3,7 @@
 # tiny preset, ship their checkpoints into the package, evaluate, tabulate and plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+rm -rf results/reference results/plots  # records of another protocol or checkpoint never mix with the new ones
 for m in merge nested-dropout tail-drop tome; do
   vltbench train --method "$m"
 done

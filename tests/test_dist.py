@@ -126,7 +126,7 @@ def test_two_processes_give_the_same_samples_and_metrics(cache, tmp_path):
     sel = ra["identity"]["sampler"]["guidance"]
     want = {("4", "0", "1.0")} | {("4", "0", str(ra["guidance"]["scale"]))} | {("32", "0", "1.0")}
     want |= {("4", "1000000", str(w)) for w in sel["grid"]}
-    assert set(calls) == want
+    assert want - {("32", "0", "1.0")} <= set(calls) <= want  # K = N samples may be cached already
     for key, ids in calls.items():
         assert sorted(ids) == list(range(sel["n_select"] if key[1] == "1000000" else 20)), key
 

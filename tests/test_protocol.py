@@ -3,7 +3,7 @@ says, or a method could get different treatment (issue: measurement validity).""
 
 from __future__ import annotations
 
-import json
+import os
 
 import numpy as np
 import pytest
@@ -114,6 +114,12 @@ def test_mean_loss_weight_is_one_for_every_view():
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:  # module scope runs before conftest's per-test cache fixture
+        mp.setenv("VLTBENCH_CACHE", os.environ.get("VLTBENCH_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "cache")))
+        return _sweep(tmp_path_factory)
+
+
+def _sweep(tmp_path_factory):
     cfg = load_config("tiny", TINY, {"sampler.cfg_scales": [1.0, 2.0, 4.0], "sampler.select_samples": 16,
                                      "dit.steps": 30})
     out = tmp_path_factory.mktemp("protocol")

@@ -767,7 +767,10 @@ def _battery_files(tmp: Path, reference) -> dict[str, Path]:
 
 
 def _no_inception_weights(monkeypatch, tmp):
+    from vltbench.metrics import features
     from vltbench.metrics import inception_weights as iw
+
+    monkeypatch.setattr(features, "_CACHE", {})  # an extractor built by an earlier test in this process
 
     monkeypatch.setattr(iw, "default_candidates", lambda: [("torch-fidelity cache", tmp / "no" / iw.TFID_FILENAME),
                                                            ("clean-fid cache", tmp / "no" / iw.CLEANFID_FILENAME),

@@ -269,7 +269,10 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
     bundle = build_bundle(cfg, method, num_classes=1000 if cfg.data.name == "imagenet" else 13)
     bundle.method.freeze()
     bundle.dits["joint"] = bundle.new_dit()
-    rows = flops_rows(bundle, ks, cfg.sampler, cfg.sampler.cfg_scale)
+    s = cfg.sampler
+    # Sampling cost depends only on whether guidance is on; a searched scale is known only per cell.
+    w = s.cfg_scale if s.guidance == "fixed" else max(s.cfg_scales)
+    rows = flops_rows(bundle, ks, s, w)
     table = Table(title=f"{method} on {preset}: GFLOPs per image (1 FMA = 1 FLOP, fvcore; attention counted)")
     cols = ["length", "dit_forward_gflops", "nfe", "sampling_gflops", "encoder_gflops", "decoder_gflops"]
     for c in cols + ["skipped ops (not counted)"]:
@@ -278,6 +281,9 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
         table.add_row(*[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols], str(r.get("skipped_ops", "")))
     Console(width=200).print(table)
     typer.echo("params: " + ", ".join(f"{k[7:]} {v / 1e6:.3f}M" for k, v in rows[0].items() if k.startswith("params_")))
+    if s.guidance == "search" and w != 1.0:
+        typer.echo(f"sampling_gflops count guidance on (both CFG branches for t in {list(s.cfg_interval)}); a cell "
+                   f"whose searched scale is 1.0 samples with nfe = {s.steps - 1}")
 
 
 @app.command("leaderboard")

@@ -141,6 +141,7 @@ def missing_cells(spec: SweepSpec, shas: dict[str, str]) -> list[CellTask]:
     from .data import load_data
     from .metrics import get_extractor
     from .store import ResultStore, cell_id
+    from .references import RealSets
     from .sweep import cell_identity, metric_spec
 
     cfg = spec.cfg
@@ -148,7 +149,7 @@ def missing_cells(spec: SweepSpec, shas: dict[str, str]) -> list[CellTask]:
     ds = load_data(cfg.data)
     extractor = get_extractor(cfg.eval.extractor, weights=cfg.eval.inception_weights, backend=cfg.eval.backend,
                               device="cpu")
-    mspec = metric_spec(cfg, extractor)
+    mspec = metric_spec(cfg, extractor, RealSets(cfg, ds, extractor))
     out = []
     for method in spec.methods:
         for k in spec.lengths:
