@@ -15,7 +15,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .report import ALIGN_BETTER, ALIGN_NAMES, comparable_groups, fd_name, guidance_text, pareto_mask, row_labels
+from .metrics.specs import metric_spec
+from .report import comparable_groups, fd_name, guidance_text, pareto_mask, row_labels
 
 N_SAMPLES_SHOWN = 4  # samples per grid cell, cropped from each record's strip
 MARKERS = "osD^vP*X"
@@ -157,15 +158,14 @@ def plot_alignment(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     fig = Figure(figsize=(3.6 * len(cols) + 1.6, 3.6))
     axes = fig.subplots(1, len(cols), squeeze=False)[0]
     for ax, c in zip(axes, cols):
-        key = c[len("align_"):]
+        spec = metric_spec(c)
         for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
             s = s.dropna(subset=[f"{c}_mean"]).sort_values("length")
             if len(s):
                 ax.plot(s["length"], s[f"{c}_mean"], marker=MARKERS[i % len(MARKERS)], color=colors[label],
                         label=label)
         _log2_lengths(ax, a["length"])
-        better = ALIGN_BETTER.get(key)
-        ax.set_title(ALIGN_NAMES.get(key, key) + (f" ({better} is better)" if better else ""), fontsize=10)
+        ax.set_title(spec.header + (f" ({spec.better} is better)" if spec.better else ""), fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="method", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle("alignment of K-token latents with the full-length latents", fontsize=11)
