@@ -313,7 +313,7 @@ def leaderboard_cmd(results: Path = RESULTS,
 
 
 @app.command("plot")
-def plot_cmd(results: Path = RESULTS, out: Path = typer.Option(Path("results/plots"), "--out", "-o", help="Output folder.")):
+def plot_cmd(results: Path = RESULTS, out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <results>/plots, beside the records).", callback=lambda ctx, out: out or __import__("vltbench.plots", fromlist=["default_out"]).default_out(ctx.params["results"]))):
     """Trade-off figures (PNG + SVG): gFID vs GFLOPs, rFID vs K, alignment vs K, sample grid."""
     from .plots import make_plots
     from .store import load_frame
