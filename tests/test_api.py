@@ -93,7 +93,11 @@ def test_leaderboard_check_plot(cli_results, tmp_path):
     df = load_frame(cli_results)
     assert not vltbench.check(df, df, min_effect={"gfid": 0.5, "rfid": 0.5}).failed
     paths = vltbench.plot(cli_results, tmp_path / "plots")
-    assert paths and all(p.exists() for p in paths)
+    assert paths and all(p.exists() and p.parent == tmp_path / "plots" for p in paths)
+    assert {p.name for p in vltbench.plot(cli_results)} == {p.name for p in paths}  # default: beside the records
+    assert (cli_results / "plots" / "gfid_vs_gflops.png").is_file()
+    with pytest.raises(UserError, match="out=FOLDER"):
+        vltbench.plot(df)
 
 
 def test_flops_takes_the_class_count_from_the_dataset(tmp_path):

@@ -361,13 +361,19 @@ def _tables_frame(tables: list[Table]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path = "results/plots") -> list[Path]:
-    """The trade-off figures of `vltbench plot` (PNG + SVG per comparable group) written to `out`;
-    returns their paths. The sample-grid figure needs the results folder (a frame from `evaluate`
-    carries the record paths, so it works too)."""
-    from .plots import make_plots
+def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> list[Path]:
+    """The figures of `vltbench plot` (trade-off, rFID and alignment vs K, sample grid, training loss
+    curves where their logs exist; PNG + SVG per comparable group) written to `out`; returns their paths.
+
+    out: default `<results>/plots`, beside the records (the committed results/plots only when named);
+    required when `results` is a frame (from evaluate or load_frame)."""
+    from .plots import default_out, make_plots
 
     df = _records(results)
+    if out is None:
+        if not isinstance(results, (str, Path)):
+            raise UserError("plot: pass out=FOLDER for the figures when results is a frame")
+        out = default_out(results)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -186,7 +186,9 @@ def leaderboard_cmd(results: Path = RESULTS,
 
 
 @app.command("plot")
-def plot_cmd(results: Path = RESULTS, out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <results>/plots, beside the records).", callback=lambda ctx, out: out or __import__("vltbench.plots", fromlist=["default_out"]).default_out(ctx.params["results"]))):
+def plot_cmd(results: Path = RESULTS,
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <results>/plots, "
+                                                "beside the records).")):
     """Trade-off figures (PNG + SVG): gFID vs GFLOPs, rFID vs K, alignment vs K, sample grid."""
     for p in api.plot(results, out):
         typer.echo(str(p))
