@@ -93,7 +93,7 @@ def fd_name(label: str | None, prefix: str) -> str:
 _BUILTIN = (
     # generation (guided samples at the chosen CFG scale unless named otherwise)
     MetricSpec("gfid", "g{FD}", "lower", noise_key="gfid_bootstrap_std", min_effect=1.0),
-    MetricSpec("gfid_noguidance", "g{FD} no-CFG", "lower", min_effect=1.0),
+    MetricSpec("gfid_noguidance", "g{FD} no-CFG", "lower", noise_key="gfid_noguidance_bootstrap_std", min_effect=1.0),
     MetricSpec("cfg_scale", "CFG w", None, values=True),
     # reconstruction
     MetricSpec("rfid", "r{FD}", "lower", noise_key="rfid_bootstrap_std", min_effect=1.0),
