@@ -7,7 +7,7 @@ rm -rf results/reference results/plots  # records of another protocol or checkpo
 for m in merge nested-dropout tail-drop tome; do
   vltbench train --method "$m"
 done
-python -m vltbench.ship --preset tiny --methods merge,nested-dropout,tail-drop,tome
+python scripts/ship.py --preset tiny --methods merge,nested-dropout,tail-drop,tome
 vltbench run --method all --lengths 4,8,32 --results results/reference
 vltbench leaderboard --results results/reference --format md --out results/leaderboard.md
 vltbench leaderboard --results results/reference --format csv --out results/leaderboard.csv

@@ -1,27 +1,38 @@
-"""Smoke test of the performance benchmarks (vltbench.bench): they run in quick mode and write their
-JSON files with the expected keys. Behaviour only: timings are never asserted."""
+"""Smoke test of the performance benchmarks (benchmarks/bench.py, a development suite run from a checkout):
+run as a script in quick mode, they write their JSON files with the expected keys. Behaviour only:
+timings are never asserted."""
 
+import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest
-
-from vltbench.bench import BENCHMARKS, run_bench
-from vltbench.errors import UserError
-
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "bench.py"
 COMMON = {"benchmark", "title", "figures", "config", "command", "call", "torch", "threads", "quick", "machine",
           "elapsed_s"}
 
 
+def run_script(*args, timeout=900):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=SCRIPT.parents[1], timeout=timeout)
+
+
 def test_quick_bench_writes_json(tmp_path):
     names = ["peak", "dit-scaling", "latent-cache"]
-    out = run_bench(names, tmp_path, quick=True, threads=1)
-    assert list(out) == names
+    p = run_script(*names, "--quick", "--threads", "1", "--out", tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sorted(f.name for f in tmp_path.glob("*.json")) == sorted(f"{n}.json" for n in names)
     for name in names:
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert COMMON <= set(data), name
         assert "error" not in data, data.get("traceback")
         assert data["benchmark"] == name and data["quick"] is True and data["threads"] == 1
         assert data["rows"], name
+        assert data["command"].startswith("python ") and "bench.py" in data["command"]
 
     peak = json.loads((tmp_path / "peak.json").read_text())["figures"]
     assert peak["peak_gflops"] > 0 and "2 FLOPs per fused multiply-add" in peak["convention"]
@@ -42,7 +53,22 @@ def test_quick_bench_writes_json(tmp_path):
 
 
 def test_unknown_benchmark_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="unknown benchmark"):
-        run_bench(["nope"], tmp_path, quick=True)
-    assert set(BENCHMARKS) == {"peak", "dit-scaling", "dit-gflops", "features", "latent-cache", "memory",
-                               "overhead", "gpu"}
+    p = run_script("nope", "--quick", "--out", tmp_path, timeout=300)
+    assert p.returncode == 2 and "unknown benchmark 'nope'" in p.stderr and "Traceback" not in p.stderr
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_benchmark_names_and_no_private_imports():
+    spec = importlib.util.spec_from_file_location("vltbench_benchmarks", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules[spec.name]
+    assert set(mod.BENCHMARKS) == {"peak", "dit-scaling", "dit-gflops", "features", "latent-cache", "memory",
+                                   "overhead", "gpu"}
+    assert mod.TINY_TEST == Path(__file__).parent / "tiny_test.yaml"
+    # the suite uses the package's public names only
+    private = re.findall(r"from vltbench[\w.]* import [^\n]*\b_\w+", SCRIPT.read_text())
+    assert not private, private

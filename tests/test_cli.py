@@ -33,6 +33,7 @@ BAD = [
     (["leaderboard", "--results", "/nonexistent/results"], "does not exist"),
     (["leaderboard", "--format", "pdf", "--results", "."], None),
     (["check", "--baseline", "/nonexistent", "--candidate", "."], "does not exist"),
+    (["bench"], "No such command 'bench'"),  # the dev benchmarks run from benchmarks/bench.py
 ]
 
 

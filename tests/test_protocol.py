@@ -142,6 +142,8 @@ def test_guidance_is_searched_with_the_same_budget_for_every_cell(swept):
         assert r["metrics"]["gfid_noguidance"] is not None  # unguided always reported
         if g["scale"] == 1.0:
             assert r["metrics"]["gfid"] == r["metrics"]["gfid_noguidance"]
+        at_edge = any("largest of sampler.cfg_scales" in n for n in r["notes"])
+        assert at_edge == (g["scale"] == 4.0)  # a choice at the grid's edge is flagged
         assert r["subsets"]["guidance_selection"]["split"].endswith("/train")  # never the test reference
         assert r["subsets"]["reference"]["split"].endswith("/val")
 

@@ -130,6 +130,88 @@ def test_stale_lock_is_taken_over(tmp_path):
     assert not lock.exists()
 
 
+# One claim in a child process, as the sweep does for a cell: skip if done, claim, compute (write).
+CLAIM_AND_WRITE = """
+import json, sys
+from vltbench.store import ResultStore
+rec, store = json.loads(open(sys.argv[1]).read()), ResultStore(sys.argv[2])
+if store.exists(rec["cell_id"]):
+    print("done earlier"); sys.exit(0)
+with store.claim(rec["cell_id"]) as mine:
+    if not mine:
+        print("taken"); sys.exit(0)
+    store.write(rec)
+    print("computed")
+"""
+
+# Claims a cell, says so, then sleeps holding it (until killed).
+CLAIM_AND_SLEEP = """
+import sys, time
+from vltbench.store import ResultStore
+with ResultStore(sys.argv[1]).claim(sys.argv[2]) as mine:
+    print("held" if mine else "taken", flush=True)
+    time.sleep(600 if mine else 0)
+"""
+
+
+def _child(script, *args, timeout=60):
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("left", ["old-format, another host", "old-format, this host, live pid",
+                                  "empty", "flock file of a dead holder"])
+def test_lock_left_behind_does_not_block_a_requeued_task(tmp_path, left):
+    """A Slurm task killed on one node and requeued on another, or restarted after kill -9: the lock
+    file its previous life left (the pre-flock format named a pid and host; now the file of a dead
+    flock holder) is free, so the new task claims the cell and computes it."""
+    rec = record()
+    rec_file = tmp_path / "rec.json"
+    rec_file.write_text(json.dumps(rec))
+    res = tmp_path / "res"
+    lock = ResultStore(res)._lock_path(rec["cell_id"])
+    lock.parent.mkdir(parents=True)
+    if left == "old-format, another host":
+        lock.write_text(f"{os.getpid()} node-that-died-{os.uname().nodename} 123456")
+    elif left == "old-format, this host, live pid":
+        lock.write_text(f"{os.getpid()} {os.uname().nodename} 1")  # a live pid, another start time
+    elif left == "empty":
+        lock.write_text("")
+    else:
+        r = _child("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+                   "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'12 gone'); os._exit(0)", lock)
+        assert r.returncode == 0, r.stderr
+    assert lock.exists()
+    r = _child(CLAIM_AND_WRITE, rec_file, res)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "computed"
+    assert [json.loads(p.read_text()) for p in ResultStore(res).files()] == [rec]
+    assert not lock.exists()  # released and removed by the claimant
+
+
+def test_kill_minus_9_releases_the_cell_lock_and_live_holders_are_respected(tmp_path):
+    store = ResultStore(tmp_path)
+    cid = record()["cell_id"]
+    holder = subprocess.Popen([sys.executable, "-c", CLAIM_AND_SLEEP, str(tmp_path), cid], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert holder.stdout.readline().strip() == "held", holder.stderr.read()
+        # two live processes: the second sees the cell as taken (in this process and in another one)
+        with store.claim(cid) as mine:
+            assert not mine
+        r = _child(CLAIM_AND_SLEEP, tmp_path, cid)
+        assert r.returncode == 0 and r.stdout.strip() == "taken", r.stderr
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait(30)
+        assert store._lock_path(cid).exists()  # its file stays behind ...
+        with store.claim(cid) as mine:  # ... but the OS released its lock
+            assert mine
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
 def test_bad_files_are_skipped_with_reasons(tmp_path):
     store = ResultStore(tmp_path)
     store.write(record())

@@ -16,12 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .metrics.specs import MetricSpec, metric_spec
 
-# Smallest change worth failing on, in the metric's own units (FID points, KID, fractions).
-DEFAULT_MIN_EFFECT = {"gfid": 1.0, "gfid_noguidance": 1.0, "rfid": 1.0, "kid": 0.002,
-                      "precision": 0.02, "recall": 0.02, "inception_score": 1.0}
-HIGHER_IS_BETTER = {"precision", "recall", "inception_score"}
-BOOTSTRAP_STD = {"gfid": "gfid_bootstrap_std", "rfid": "rfid_bootstrap_std", "kid": "kid_std"}
 SPEC_PARTS = {"spec_dataset": "dataset", "spec_metric": "metric_spec", "spec_sampler": "sampler"}
 KEY = ["method", "generator", "length"]
 
@@ -135,8 +131,20 @@ def _per_seed(sub: pd.DataFrame, notes: list[str], side: str) -> pd.DataFrame:
     return sub[~dup].set_index("seed")
 
 
-def _compare(b: pd.DataFrame, c: pd.DataFrame, metric: str) -> tuple[float, float, float | None, str]:
+def _checked(metric: str) -> MetricSpec:
+    """The declaration of a metric `check` compares (vltbench.metrics.specs): it needs a direction."""
+    spec = metric_spec(metric)
+    if spec is None:
+        raise UserError(f"unknown metric {metric!r} to check; declare it with vltbench.metrics.register_metric "
+                        "(key, header, better='lower' or 'higher', noise_key=..., min_effect=...)")
+    if spec.better is None:
+        raise UserError(f"metric {metric!r} has no better direction (not 'lower' or 'higher'): it cannot regress")
+    return spec
+
+
+def _compare(b: pd.DataFrame, c: pd.DataFrame, spec: MetricSpec) -> tuple[float, float, float | None, str]:
     """(baseline, candidate, std of candidate - baseline, how); values are means over the seeds used."""
+    metric = spec.key
     bv, cv = b[metric].dropna(), c[metric].dropna()
     shared = bv.index.intersection(cv.index)
     if len(shared) >= 2:  # paired on shared seeds: seed-to-seed variation cancels
@@ -149,8 +157,8 @@ def _compare(b: pd.DataFrame, c: pd.DataFrame, metric: str) -> tuple[float, floa
     if dof > 0:  # pooled per-seed std from whichever side has several seeds
         var = ((nb - 1) * bv.var(ddof=1) if nb > 1 else 0) + ((nc - 1) * cv.var(ddof=1) if nc > 1 else 0)
         return base, cand, float(np.sqrt(var / dof * (1 / nb + 1 / nc))), f"seed std, {nb}+{nc} seeds"
-    col = BOOTSTRAP_STD.get(metric)
-    stds = [v for side in (b, c) if col in side for v in side[col].dropna()]
+    col = spec.noise_key
+    stds = [v for side in (b, c) if col is not None and col in side for v in side[col].dropna()]
     if stds:  # one seed each: the estimate's own bootstrap std, on both sides
         return base, cand, float(np.sqrt(2 * np.mean(np.square(stds)))), "bootstrap std"
     return base, cand, None, "no noise estimate"
@@ -185,9 +193,13 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
           fail_on_missing: bool = True) -> CheckReport:
     """Compare candidate cells to baseline cells with the same (method, generator, length).
 
-    min_effect: per metric, merged over DEFAULT_MIN_EFFECT. method_map renames candidate methods
-    (e.g. {"my-merge": "merge"}) to check a new method against an existing one's numbers."""
-    effect = {**DEFAULT_MIN_EFFECT, **(min_effect or {})}
+    Each metric's direction, noise column (one seed) and default minimum effect come from its
+    declaration (vltbench.metrics.specs). min_effect: per metric, overrides the declared one.
+    method_map renames candidate methods (e.g. {"my-merge": "merge"}) to check a new method against
+    an existing one's numbers."""
+    specs = {m: _checked(m) for m in metrics}
+    effect = {m: s.min_effect for m, s in specs.items() if s.min_effect is not None}
+    effect.update(min_effect or {})
     b, c = baseline_df.copy(), candidate_df.copy()
     if b.empty or c.empty:
         raise UserError(f"nothing to compare: the {'baseline' if b.empty else 'candidate'} has no valid records")
@@ -225,10 +237,10 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
                 rows.append(CheckRow(method, gen or None, int(length), m, base, None, None, None, thr_min,
                                      "missing", "—"))
                 continue
-            base, cand, noise, how = _compare(bs, cs, m)
+            base, cand, noise, how = _compare(bs, cs, specs[m])
             delta = cand - base
             thr = max(z * noise, thr_min) if noise is not None else thr_min
-            worse = -delta if m in HIGHER_IS_BETTER else delta
+            worse = -delta if specs[m].better == "higher" else delta
             verdict = "regression" if worse > thr else "improved" if -worse > thr else "ok"
             rows.append(CheckRow(method, gen or None, int(length), m, base, cand, delta, noise,
                                  thr, verdict, how))

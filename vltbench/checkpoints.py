@@ -3,14 +3,13 @@ training run, or trained now. The training identity (config + data) picks the fi
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from . import dist, progress
+from . import dist, locks, progress
 from .config import Config
 from .data import Dataset
 from .errors import UserError
@@ -51,26 +50,23 @@ def one_trainer(checkpoint: Path, method: str):
     """Hold the training lock of the cached `checkpoint`; yields True if another process held it first.
 
     Two single-process runs that need the same missing checkpoint would otherwise both train it (and
-    interleave their resumable training states). flock is released by the OS when its holder exits,
-    even on kill -9, so no lock goes stale. Not taken under torchrun / submitit, whose ranks train
-    together (a rank waiting on a lock while its peers enter collectives would deadlock)."""
+    interleave their resumable training states). The lock is vltbench.locks' flock, like the cell
+    locks: released by the OS when its holder exits, even on kill -9, so no lock goes stale. Not
+    taken under torchrun / submitit, whose ranks train together (a rank waiting on a lock while its
+    peers enter collectives would deadlock)."""
     if dist.launched():
         yield False
         return
     lock = checkpoint.with_suffix(".train.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
-        waited = False
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            waited = True
-            progress.log(f"{method}: another process is training this configuration; waiting for it ({lock})")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield waited
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    waited = []
+
+    def say():
+        waited.append(True)
+        progress.log(f"{method}: another process is training this configuration; waiting for it ({lock})")
+
+    with locks.hold(lock, wait=True, on_wait=say):
+        yield bool(waited)
 
 
 def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
@@ -90,9 +86,10 @@ def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None
 def _train(cfg: Config, method: str, ds: Dataset, device, out: Path | None,
            lengths: list[int] | None) -> tuple[Bundle, Path, dict]:
     bundle = build_bundle(cfg, method, ds.num_classes)
-    timing = train_tokenizer(bundle, ds, device)
-    timing.update(train_dits(bundle, ds, device, lengths))
     path = out or cached_path(cfg, method, ds.num_classes)
+    # each stage's loss log lies beside the checkpoint it produces (train.loss_log_path)
+    timing = train_tokenizer(bundle, ds, device, loss_log=path)
+    timing.update(train_dits(bundle, ds, device, lengths, loss_log=path))
     if dist.is_main():
         save_bundle(bundle.to("cpu"), path)
         shutil.rmtree(state_dir(bundle), ignore_errors=True)  # finished: the checkpoint replaces the states

@@ -15,7 +15,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .report import ALIGN_BETTER, ALIGN_NAMES, comparable_groups, fd_name, guidance_text, pareto_mask, row_labels
+from .metrics.specs import metric_spec
+from .report import comparable_groups, fd_name, guidance_text, pareto_mask, row_labels
 
 N_SAMPLES_SHOWN = 4  # samples per grid cell, cropped from each record's strip
 MARKERS = "osD^vP*X"
@@ -157,15 +158,14 @@ def plot_alignment(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     fig = Figure(figsize=(3.6 * len(cols) + 1.6, 3.6))
     axes = fig.subplots(1, len(cols), squeeze=False)[0]
     for ax, c in zip(axes, cols):
-        key = c[len("align_"):]
+        spec = metric_spec(c)
         for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
             s = s.dropna(subset=[f"{c}_mean"]).sort_values("length")
             if len(s):
                 ax.plot(s["length"], s[f"{c}_mean"], marker=MARKERS[i % len(MARKERS)], color=colors[label],
                         label=label)
         _log2_lengths(ax, a["length"])
-        better = ALIGN_BETTER.get(key)
-        ax.set_title(ALIGN_NAMES.get(key, key) + (f" ({better} is better)" if better else ""), fontsize=10)
+        ax.set_title(spec.header + (f" ({spec.better} is better)" if spec.better else ""), fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="method", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle("alignment of K-token latents with the full-length latents", fontsize=11)
@@ -223,8 +223,84 @@ def plot_samples(g: pd.DataFrame, out: Path, name: str, results_root: Path | Non
     return _save(fig, out, name)
 
 
+# the committed reference figures of this repository: rewritten only when --out names them
+COMMITTED_PLOTS = Path(__file__).resolve().parents[1] / "results" / "plots"
+
+
+def default_out(results: str | Path) -> Path:
+    """`vltbench plot`'s output without --out: `<results>/plots`, beside the records plotted (for one
+    record file, beside its folder), so a user's run never rewrites the committed results/plots."""
+    from .errors import UserError
+
+    results = Path(results)
+    out = (results.parent if results.is_file() else results) / "plots"
+    if out.resolve() == COMMITTED_PLOTS:
+        raise UserError(f"the default plot folder {out} holds the committed reference figures; "
+                        "pass --out results/plots to rewrite them, or another --out folder")
+    return out
+
+
+LOSS_SUFFIX = ".losses.jsonl"
+
+
+def loss_logs(df: pd.DataFrame) -> dict[tuple[str, str], list[Path]]:
+    """(method, stage) -> the loss logs (train.loss_log_path) that exist beside the records' checkpoints."""
+    found: dict[tuple[str, str], list[Path]] = {}
+    if "checkpoint_path" not in df:
+        return found
+    pairs = df[["method", "checkpoint_path"]].dropna().drop_duplicates()
+    for method, ckpt in sorted(pairs.itertuples(index=False, name=None)):
+        ckpt = Path(ckpt)
+        if not ckpt.parent.is_dir():
+            continue
+        for log in sorted(ckpt.parent.glob(f"{ckpt.name}.*{LOSS_SUFFIX}")):
+            stage = log.name[len(ckpt.name) + 1:-len(LOSS_SUFFIX)]
+            found.setdefault((method, stage), []).append(log)
+    return found
+
+
+def _smooth(y: np.ndarray) -> np.ndarray:
+    w = max(1, len(y) // 50)
+    return pd.Series(y).rolling(w, min_periods=1, center=True).mean().to_numpy()
+
+
+def plot_losses(df: pd.DataFrame, out: Path) -> list[Path]:
+    """One figure per (method, stage): training loss vs step (log y), one line per checkpoint."""
+    from .train import read_loss_log
+
+    paths: list[Path] = []
+    for (method, stage), logs in loss_logs(df).items():
+        curves = [(log, rows) for log in logs if (rows := read_loss_log(log))]
+        if not curves:
+            continue
+        colors = sns.color_palette("colorblind", len(curves))
+        fig = Figure(figsize=(6.0, 3.8))
+        ax = fig.add_subplot()
+        for (log, rows), color in zip(curves, colors):
+            step = np.array([r["step"] for r in rows])
+            loss = np.array([r["loss"] for r in rows], dtype=float)
+            label = log.name[:-len(LOSS_SUFFIX)].rsplit(".", 1)[0]  # the checkpoint's file name
+            smooth = len(rows) >= 100
+            ax.plot(step, loss, color=color, lw=0.8, alpha=0.35 if smooth else 1.0,
+                    label=None if smooth else label)
+            if smooth:
+                ax.plot(step, _smooth(loss), color=color, lw=1.6, label=f"{label} (running mean)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.2, not 2x10^-1
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("training step")
+        ax.set_ylabel("tokenizer reconstruction MSE" if stage == "tokenizer" else "flow-matching loss")
+        ax.set_title(f"{method} · {stage} training loss", fontsize=10)
+        ax.legend(fontsize=7, title="checkpoint", title_fontsize=8)
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{method}_{stage}")
+        paths += _save(fig, out, f"loss_{safe}")
+    return paths
+
+
 def make_plots(df: pd.DataFrame, out_dir: str | Path, results_root: str | Path | None = None) -> list[Path]:
-    """All figures, per comparable group (suffix _g<i> when there are several); returns the files."""
+    """All figures, per comparable group (suffix _g<i> when there are several), and the training
+    loss curves of the records' checkpoints where their loss logs exist; returns the files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if df.empty:
@@ -240,4 +316,7 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, results_root: str | Path |
             paths += plot_rfid(g, out, f"rfid_vs_length{sfx}")
             paths += plot_alignment(g, out, f"alignment_vs_length{sfx}")
             paths += plot_samples(g, out, f"samples{sfx}", Path(results_root) if results_root else None)
+    st, ctx = _style()
+    with st, ctx:
+        paths += plot_losses(df, out)
     return paths

@@ -18,26 +18,23 @@ import pandas as pd
 from scipy.integrate import trapezoid
 
 from .errors import UserError
+from .metrics.specs import column_specs, fd_name, metric_spec
 
-# std used when a cell has a single seed: the metric's own bootstrap / subset std.
-BOOTSTRAP_STD = {"gfid": "gfid_bootstrap_std", "rfid": "rfid_bootstrap_std", "kid": "kid_std"}
-ALIGN_BETTER = {"frechet_to_full": "lower", "cknna": "higher", "merged_pair_cos": "higher"}
-ALIGN_NAMES = {"frechet_to_full": "Fréchet→full", "cknna": "CKNNA", "merged_pair_cos": "merged-pair cos"}
 FORMATS = ("md", "csv", "html")
-EXACT = {"sampling_gflops", "dit_forward_gflops", "encoder_gflops", "decoder_gflops", "nfe"}
-# distances / similarities to the K = N view: trivially perfect at K = N, so that row is never "best"
-TRIVIAL_AT_N = {"xlen_distance", "align_frechet_to_full", "align_cknna"}
-# compares different representations across method families (merge vs truncation): ranked only within one
-PER_FAMILY = "align_frechet_to_full"
 
 
 @dataclass
 class Column:
     key: str
     header: str
-    better: str | None = None  # "lower" | "higher" | None (not ranked)
+    better: str | None = None  # "lower" | "higher" | None (no direction)
     scale: float = 1.0
     values: bool = False  # show the distinct values over seeds (e.g. the chosen CFG scale), not a mean
+    ranked: bool = True  # best method row marked (when better is set)
+    noise_key: str | None = None  # std column shown as ± when a cell has one seed
+    exact: bool = False  # an exact count: never shown with ±
+    trivial_at_full: bool = False  # perfect at K = N by definition: K = N never marked best
+    per_family: bool = False  # ranked only among methods of one family and representation
 
 
 @dataclass
@@ -53,29 +50,12 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def fd_name(label: str | None, prefix: str) -> str:
-    """"gFID" for the Inception FID, "gFD_<name>" for another extractor's Fréchet distance."""
-    label = label or "FID"
-    return f"{prefix}{label}" if label == "FID" or label.startswith("FD_") else f"{prefix}FD_{label}"
-
-
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
-    g, r = fd_name(label, "g"), fd_name(label, "r")
-    cols = [Column("gfid", g, "lower"), Column("gfid_noguidance", f"{g} no-CFG", "lower"),
-            Column("cfg_scale", "CFG w", values=True),
-            Column("rfid", r, "lower"), Column("psnr", "PSNR (dB)", "higher"), Column("ssim", "SSIM", "higher"),
-            Column("lpips", "LPIPS", "lower"), Column("kid", "KID", "lower"), Column("inception_score", "IS", "higher"),
-            Column("precision", "Prec.", "higher"), Column("recall", "Rec.", "higher"),
-            Column("sampling_gflops", "GFLOPs/img", "lower"), Column("dit_forward_gflops", "GFLOPs/fwd", "lower"),
-            Column("xlen_distance", "x-len dist→N", "lower")]
-    for c in sorted(c for c in df.columns if c.startswith("params_")):
-        name = {"params_dit": "DiT", "params_tokenizer": "Tok."}.get(c, c[len("params_"):])
-        cols.append(Column(c, f"{name} params (M)", None, 1e-6))
-    for c in sorted(c for c in df.columns if c.startswith("align_")):
-        k = c[len("align_"):]
-        name = ALIGN_NAMES.get(k, k) + (" (per family)" if c == PER_FAMILY else "")
-        cols.append(Column(c, name, ALIGN_BETTER.get(k)))
-    return [c for c in cols if c.key in df.columns and df[c.key].notna().any()]
+    """The declared metrics (vltbench.metrics.specs) present in this group, in declaration order."""
+    cols = [Column(s.key, s.header + (" (per family)" if s.per_family else ""), s.better, s.scale, s.values,
+                   s.ranked, s.noise_key, s.exact, s.trivial_at_full, s.per_family)
+            for s in column_specs(df.columns, label)]
+    return [c for c in cols if df[c.key].notna().any()]
 
 
 def row_labels(g: pd.DataFrame) -> pd.Series:
@@ -103,8 +83,8 @@ def _aggregate(g: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
             if len(vals) > 1:  # round-off spread of equal values is 0, not 1e-17
                 std = vals.std(ddof=1)
                 row[f"{c.key}_std"] = 0.0 if std <= 1e-9 * max(1.0, abs(vals.mean())) else std
-            elif c.key in BOOTSTRAP_STD and BOOTSTRAP_STD[c.key] in sub:
-                row[f"{c.key}_std"] = sub[BOOTSTRAP_STD[c.key]].mean() * c.scale
+            elif c.noise_key is not None and c.noise_key in sub:
+                row[f"{c.key}_std"] = sub[c.noise_key].mean() * c.scale
             else:
                 row[f"{c.key}_std"] = np.nan
         rows.append(row)
@@ -123,18 +103,19 @@ def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         v = sub[key].dropna() if key in sub else pd.Series(dtype=float)
         return v.mean() if len(v) else np.nan
 
+    real, full = metric_spec("real_fid"), metric_spec("rfid_full")
     parts = []
-    if "real_fid" in g and g["real_fid"].notna().any():
+    if real.key in g and g[real.key].notna().any():
         label = f"real (held-out, n={g['n_samples'].iloc[0]})"
-        floor = ref("floor", label, pd.NA, stat(g, "real_fid"), stat(g, "real_fid_bootstrap_std"))
+        floor = ref("floor", label, pd.NA, stat(g, real.key), stat(g, real.noise_key))
         parts.append(pd.DataFrame([floor]))
     ceilings: dict[str, list[dict]] = {}  # row label -> ceiling rows shown after its rows
-    if "rfid_full" in g:
-        have = g.dropna(subset=["rfid_full"])
+    if full.key in g:
+        have = g.dropna(subset=[full.key])
         for (method, ckpt), sub in have.groupby(["method", "checkpoint_hash"], sort=True, dropna=False):
             at = f" @{str(ckpt)[:8]}" if g.loc[g["method"] == method, "checkpoint_hash"].nunique() > 1 else ""
             row = ref("ceiling", f"{method}{at} tokenizer @K=N (recon)", sub["n_tokens"].max(),
-                      stat(sub, "rfid_full"), stat(sub, "rfid_full_bootstrap_std"))
+                      stat(sub, full.key), stat(sub, full.noise_key))
             ceilings.setdefault(sub["_label"].min(), []).append(row)  # once per tokenizer
     for label, sub in rows.groupby("method", sort=False):
         parts += [sub] + ([pd.DataFrame(ceilings[label])] if label in ceilings else [])
@@ -143,19 +124,19 @@ def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _best(t: Table, rows: pd.DataFrame, n_full) -> None:
-    """Best per ranked column among method rows only; PER_FAMILY only among methods sharing a family
-    and representation (known), so different representations are never ranked against each other."""
+    """Best per ranked column among method rows only; a per-family column only among methods sharing a
+    family and representation (known), so different representations are never ranked against each other."""
     method = (rows["row"] == "method").to_numpy()
     k = rows["K"].fillna(-1).to_numpy(int)
     fam = (rows["family"].astype(str) + " | " + rows["representation"].astype(str)).where(rows["family"].notna())
     for c in t.columns:
-        if not c.better:
+        if not (c.better and c.ranked):
             continue
         ok = method & rows[c.key].notna().to_numpy()
-        if c.key in TRIVIAL_AT_N and pd.notna(n_full):
+        if c.trivial_at_full and pd.notna(n_full):
             ok &= k != n_full
         pools = [ok]
-        if c.key == PER_FAMILY:
+        if c.per_family:
             pools = [ok & (fam == f).to_numpy() for f in fam[ok].dropna().unique()]
             pools = [p for p in pools if rows.loc[p, "method"].nunique() > 1]  # one method: nothing to rank
         for p in pools:
@@ -256,12 +237,12 @@ def _reference_notes(t: Table, g: pd.DataFrame) -> list[str]:
     if any(c.key == "xlen_distance" for c in t.columns):
         notes.append("x-len dist→N: cross-length consistency with the K=N sample (0 at K=N, ~1 = as different "
                      "as another sample of the class); lower is better, K=N not ranked")
-    if any(c.key == PER_FAMILY for c in t.columns):
-        have = g.dropna(subset=[PER_FAMILY])
+    for c in (c for c in t.columns if c.per_family):
+        have = g.dropna(subset=[c.key])
         rep = have.groupby("_label", sort=True).agg(family=("family", "first"),
                                                      rep=("alignment_representation", "first"))
         text = "; ".join(f"{m} ({r.family or 'family unknown'}): {r.rep or 'unknown'}" for m, r in rep.iterrows())
-        notes.append(f"{ALIGN_NAMES['frechet_to_full']}: per family; not comparable across families "
+        notes.append(f"{metric_spec(c.key).header}: per family; not comparable across families "
                      f"(representation: {text}); best marked only among methods of one family and representation")
     return notes
 
@@ -327,8 +308,7 @@ def _cells(t: Table) -> list[list[tuple[str, bool]]]:
             txt = _fmt(d[c.key])
             std = d.get(f"{c.key}_std")
             # cost and size are exact: no ±; a zero spread is not worth printing either
-            if (txt != "—" and not c.values and c.key not in EXACT and not c.key.startswith("params_") and std
-                    and not np.isnan(std)):
+            if txt != "—" and not c.values and not c.exact and std and not np.isnan(std):
                 txt += f" ± {_fmt(std)}"
             row.append((txt, i in t.best.get(c.key, ())))
         row.append(("✓" if d["pareto"] else "", False))

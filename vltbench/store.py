@@ -10,16 +10,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import warnings
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import locks
 from .atomic import atomic_path
 from .errors import UserError
 from .hashing import canonical_json, hash_obj
@@ -133,26 +132,6 @@ def _umask() -> int:
 _UMASK = _umask()  # read once: os.umask can only be read by setting it
 
 
-def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 class ResultStore:
     """Records under a folder; `root` may also be one record file (read-only, for --baseline)."""
 
@@ -222,92 +201,14 @@ class ResultStore:
 
     @contextmanager
     def claim(self, cid: str) -> Iterator[bool]:
-        """Per-cell lock. Yields True when this process owns the cell, False when a live process
-        holds it (the caller skips the cell and says so). A lock left by a dead pid is taken over."""
+        """Per-cell lock (vltbench.locks: flock, released by the OS when its holder dies, on any host).
+        Yields True when this process owns the cell, False when a live process holds it (the caller
+        skips the cell and says so). A lock file left by a dead holder is free: it is simply taken."""
         self.ensure_writable()
         lock = self._lock_path(cid)
         lock.parent.mkdir(exist_ok=True)
-        token = f"{os.getpid()} {socket.gethostname()}"
-        if (start := _proc_start(os.getpid())) is not None:
-            token += f" {start}"
-        owned = self._acquire(lock, token)
-        try:
+        with locks.hold(lock) as owned:
             yield owned
-        finally:
-            if owned and self._read_lock(lock) == token:
-                lock.unlink(missing_ok=True)
-
-    @staticmethod
-    def _read_lock(lock: Path) -> str | None:
-        try:
-            return lock.read_text().strip()
-        except OSError:
-            return None
-
-    @staticmethod
-    def _create(lock: Path, token: str) -> None:
-        """Create `lock` holding `token` in one step, so a killed process never leaves an empty
-        (ownerless, undecidable) lock: write a temp file, then hard-link it into place, which fails
-        with FileExistsError if the lock exists. Without hard links: exclusive create, then write."""
-        tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(token)
-            try:
-                os.link(tmp, lock)
-                return
-            except FileExistsError:
-                raise
-            except OSError:  # no hard links on this file system
-                pass
-        finally:
-            tmp.unlink(missing_ok=True)
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(token)
-
-    def _acquire(self, lock: Path, token: str, tries: int = 3) -> bool:
-        for _ in range(tries):
-            try:
-                self._create(lock, token)
-            except FileExistsError:
-                held = self._read_lock(lock)
-                if held is None:
-                    continue  # released meanwhile: retry
-                if not self._stale(lock, held):
-                    return False
-                # Move the stale lock aside (atomic), then check we moved the one we judged stale;
-                # if another process replaced it in between, put theirs back.
-                aside = lock.with_name(f"{lock.name}.stale.{os.getpid()}")
-                try:
-                    os.replace(lock, aside)
-                except FileNotFoundError:
-                    continue
-                if self._read_lock(aside) != held:
-                    try:
-                        os.link(aside, lock)
-                    except FileExistsError:
-                        pass
-                aside.unlink(missing_ok=True)
-                continue
-            return True
-        return False
-
-    @staticmethod
-    def _stale(lock: Path, held: str) -> bool:
-        parts = held.split()
-        if not parts or not parts[0].isdigit():
-            # Empty: the owner may be between create and write; stale only if old.
-            try:
-                return time.time() - lock.stat().st_mtime > 60
-            except OSError:
-                return False
-        if len(parts) > 1 and parts[1] != socket.gethostname():
-            return False  # another host: its pid cannot be checked from here
-        pid = int(parts[0])
-        if not _pid_alive(pid):
-            return True
-        # alive, but the pid may have been reused (after a kill -9 or a reboot): compare start times
-        return len(parts) > 2 and (now := _proc_start(pid)) is not None and now != parts[2]
 
     # -- reading -------------------------------------------------------------
     def files(self) -> list[Path]:
@@ -399,6 +300,7 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
     row["unavailable"] = canonical_json(rec.get("unavailable") or {})
     samples = (rec.get("artifacts") or {}).get("samples")
     row["samples_path"] = str(path.parent / samples) if samples and path is not None else None
+    row["checkpoint_path"] = (rec.get("artifacts") or {}).get("checkpoint")  # where its loss logs lie beside
     row.update(git_sha=prov.get("git_sha"), created=prov.get("created"), cell_id=rec["cell_id"],
                path=str(path) if path is not None else None)
     return row

@@ -402,6 +402,11 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
         unavailable["xlen_distance"] = f"needs more than {bundle.num_classes} samples (a same-class partner)"
     notes += [f"{key}: {val}" for key, val in bundle.method.describe().items()]
     label = extractor_label(extractor)
+    if guidance["protocol"] == "search" and len(s.cfg_scales) > 1 and w == max(s.cfg_scales):
+        edge = (f"the chosen guidance scale {w:g} is the largest of sampler.cfg_scales: the best scale may lie "
+                "beyond the grid; widen it to bracket the optimum")
+        notes.append(edge)
+        progress.log(f"{bundle.method_name} K={k}: {edge}")
     ref_what = (f"{ref.stats.n} stratified {sets.test_split} images" if not sets.adm
                 else f"the ADM reference {cfg.eval.reference}")
     notes.append(f"g{label} at CFG scale {w} ({guidance['protocol']}: {guidance['selection']}; interval "

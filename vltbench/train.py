@@ -12,12 +12,20 @@ metadata, atomically, under cache_dir("train-state"), keyed by the training iden
 same training again continues from it (with any number of processes); the folder is removed once
 the final checkpoint is written. A non-finite loss stops training with the step named and the last
 good state left intact.
+
+Loss logs: every stage writes its full loss curve as JSON lines (step, loss, K for a DiT, lr,
+elapsed_s) beside the checkpoint it produces, `<checkpoint>.<stage>.losses.jsonl` (stage: tokenizer,
+dit-joint or dit-<K>), rank 0 only; a resumed stage first drops the lines after its resumed step, so
+no step is logged twice. With VLTBENCH_TENSORBOARD=DIR the same values also go to TensorBoard (when
+torch.utils.tensorboard imports). Logging reads values only: it changes neither the training nor
+its identity.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -74,6 +82,83 @@ def batch_images(ds: Dataset, idx: torch.Tensor, gen: torch.Generator, device, p
         flip = (torch.rand(len(idx), generator=gen) < 0.5)[part]
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return x.to(device)
+
+
+# ---- loss logs -----------------------------------------------------------------------------------
+
+def loss_log_path(checkpoint: str | Path, stage: str) -> Path:
+    """The loss log of `stage` (tokenizer, dit-joint, dit-<K>) beside `checkpoint`."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.name}.{stage}.losses.jsonl")
+
+
+def read_loss_log(path: str | Path) -> list[dict]:
+    """The rows of a loss log; a line cut short by a killed writer (or otherwise unreadable) is skipped."""
+    rows = []
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("loss"), (int, float)):
+            rows.append(row)
+    return rows
+
+
+class LossLog:
+    """Appends one JSON line per step to the stage's loss log (rank 0; nothing when `checkpoint` is
+    None). `start`: the steps already done (a resumed stage); lines after it are dropped first."""
+
+    def __init__(self, checkpoint: Path | None, stage: str, start: int):
+        self.file = self.tb = None
+        if checkpoint is None or not dist.is_main():
+            return
+        self.path = loss_log_path(checkpoint, stage)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [r for r in read_loss_log(self.path) if r["step"] <= start] if start else []
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.file = open(self.path, "a")
+        if tb_dir := os.environ.get("VLTBENCH_TENSORBOARD"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                progress.log(f"VLTBENCH_TENSORBOARD is set but TensorBoard is unavailable ({e}); loss logs only")
+            else:
+                self.tb = SummaryWriter(str(Path(tb_dir) / f"{Path(checkpoint).name}.{stage}"),
+                                        purge_step=start + 1 if start else None)
+
+    def write(self, step: int, loss: float, lr: float, elapsed_s: float, k: int | None = None) -> None:
+        """`step`: steps done after this one (1-based)."""
+        if self.file is None:
+            return
+        row = {"step": step, "loss": loss, **({"K": k} if k is not None else {}), "lr": lr,
+               "elapsed_s": round(elapsed_s, 3)}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            self.tb.add_scalar("loss", loss, step)
+            self.tb.add_scalar("lr", lr, step)
+            if k is not None:
+                self.tb.add_scalar("K", k, step)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # ---- training state (resume) ---------------------------------------------------------------------
@@ -217,7 +302,8 @@ def clip_grads(params, max_norm: float) -> torch.Tensor:
 
 # ---- stage 1: tokenizer --------------------------------------------------------------------------
 
-def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
+def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None = None) -> dict:
+    """loss_log: the checkpoint this training produces; its tokenizer loss log goes beside it."""
     cfg = bundle.cfg.tokenizer
     tok, method = bundle.tokenizer.to(device).train(), bundle.method.to(device).train()
     gen = torch.Generator().manual_seed(bundle.cfg.seed)
@@ -249,8 +335,8 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
                     extra={"losses": losses[-50:], "elapsed_s": before + time.perf_counter() - t0,
                            "final": sum(losses[-50:]) / max(1, len(losses[-50:]))})
 
-    with progress.task(f"{bundle.method_name}: tokenizer", cfg.steps) as bar:
-        bar.advance(start)
+    with progress.task(f"{bundle.method_name}: tokenizer", cfg.steps, completed=start) as bar, \
+            LossLog(loss_log, "tokenizer", start) as log:
         for step in range(start, cfg.steps):
             x = batch_images(ds, torch.randint(len(ds.train), (cfg.batch_size,), generator=gen), gen, device, part)
             rec, aux = model(x, gen)
@@ -260,11 +346,13 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
             opt.zero_grad(set_to_none=True)
             value = _step_loss(loss, rec, "tokenizer", step, share, saver)
             clip_grads(params, cfg.grad_clip)
+            lr = sched.get_last_lr()[0]  # the rate of this step
             opt.step()
             sched.step()
             if ema is not None:
                 ema.update(step_module)
             losses.append(value)
+            log.write(step + 1, value, lr, before + time.perf_counter() - t0)
             bar.advance(info=f"mse {sum(losses[-50:]) / len(losses[-50:]):.4f}")
             saver.maybe(step + 1, cfg.steps, kw)
     if ema is not None:  # the EMA weights become the tokenizer; merge's table is frozen from them
@@ -280,8 +368,10 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device) -> dict:
 
 # ---- stage 2: DiT(s) -----------------------------------------------------------------------------
 
-def train_dits(bundle: Bundle, ds: Dataset, device, lengths: list[int] | None = None) -> dict:
-    """Joint: one DiT over the shared K schedule. Separate: one DiT per length (same steps each)."""
+def train_dits(bundle: Bundle, ds: Dataset, device, lengths: list[int] | None = None,
+               loss_log: Path | None = None) -> dict:
+    """Joint: one DiT over the shared K schedule. Separate: one DiT per length (same steps each).
+    loss_log: the checkpoint this training produces; each DiT's loss log goes beside it."""
     with dist.main_first():  # rank 0 encodes and caches the latents; the others read the cache
         z, y = cached_latents(bundle, ds, device)
     flat = z.reshape(-1, z.shape[-1])
@@ -291,13 +381,14 @@ def train_dits(bundle: Bundle, ds: Dataset, device, lengths: list[int] | None = 
     out = {}
     for key in keys:
         t0 = time.perf_counter()
-        bundle.dits[key], loss, before = _train_one_dit(bundle, z, zs, y, None if key == "joint" else int(key), device)
+        fixed = None if key == "joint" else int(key)
+        bundle.dits[key], loss, before = _train_one_dit(bundle, z, zs, y, fixed, device, loss_log)
         out[f"dit_{key}_s"], out[f"dit_{key}_final_loss"] = before + time.perf_counter() - t0, loss
     bundle.stages = ["tokenizer", "dit"]
     return out
 
 
-def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device):
+def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device, loss_log: Path | None = None):
     cfg = bundle.cfg.dit
     method = bundle.method.to(device)
     torch.manual_seed(bundle.cfg.seed + 1)
@@ -332,8 +423,8 @@ def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device):
                     extra={"losses": losses[-50:], "elapsed_s": before + time.perf_counter() - t0,
                            "final": sum(losses[-50:]) / max(1, len(losses[-50:]))})
 
-    with progress.task(f"{bundle.method_name}: DiT {label}", cfg.steps) as bar:
-        bar.advance(start)
+    with progress.task(f"{bundle.method_name}: DiT {label}", cfg.steps, completed=start) as bar, \
+            LossLog(loss_log, f"dit-{key}", start) as log:
         for step in range(start, cfg.steps):
             idx = torch.randint(len(zs), (cfg.batch_size,), generator=gen)
             k = fixed_k or method.sample_length(gen)
@@ -348,10 +439,12 @@ def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device):
             opt.zero_grad(set_to_none=True)
             value = _step_loss(loss, loss, "dit", step, share, saver)
             clip_grads(dit.parameters(), cfg.grad_clip)
+            lr = sched.get_last_lr()[0]  # the rate of this step
             opt.step()
             sched.step()
             ema.update(dit)  # after the synced step: identical on every rank
             losses.append(value)
+            log.write(step + 1, value, lr, before + time.perf_counter() - t0, k=int(k))
             bar.advance(info=f"loss {sum(losses[-50:]) / len(losses[-50:]):.4f} K={k}")
             saver.maybe(step + 1, cfg.steps, kw)
     saver.save(cfg.steps, True, **kw())

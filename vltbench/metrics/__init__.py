@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import torch
+if TYPE_CHECKING:  # annotations only: importing vltbench.metrics.specs (tables, check) stays torch-free
+    import torch
 
 _EXPORTS = {
     "get_extractor": "features", "metric_label": "features", "Extractor": "features",
     "FeatureStats": "fid", "frechet_distance": "fid", "fid_from_stats": "fid", "fid_bootstrap_std": "fid",
     "reference_stats": "refstats", "load_adm_npz": "refstats", "adm_reference": "refstats", "Reference": "refstats",
     "ReconMeter": "recon", "lpips_model": "recon",
+    "MetricSpec": "specs", "register_metric": "specs", "metric_spec": "specs", "metric_specs": "specs",
 }
 __all__ = ["compute_image_metrics", *_EXPORTS]
 

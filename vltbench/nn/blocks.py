@@ -35,7 +35,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 
     On CPU, for sequences up to CPU_MATMUL_ATTENTION_MAX_LEN, it is written out as two batched
     matmuls: ATen's CPU flash kernel is 1.4-3x slower forward+backward at the tiny preset's
-    lengths (4-96 tokens; `vltbench bench dit-gflops`, results/PERFORMANCE.md). Elsewhere, and in
+    lengths (4-96 tokens; `python benchmarks/bench.py dit-gflops`, results/PERFORMANCE.md). Elsewhere, and in
     a jit trace (so fvcore's FLOP count sees the one SDPA op it has a handle for), SDPA itself."""
     if q.device.type != "cpu" or q.shape[-2] > CPU_MATMUL_ATTENTION_MAX_LEN or torch.jit.is_tracing():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)

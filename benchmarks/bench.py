@@ -1,4 +1,10 @@
-"""Performance benchmarks of the harness itself (`run_bench`; the CLI's `vltbench bench`).
+"""Performance benchmarks of the harness itself: a development suite, run from a checkout.
+
+    python benchmarks/bench.py [NAMES...] [--quick] [--out DIR] [--threads N]
+
+(default: every benchmark, JSONs to results/bench of this checkout; results/PERFORMANCE.md reports the
+figures). It reads the test configuration tests/tiny_test.yaml of this checkout, and its goals are
+those of this project's 2-core CPU machine.
 
 Each benchmark prints a small table and writes `<out_dir>/<name>.json` with its figures, the
 settings it ran with, the call / command line, torch version, thread count, machine load and
@@ -44,7 +50,11 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import UserError
+from vltbench.errors import UserError
+from vltbench.lengths import LengthView
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout this script belongs to
+TINY_TEST = ROOT / "tests" / "tiny_test.yaml"
 
 FMA_FLOPS = 2  # hardware FLOPs per fused multiply-add (fvcore counts 1)
 TRAIN_FACTOR = 3  # training step FLOPs = 3 x forward FLOPs (forward + backward at 2x forward)
@@ -58,14 +68,6 @@ ACHIEVED_CONVENTION = ("achieved GFLOP/s = 2 x fvcore FLOPs (fvcore: 1 FMA = 1 F
                        "layer norms counted, elementwise ops not) / measured time; training step = 3 x forward "
                        "FLOPs x batch; sampling step = forward FLOPs x 2 x batch (CFG runs cond + uncond as one "
                        "doubled batch)")
-TINY_TEST_YAML = """\
-# A copy of tests/tiny_test.yaml (used when the repository's tests/ folder is not there).
-data: {train_count: 260, val_count: 130}
-tokenizer: {width: 32, heads: 2, enc_depth: 1, dec_depth: 1, steps: 4, batch_size: 16}
-dit: {width: 32, heads: 2, depth: 2, steps: 4, batch_size: 16}
-sampler: {steps: 5}
-eval: {extractor: randproj, n_samples: 32, n_ref: 64, batch_size: 32, kid_subset_size: 16}
-"""
 
 
 # ---- plumbing -----------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def _machine() -> dict:
 
 def _provenance() -> dict:
     try:
-        from .store import provenance
+        from vltbench.store import provenance
 
         return provenance("cuda" if torch.cuda.is_available() else "cpu", 1)
     except Exception as e:  # provenance is informative only
@@ -184,13 +186,13 @@ def _jsonable(obj):
 # ---- shared model setup ---------------------------------------------------------------------------
 
 def _tiny_cfg(overrides: dict | None = None):
-    from .config import load_config
+    from vltbench.config import load_config
 
     return load_config("tiny", overrides=overrides)
 
 
 def _embedded_classes() -> int:
-    from .data import embedded
+    from vltbench.data import embedded
 
     return len(embedded.CLASS_NAMES)
 
@@ -199,13 +201,13 @@ def _merge_bundle(cfg, num_classes: int, use_checkpoint: bool = True):
     """A tiny-preset merge bundle whose method is frozen: the trained checkpoint's merge table when
     one is found (real length views), else the table frozen from the untrained embedding (the same
     kind of view: K clusters of unequal sizes; step times do not depend on the weights)."""
-    from .model import build_bundle
+    from vltbench.model import build_bundle
 
     source = "untrained embedding (frozen with method.freeze())"
     if use_checkpoint:
         with contextlib.suppress(Exception):
-            from .checkpoints import find_checkpoint
-            from .model import load_bundle
+            from vltbench.checkpoints import find_checkpoint
+            from vltbench.model import load_bundle
 
             found = find_checkpoint(cfg, "merge", num_classes)
             if found is not None:
@@ -214,6 +216,13 @@ def _merge_bundle(cfg, num_classes: int, use_checkpoint: bool = True):
     bundle = build_bundle(cfg, "merge", num_classes)
     bundle.method.freeze()
     return bundle, source
+
+
+def doubled(view: LengthView) -> LengthView:
+    """The view for a batch stacked twice (cond + uncond, as the CFG sampler runs it), when it is per-image."""
+    if view.P is None or view.P.dim() == 2:
+        return view
+    return LengthView(view.n_tokens, view.k, torch.cat([view.P, view.P]), torch.cat([view.sizes, view.sizes]))
 
 
 def _lengths(n: int) -> list[int]:
@@ -226,8 +235,8 @@ class _DiTSteps:
     as vltbench.flow.sample runs it), on fixed random standardised latents."""
 
     def __init__(self, bundle, train_batch: int, sample_batch: int, device=torch.device("cpu"), seed: int = 0):
-        from .flow import EMA
-        from .train import adamw
+        from vltbench.flow import EMA
+        from vltbench.train import adamw
 
         cfg = bundle.cfg
         self.bundle, self.device = bundle, device
@@ -253,8 +262,8 @@ class _DiTSteps:
         return self.views[k]
 
     def train_step(self, k: int, z=None, y=None) -> None:
-        from .flow import flow_loss
-        from .train import clip_grads
+        from vltbench.flow import flow_loss
+        from vltbench.train import clip_grads
 
         cfg = self.bundle.cfg.dit
         t0 = time.perf_counter()
@@ -272,13 +281,11 @@ class _DiTSteps:
 
     @torch.no_grad()
     def sample_step(self, k: int) -> None:
-        from .flow import _doubled
-
-        self.dit(self.xs[:, :k], self.ts, self.ys, _doubled(self.view(k)))
+        self.dit(self.xs[:, :k], self.ts, self.ys, doubled(self.view(k)))
 
     def forward_fma(self, k: int) -> float:
         """fvcore FLOPs (= FMAs) of one forward per image at length K."""
-        from .metrics.flops import dit_forward_count
+        from vltbench.metrics.flops import dit_forward_count
 
         return dit_forward_count(self.dit, self.view(k)).total
 
@@ -474,7 +481,10 @@ def pyspy_profile(seconds: float, train_batch: int, threads: int, top: int = 10)
     if exe is None:
         return {"skipped": "py-spy not installed (pip install py-spy)"}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    code = f"from vltbench.bench import _spin_for_pyspy as f; f({seconds}, {train_batch})"
+    code = ("import sys, importlib.util as u; s = u.spec_from_file_location('vltbench_benchmarks', "
+            f"{str(Path(__file__).resolve())!r}); m = u.module_from_spec(s); sys.modules[s.name] = m; "
+            "s.loader.exec_module(m); "
+            f"m._spin_for_pyspy({seconds}, {train_batch})")
     with tempfile.TemporaryDirectory(prefix="vltbench-pyspy-") as tmp:
         out = Path(tmp) / "raw.txt"
         errors = []
@@ -604,8 +614,8 @@ def feature_throughput(n: int = 64, size: int = 64, batch: int = 32, repeats: in
         warnings.simplefilter("ignore")  # torch-fidelity's import-time deprecation warnings
         from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-    from .metrics import inception_weights as iw
-    from .metrics.features import get_extractor
+    from vltbench.metrics import inception_weights as iw
+    from vltbench.metrics.features import get_extractor
 
     x = torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     ours = get_extractor("inception", weights=weights)
@@ -653,7 +663,7 @@ def _cache_files(n_rows: int, n_tokens: int, dim: int) -> list[dict]:
     """Latent cache files in cache_dir("latents") whose z tensor has shape (n_rows, N, d)."""
     from safetensors import safe_open
 
-    from .paths import cache_dir
+    from vltbench.paths import cache_dir
 
     found = []
     for p in sorted(cache_dir("latents").glob("*.safetensors")):
@@ -666,8 +676,8 @@ def _cache_files(n_rows: int, n_tokens: int, dim: int) -> list[dict]:
 
 
 def bench_latent_cache(ctx: Ctx) -> dict:
-    from .data import embedded, load_data
-    from .device import to_float
+    from vltbench.data import embedded, load_data
+    from vltbench.device import to_float
 
     def batch_images(ds, idx, gen):  # as vltbench.train.batch_images: decode the batch, random h-flips
         x = to_float(ds.train.images(idx.numpy()))
@@ -753,10 +763,11 @@ def bench_latent_cache(ctx: Ctx) -> dict:
 
 # ---- 6. memory ------------------------------------------------------------------------------------
 
-def _tiny_test_yaml(dest: Path) -> Path:
-    src = Path(__file__).resolve().parents[1] / "tests" / "tiny_test.yaml"
-    dest.write_text(src.read_text() if src.is_file() else TINY_TEST_YAML)
-    return dest
+def _tiny_test_yaml() -> Path:
+    """This checkout's test configuration (the benchmarks' small setup when no trained checkpoint is used)."""
+    if not TINY_TEST.is_file():
+        raise UserError(f"{TINY_TEST} not found: run benchmarks/bench.py from a full checkout of vltbench")
+    return TINY_TEST
 
 
 _RSS_LAUNCHER = ("import json, resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
@@ -789,7 +800,7 @@ def bench_memory(ctx: Ctx) -> dict:
         real_ckpt = None
         if not ctx.quick:
             with contextlib.suppress(Exception):
-                from .checkpoints import find_checkpoint
+                from vltbench.checkpoints import find_checkpoint
 
                 real_ckpt = find_checkpoint(cfg_real, "merge", _embedded_classes())
         if real_ckpt is not None:
@@ -799,7 +810,7 @@ def bench_memory(ctx: Ctx) -> dict:
         else:
             setup = "tests/tiny_test.yaml (randproj features), own cache folder"
             counts = [64, 512, 2048] if ctx.quick else [256, 1024, 4096]
-            cfg_args = ["--config", str(_tiny_test_yaml(tmp / "tiny_test.yaml"))]
+            cfg_args = ["--config", str(_tiny_test_yaml())]
             env["VLTBENCH_CACHE"] = str(tmp / "cache")
             image_px = 32
         base = [sys.executable, "-m", "vltbench"]
@@ -904,10 +915,10 @@ class _ComputeTimer:
     def __enter__(self):
         import importlib
 
-        from . import flow, generate, sweep
-        from .metrics import alignment, flops
-        from .metrics.features import Extractor
-        from .nn.tokenizer import Tokenizer
+        from vltbench import flow, generate, sweep
+        from vltbench.metrics import alignment, flops
+        from vltbench.metrics.features import Extractor
+        from vltbench.nn.tokenizer import Tokenizer
 
         importlib.import_module("vltbench.metrics.randproj")
         self._patch(generate, "sample", "sampling", "compute")  # however generate reaches it
@@ -942,14 +953,14 @@ def _env(**kv):
 
 
 def bench_overhead(ctx: Ctx) -> dict:
-    from . import progress
-    from .config import load_config
-    from .sweep import SweepSpec, run_sweep
+    from vltbench import progress
+    from vltbench.config import load_config
+    from vltbench.sweep import SweepSpec, run_sweep
 
     real_ckpt = None
     if not ctx.quick:
         with contextlib.suppress(Exception):
-            from .checkpoints import find_checkpoint
+            from vltbench.checkpoints import find_checkpoint
 
             real_ckpt = find_checkpoint(_tiny_cfg(), "merge", _embedded_classes())
     import warnings
@@ -968,7 +979,7 @@ def bench_overhead(ctx: Ctx) -> dict:
             else:
                 setup = "tests/tiny_test.yaml (randproj features), own cache folder"
                 n = 64 if ctx.quick else 1000
-                cfg = load_config("tiny", _tiny_test_yaml(tmp / "tiny_test.yaml"), {"eval.n_samples": n})
+                cfg = load_config("tiny", _tiny_test_yaml(), {"eval.n_samples": n})
                 warm_n = 32
                 cache = str(tmp / "cache")
             k = 8
@@ -1032,11 +1043,11 @@ def dit_step_throughput(device, depth: int, width: int, heads: int, n_tokens: in
     (doubled batch, inference mode, autocast) of a DiT at the given lengths, merge views with
     proportional attention below N. Time-boxed: lengths left when `budget_s` runs out are skipped
     (and listed in `errors`); torch.compile (full length only) runs when enough budget is left."""
-    from . import registry
-    from .flow import EMA, _doubled, flow_loss
-    from .metrics.flops import dit_forward_count
-    from .nn.dit import DiT
-    from .train import adamw, clip_grads
+    from vltbench import registry
+    from vltbench.flow import EMA, flow_loss
+    from vltbench.metrics.flops import dit_forward_count
+    from vltbench.nn.dit import DiT
+    from vltbench.train import adamw, clip_grads
 
     start = time.perf_counter()
     device = torch.device(device)
@@ -1084,7 +1095,7 @@ def dit_step_throughput(device, depth: int, width: int, heads: int, n_tokens: in
 
         def sample_step(model=dit):
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype):
-                model(xs[:, :k], ts, ys, _doubled(view))
+                model(xs[:, :k], ts, ys, doubled(view))
 
         return view, train_step, sample_step
 
@@ -1137,7 +1148,7 @@ def bench_gpu(ctx: Ctx, device: str = "cuda", size: str = "B", n: int = 256, d: 
     (device/size/n/d/batch exist to exercise the code path on CPU with small sizes.)"""
     if device == "cuda" and not torch.cuda.is_available():
         return {"skipped": "no CUDA device (torch.cuda.is_available() is False)"}
-    from .config import DIT_SIZES
+    from vltbench.config import DIT_SIZES
 
     depth, width, heads = DIT_SIZES[size] if size in DIT_SIZES else (2, 64, 2)
     classes = 1000
@@ -1218,7 +1229,8 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
                 result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
             result = {"benchmark": name, "title": BENCHMARKS[name].title, **result,
                       "elapsed_s": time.perf_counter() - t0, "quick": quick,
-                      "command": " ".join(sys.argv), "call": call,
+                      "command": " ".join(["python", *sys.argv] if sys.argv[0].endswith(".py") else sys.argv),
+                      "call": call,
                       "torch": torch.__version__, "threads": ctx.threads,
                       "machine": {**_machine(), "load_avg_1m_at_start": load0},
                       "provenance": _provenance(),
@@ -1226,7 +1238,7 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
             result.setdefault("figures", {})
             result.setdefault("config", {})
             ctx.results[name] = result
-            from .atomic import atomic_write_text
+            from vltbench.atomic import atomic_write_text
 
             atomic_write_text(out_dir / f"{name}.json", json.dumps(_jsonable(result), indent=2) + "\n")
             _print_table(name, result)
@@ -1236,12 +1248,13 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m vltbench.bench [NAMES...] [--out DIR] [--quick] [--threads N]`."""
+    """`python benchmarks/bench.py [NAMES...] [--out DIR] [--quick] [--threads N]`."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
-    ap.add_argument("--out", type=Path, default=Path("results/bench"), help="folder for <name>.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench",
+                    help="folder for <name>.json (default: results/bench of this checkout)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, numbers not meaningful")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (and OMP_NUM_THREADS of subprocesses)")
     a = ap.parse_args(argv)

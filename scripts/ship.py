@@ -1,9 +1,9 @@
 """Maintainer tool: ship trained checkpoints with the package (fp16 safetensors in vltbench/assets).
 
-    python -m vltbench.ship --preset tiny --methods merge,nested-dropout,tail-drop,tome
+    python scripts/ship.py --preset tiny --methods merge,nested-dropout,tail-drop,tome
 
-Copies each method's trained checkpoint from the cache (what `vltbench train` wrote) into
-vltbench/assets/<preset>-<method>.safetensors in fp16 and records its sha256 and training identity
+Copies each method's trained checkpoint from the cache (what `vltbench train` wrote) into this
+checkout's vltbench/assets/<preset>-<method>.safetensors in fp16 and records its sha256 and training identity
 in vltbench/assets/checkpoints.json, which `vltbench run` checks before loading it.
 """
 
@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 from pathlib import Path
 
 import torch
 
-from .checkpoints import cached_path
-from .config import load_config
-from .data import load_data
-from .hashing import hash_obj
-from .model import load_bundle, save_bundle
+from vltbench.checkpoints import cached_path
+from vltbench.config import load_config
+from vltbench.data import load_data
+from vltbench.hashing import hash_obj
+from vltbench.model import load_bundle, save_bundle
+
+ASSETS = Path(__file__).resolve().parents[1] / "vltbench" / "assets"  # this checkout's, committed with it
 
 
 def ship(preset: str, methods: list[str]) -> dict:
     cfg = load_config(preset)
     ds = load_data(cfg.data)
-    assets = Path(str(resources.files("vltbench.assets")))
+    assets = ASSETS
     manifest_path = assets / "checkpoints.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     for method in methods:

@@ -1,0 +1,529 @@
+"""vltbench as a library: the functions behind every `vltbench` command.
+
+    import vltbench
+    df = vltbench.evaluate(["merge"], [4, 8])          # like `vltbench run --method merge --lengths 4,8`
+    tables = vltbench.leaderboard(df)                   # or leaderboard("results/runs")
+    report = vltbench.check("results/reference", "results/runs")
+    costs = vltbench.flops("merge", [4, 8, 32])
+
+The command line (vltbench.cli) only maps its options to these calls, so both validate the same way:
+every user mistake is a `vltbench.errors.UserError` whose one-line message is exactly what the CLI
+prints after `error: `. Messages name the CLI option (`--lengths`, `--seeds`, ...); the keyword
+arguments here carry the same names (lengths, seeds, n_samples, ...), and `overrides` is `--set`.
+
+This module imports nothing heavy (torch, pandas) until a function runs, so `import vltbench` and the
+CLI's start stay fast.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .check import CheckReport
+    from .config import Config
+    from .report import Table
+
+__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "UserError"]
+
+DEFAULT_RESULTS = Path("results/runs")
+IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
+
+
+# -- validation shared by the API and the CLI --------------------------------------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int) -> list[int]:
+    """'8,16,32' or [8, 16, 32] -> [8, 16, 32]; every mistake is a one-line UserError."""
+    if isinstance(lengths, str) or lengths is None:
+        if lengths is None or not lengths.strip():
+            raise UserError(f"--lengths is empty; give comma-separated token counts in 1..{n_max}, "
+                            f"e.g. --lengths 8,16,{n_max}")
+        items: list[Any] = [p.strip() for p in lengths.split(",")]
+    elif _is_int(lengths):
+        items = [lengths]
+    else:
+        try:
+            items = list(lengths)
+        except TypeError:
+            raise UserError(f"--lengths {lengths!r}: give token counts in 1..{n_max} as a list of integers "
+                            f"or comma-separated text, e.g. [8, 16, {n_max}]") from None
+        if not items:
+            raise UserError(f"--lengths is empty; give comma-separated token counts in 1..{n_max}, "
+                            f"e.g. --lengths 8,16,{n_max}")
+    out: list[int] = []
+    for p in items:
+        if _is_int(p):
+            k = int(p)
+        else:
+            try:
+                k = int(p) if isinstance(p, str) else None
+            except ValueError:
+                k = None
+            if k is None:
+                raise UserError(f"--lengths: {p!r} is not an integer; give comma-separated integers in 1..{n_max}")
+        if k <= 0 or k > n_max:
+            raise UserError(f"--lengths: {k} is outside 1..{n_max} (the method's maximum length N={n_max})")
+        if k in out:
+            raise UserError(f"--lengths: {k} is given twice; list each length once")
+        out.append(k)
+    return out
+
+
+def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
+    """'0,1,2' or [0, 1, 2] -> [0, 1, 2]: at least one seed, each once."""
+    if _is_int(seeds):
+        return [int(seeds)]
+    if isinstance(seeds, str):
+        text = seeds
+        try:
+            out = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+    else:
+        try:
+            items = list(seeds)
+        except TypeError:
+            items = None
+        if items is None or not all(_is_int(s) for s in items):
+            raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2")
+        out = [int(s) for s in items]
+        text = ",".join(map(str, out))  # the message reads as the CLI's
+    if not out or len(set(out)) != len(out):
+        raise UserError(f"--seeds {text!r}: give at least one seed, each once")
+    return out
+
+
+def parse_sets(sets: Iterable[str] | None) -> dict:
+    """['dit.steps=200', ...] (the CLI's --set) -> {'dit.steps': 200}; values are plain YAML."""
+    import yaml
+
+    out = {}
+    for s in sets or []:
+        key, eq, value = str(s).partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set {s!r}: expected KEY=VALUE, e.g. --set dit.steps=200")
+        try:
+            # safe_load: tags such as !!python/object are refused, never constructed
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise UserError(f"--set {s!r}: the value is not plain YAML ({why}); give a number, string or list, "
+                            "quoted if needed") from None
+    return out
+
+
+def _overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict:
+    """`overrides`: {"section.key": value} or the CLI's ["section.key=value", ...]."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        for key in overrides:
+            if not isinstance(key, str) or not key.strip():
+                raise UserError(f"overrides: key {key!r} is not a dotted config key; give e.g. {{'dit.steps': 200}}")
+        return {k.strip(): v for k, v in overrides.items()}
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    return parse_sets(overrides)
+
+
+def load_config(preset: str = "tiny", config: str | Path | None = None,
+                overrides: Mapping[str, Any] | Iterable[str] | None = None, **named: Any) -> Config:
+    """The resolved config: preset, the YAML file `config` over it, then `named` options
+    ("eval.n_samples": 1000, ...; None = not given), then `overrides` (which win, as --set does)."""
+    from .config import load_config as _load
+
+    values = {k: v for k, v in named.items() if v is not None}
+    values.update(_overrides(overrides))
+    return _load(preset, config, values)
+
+
+def method_names(methods: str | Iterable[str] | None) -> list[str]:
+    """'merge', 'merge,tail-drop', ['merge', 'tail-drop'] or 'all' -> registered names (unknown ones fail
+    with close matches)."""
+    from . import registry
+
+    texts = [methods] if isinstance(methods, str) or methods is None else list(methods)
+    names: list[str] = []
+    for text in texts:
+        if text:
+            names += [m.strip() for m in str(text).split(",") if m.strip()]
+    if not names:
+        raise UserError("no method given; pass --method NAME (see `vltbench methods`), --methods a,b or --method all")
+    if "all" in names:
+        return registry.names()
+    for n in names:
+        registry.get(n)  # unknown names fail here with close matches
+    return list(dict.fromkeys(names))
+
+
+def _positive(value: int | None, option: str, example: str) -> None:
+    if value is not None and (not _is_int(value) or value < 1):
+        raise UserError(f"{option} {value}: give a positive number of {example}")
+
+
+def writable_file(path: str | Path, option: str) -> Path:
+    """Fail now (one line) if `path` cannot be written: its folder cannot be created or it is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; pass a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot create its folder ({e.strerror or e}); choose another path") from None
+    return path
+
+
+def write_failed(path: str | Path, option: str, e: OSError) -> UserError:
+    return UserError(f"{option} {path} could not be written ({e.strerror or e}); choose another path or free space")
+
+
+def _set_quiet(quiet: bool | None) -> None:
+    if quiet is not None:
+        from . import progress
+        progress.set_quiet(quiet)
+
+
+def _records(results: str | Path | pd.DataFrame, what: str = "results", option: str = "--results") -> pd.DataFrame:
+    """The flat frame of a results folder (or one record file), or a frame given as is; never empty."""
+    import pandas as pd
+
+    if isinstance(results, pd.DataFrame):
+        if results.empty:
+            raise UserError(f"the {what} frame holds no records; pass a frame from vltbench.evaluate or a results folder")
+        return results
+    from .store import load_frame
+
+    path = Path(results)
+    if not path.exists():
+        raise UserError(f"{what} folder {path} does not exist; pass {option} DIR holding vltbench records")
+    df = load_frame(path)
+    if df.empty:
+        raise UserError(f"no valid records under {path}; run `vltbench run` first")
+    return df
+
+
+# -- the functions ---------------------------------------------------------------------------------
+
+def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = "tiny",
+             config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
+             seeds: str | int | Sequence[int] = (0,), results: str | Path = DEFAULT_RESULTS, train: bool = True,
+             executor: str = "local", slurm_partition: str | None = None, overwrite: bool = False,
+             checkpoint: str | Path | None = None, generator: str | None = None, n_samples: int | None = None,
+             extractor: str | None = None, inception_weights: str | Path | None = None,
+             data_root: str | Path | None = None, device: str | None = None,
+             quiet: bool | None = None) -> pd.DataFrame:
+    """Evaluate every (method, length, seed) cell and return their records as one flat frame.
+
+    What `vltbench run` (train=True) and `vltbench eval` (train=False: never trains, needs a given,
+    shipped or cached checkpoint) do: each missing cell is measured and written as one JSON record
+    under `results/<method>/`; cells with a record already are skipped (resume) unless `overwrite`.
+
+    methods: a name, 'a,b', a list of names, or 'all'. lengths: token counts K in 1..N ([4, 8, 32] or
+    '4,8,32'). seeds: sampling seeds per cell. preset / config (a YAML file merged over the preset) /
+    overrides ({'dit.steps': 200} or ['dit.steps=200'], as --set; they win over the keyword options
+    below). generator, n_samples, extractor, inception_weights, data_root, device: the config values
+    of the CLI options of the same names (None: the config's). checkpoint: use this file instead of
+    the shipped / cached one (one method only). executor: 'local' (this process; under torchrun all
+    its ranks), 'slurm' (needs slurm_partition) or 'submitit-local'. quiet: True turns progress bars
+    and log lines off, False on, None leaves the current setting.
+
+    Returns a pandas DataFrame with one row per requested cell, exactly as `vltbench.store.load_frame`
+    flattens a record (method, length, seed, cell_id, gfid, rfid, ..., sampling_gflops, align_*,
+    path), in the order methods x lengths x seeds; cells computed now and cells found done are both
+    included, other records in `results` are not. Under torchrun every rank returns the same frame.
+    Raises UserError for every mistake in the arguments (with the CLI's message).
+    """
+    from . import progress
+
+    _set_quiet(quiet)
+    names = method_names(methods)
+    _positive(n_samples, "--n-samples", "samples per cell, e.g. --n-samples 1000")
+    cfg = load_config(preset, config, overrides, generator=generator, device=device, **{
+        "eval.n_samples": n_samples, "eval.extractor": extractor,
+        "eval.inception_weights": None if inception_weights is None else str(inception_weights),
+        "data.root": None if data_root is None else str(data_root)})
+    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    if checkpoint is not None and len(names) > 1:
+        raise UserError("--checkpoint applies to one method; pass a single --method with it")
+    seed_list = parse_seeds(seeds)
+
+    from .executors import run as run_with
+    from .sweep import SweepSpec
+
+    results = Path(results)
+    spec = run_with(SweepSpec(cfg, names, ks, seed_list, results, overwrite,
+                              None if checkpoint is None else str(checkpoint), train),
+                    executor, slurm_partition)
+    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
+    return _cells_frame(results, names, ks, seed_list, spec)
+
+
+def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int], spec) -> pd.DataFrame:
+    """The records of the cells the sweep wrote or found done, in the requested order."""
+    from . import dist
+    from .store import ResultStore, load_frame
+
+    written, skipped = [str(p) for p in spec.written], list(spec.skipped)
+    if dist.is_initialized():  # rank 0 alone writes records and knows their paths
+        written, skipped = dist.broadcast_object((written, skipped))
+    paths = {Path(p) for p in written}
+    if results.is_dir():
+        for cid in skipped:
+            paths.update(p for p in results.glob(f"*/{cid}.json") if not p.parent.name.startswith("."))
+
+    class _Cells(ResultStore):
+        def files(self) -> list[Path]:
+            return sorted(p for p in paths if p.is_file())
+
+    df = load_frame(results, store=_Cells(results))
+    if not df.empty:
+        df = df.drop_duplicates("cell_id")
+        order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
+        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(df["method"], df["length"], df["seed"])]
+        df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
+        df = df.reset_index(drop=True)
+    expected = len(names) * len(ks) * len(seeds)
+    if len(df) < expected:
+        warnings.warn(f"{expected - len(df)} of the {expected} requested cells have no record in {results} yet "
+                      "(another process is computing them); evaluate again later to include them", stacklevel=3)
+    return df
+
+
+def train(method: str, *, preset: str = "tiny", config: str | Path | None = None,
+          overrides: Mapping[str, Any] | Sequence[str] | None = None, generator: str | None = None,
+          lengths: str | int | Sequence[int] | None = None, out: str | Path | None = None,
+          data_root: str | Path | None = None, device: str | None = None, quiet: bool | None = None) -> Path:
+    """Train one method (tokenizer, latent cache, DiT(s)) as `vltbench train` does; returns the
+    checkpoint's path (`out`, or its place in the checkpoint cache where evaluate finds it).
+
+    generator: 'joint' (one DiT for all lengths) or 'separate' (one per length, for `lengths`, default
+    the config's lengths.train). A training interrupted earlier resumes from its saved state.
+    """
+    from . import progress, registry
+
+    _set_quiet(quiet)
+    registry.get(method)
+    cfg = load_config(preset, config, overrides, generator=generator, device=device,
+                      **{"data.root": None if data_root is None else str(data_root)})
+    no_lengths = lengths is None or (isinstance(lengths, str) and not lengths)  # as the CLI without --lengths
+    ks = None if no_lengths else parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    if out is not None:
+        out = writable_file(out, "--out")  # before training, not after
+
+    from .checkpoints import train_bundle
+    from .data import load_data
+    from .device import resolve_device
+
+    ds = load_data(cfg.data)
+    _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
+    progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
+    return Path(path)
+
+
+def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
+                frame: bool = False) -> list[Table] | pd.DataFrame:
+    """The leaderboard of a results folder (or record file, or a frame from `evaluate`).
+
+    Returns one `vltbench.report.Table` per comparable group of records (same dataset, metric spec and
+    sampler; render them with `vltbench.report.render(tables, "md" | "csv" | "html")`), or with
+    frame=True one tidy DataFrame: the group fields, then per row (row = method | floor | ceiling)
+    method, K, seeds, each metric's mean and `<metric>_std`, pareto, and `best` (the columns where
+    the row is best). Raises UserError when there are no records.
+    """
+    from .report import leaderboard as _leaderboard
+
+    tables = _leaderboard(_records(results))
+    return _tables_frame(tables) if frame else tables
+
+
+def _tables_frame(tables: list[Table]) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = []
+    for t in tables:
+        f = t.rows.copy()
+        f["best"] = [";".join(k for k, idx in t.best.items() if i in idx) for i in range(len(f))]
+        for k, v in reversed(list(t.group.items())):
+            f.insert(0, k, v)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> list[Path]:
+    """The figures of `vltbench plot` (trade-off, rFID and alignment vs K, sample grid, training loss
+    curves where their logs exist; PNG + SVG per comparable group) written to `out`; returns their paths.
+
+    out: default `<results>/plots`, beside the records (the committed results/plots only when named);
+    required when `results` is a frame (from evaluate or load_frame)."""
+    from .plots import default_out, make_plots
+
+    df = _records(results)
+    if out is None:
+        if not isinstance(results, (str, Path)):
+            raise UserError("plot: pass out=FOLDER for the figures when results is a frame")
+        out = default_out(results)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the plot folder ({e.strerror or e}); choose another with --out") from None
+    root = None if not isinstance(results, (str, Path)) else Path(results)
+    try:
+        return make_plots(df, out, root)
+    except OSError as e:
+        if e.filename is None or not str(e.filename).startswith(str(out)):
+            raise
+        raise write_failed(Path(e.filename), "--out", e) from None
+
+
+def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
+          report: str | Path | None = None, min_effect: float | Mapping[str, float] = 1.0, z: float = 2.0,
+          metrics: Sequence[str] = ("gfid", "rfid"), method_map: Mapping[str, str] | None = None,
+          fail_on_missing: bool = True) -> CheckReport:
+    """Regression check of `vltbench check`: candidate cells vs baseline cells with the same
+    (method, generator, length), flagged only beyond max(z x noise, min_effect).
+
+    baseline / candidate: results folders, record files or frames (from evaluate or load_frame).
+    min_effect: one FID change for every metric checked, or {metric: smallest change}. report: also
+    write the machine-readable JSON there. Returns a `vltbench.check.CheckReport` (`.failed`,
+    `.rows`, `.notes`, `.to_json()`, `str(report)` is the table). Raises UserError when the two
+    sides are not comparable (other sample counts, extractor, sampler or guidance protocol).
+    """
+    import pandas as pd
+
+    from .check import check as _check
+    from .store import load_frame
+
+    for what, p in (("baseline", baseline), ("candidate", candidate)):
+        if not isinstance(p, pd.DataFrame) and not Path(p).exists():
+            raise UserError(f"{what} {p} does not exist; pass an existing results folder or record file")
+    if report is not None:
+        report = writable_file(report, "--report")
+    frames = []
+    for what, p in (("baseline", baseline), ("candidate", candidate)):
+        df = p if isinstance(p, pd.DataFrame) else load_frame(p)
+        if df.empty:
+            raise UserError(f"{what} {'frame' if isinstance(p, pd.DataFrame) else p} holds no valid records")
+        frames.append(df)
+    effect = dict(min_effect) if isinstance(min_effect, Mapping) else {m: float(min_effect) for m in metrics}
+    result = _check(frames[0], frames[1], min_effect=effect, z=z, metrics=tuple(metrics),
+                    method_map=dict(method_map) if method_map else None, fail_on_missing=fail_on_missing)
+    if report is not None:
+        from .atomic import atomic_write_text
+        try:
+            atomic_write_text(report, result.to_json())
+        except OSError as e:
+            raise write_failed(report, "--report", e) from None
+    return result
+
+
+def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
+    """(class count, where it comes from) of the configured dataset, without loading its images.
+
+    embedded / digits: their class lists. folder / imagenet with data.root: the class folders (the
+    loader's rule: root/train/<class>, or root/<class> for a folder without train/ and val/).
+    imagenet without data.root: ImageNet-1k's 1000, or `given`. folder without data.root: `given`, else
+    a UserError. A `given` count that contradicts a known one is a UserError."""
+    d = cfg.data
+    if given is not None and (not _is_int(given) or given < 1):
+        raise UserError(f"--num-classes {given}: give a positive number of classes, e.g. --num-classes 1000")
+    known, source = None, ""
+    if d.name in ("embedded", "digits"):
+        if d.name == "embedded":
+            from .data.embedded import CLASS_NAMES
+        else:
+            from .data.digits import CLASS_NAMES
+        known, source = len(CLASS_NAMES), f"dataset {d.name}"
+    elif d.root is not None:
+        known = _count_class_folders(d.name, Path(d.root).expanduser())
+        source = f"class folders of {d.root}"
+    if known is not None:
+        if given is not None and given != known:
+            where = f" in {d.root}" if d.root is not None and d.name not in ("embedded", "digits") else ""
+            raise UserError(f"--num-classes {given}: dataset {d.name!r} has {known} classes{where}; drop "
+                            "--num-classes, which is for a folder or imagenet dataset whose data is not here")
+        return known, source
+    if given is not None:
+        return int(given), "--num-classes"
+    if d.name == "imagenet":
+        return IMAGENET_CLASSES, "ImageNet-1k; data.root is not set, --num-classes N counts another number"
+    raise UserError(f"the class count of dataset {d.name!r} (it sizes the DiT's label embedding) is unknown without "
+                    "its data: set --data-root to the dataset folder or pass --num-classes N")
+
+
+def _count_class_folders(name: str, root: Path) -> int:
+    from .data.folders import IMAGE_EXTS, _dirs
+
+    if not root.exists():
+        raise UserError(f"dataset root {root} does not exist: set data.root (or --data-root) to an existing folder")
+    if not root.is_dir():
+        raise UserError(f"dataset root {root} is not a folder: set data.root (or --data-root) to a folder")
+    split = name == "imagenet" or (root / "train").is_dir() or (root / "val").is_dir()
+    base = root / "train" if split else root
+    if split and not base.is_dir():
+        raise UserError(f"{root} has no train/ folder: the layout is {root}/train/<class>/*.JPEG "
+                        f"and {root}/val/<class>/*.JPEG")
+    classes = _dirs(base)
+    if not classes:
+        raise UserError(f"no class folders in {base}: expected {base}/<class>/*.png "
+                        f"(or {', '.join(IMAGE_EXTS[1:])}) with one folder per class")
+    return len(classes)
+
+
+def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = "tiny", config: str | Path | None = None,
+          overrides: Mapping[str, Any] | Sequence[str] | None = None, data_root: str | Path | None = None,
+          num_classes: int | None = None) -> pd.DataFrame:
+    """GFLOPs per image per stage and parameter counts at each length, as `vltbench flops` prints.
+
+    fvcore convention (1 multiply-add = 1 FLOP; attention counted). No weights or images are needed:
+    an untrained model of the configured architecture is counted. The class count (the DiT's label
+    embedding, so params_dit) comes from the configured dataset: 13 for embedded, 10 for digits, the
+    class folders under data.root (data_root) for folder / imagenet; without data.root, imagenet
+    counts ImageNet-1k's 1000 classes and folder needs num_classes. `num_classes` must agree with a
+    count the data gives.
+
+    Returns a DataFrame, one row per K: method, length, dit_forward_gflops, nfe, nfe_cfg,
+    sampling_gflops (counted with guidance on when the protocol can use it), encoder_gflops,
+    decoder_gflops, decoder_tokens, params_dit / params_tokenizer / params_method, skipped_ops (ops
+    fvcore does not count), num_classes. `df.attrs` holds "title" and "notes" (what the CLI prints).
+    """
+    import pandas as pd
+
+    from . import registry
+
+    registry.get(method)
+    cfg = load_config(preset, config, overrides, **{"data.root": None if data_root is None else str(data_root)})
+    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    n_classes, source = dataset_classes(cfg, num_classes)
+
+    from .metrics.flops import flops_rows
+    from .model import build_bundle
+
+    bundle = build_bundle(cfg, method, num_classes=n_classes)
+    bundle.method.freeze()
+    bundle.dits["joint"] = bundle.new_dit()
+    s = cfg.sampler
+    # Sampling cost depends only on whether guidance is on; a searched scale is known only per cell.
+    w = s.cfg_scale if s.guidance == "fixed" else max(s.cfg_scales)
+    df = pd.DataFrame(flops_rows(bundle, ks, s, w))
+    df["num_classes"] = n_classes
+    notes = [f"params_dit counts a label embedding for {n_classes} classes ({source})"]
+    if s.guidance == "search" and w != 1.0:
+        notes.append(f"sampling_gflops count guidance on (both CFG branches for t in {list(s.cfg_interval)}); a cell "
+                     f"whose searched scale is 1.0 samples with nfe = {s.steps - 1}")
+    df.attrs = {"title": f"{method} on {preset}: GFLOPs per image (1 FMA = 1 FLOP, fvcore; attention counted)",
+                "notes": notes}
+    return df
+
