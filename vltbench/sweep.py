@@ -291,7 +291,8 @@ def _selection_count(s) -> int:
 
 
 REPRESENTATIONS = {"global merge": "unmerged cluster means (N tokens)",
-                   "data-dependent merge": "unmerged per-image cluster means (N tokens)"}
+                   "data-dependent merge": "unmerged per-image cluster means (N tokens)",
+                   "truncation": "first K tokens, tail filled by the method (mask token) to N"}
 
 
 def alignment_representation(bundle: Bundle, k: int) -> str:
