@@ -342,23 +342,10 @@ def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
     method, K, seeds, each metric's mean and `<metric>_std`, pareto, and `best` (the columns where
     the row is best). Raises UserError when there are no records.
     """
-    from .report import leaderboard as _leaderboard
+    from .report import leaderboard as _leaderboard, tidy_frame
 
     tables = _leaderboard(_records(results))
-    return _tables_frame(tables) if frame else tables
-
-
-def _tables_frame(tables: list[Table]) -> pd.DataFrame:
-    import pandas as pd
-
-    frames = []
-    for t in tables:
-        f = t.rows.copy()
-        f["best"] = [";".join(k for k, idx in t.best.items() if i in idx) for i in range(len(f))]
-        for k, v in reversed(list(t.group.items())):
-            f.insert(0, k, v)
-        frames.append(f)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return tidy_frame(tables) if frame else tables
 
 
 def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> list[Path]:

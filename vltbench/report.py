@@ -355,9 +355,9 @@ def _html(t: Table) -> str:
     return "\n".join(out)
 
 
-def _csv(tables: list[Table]) -> str:
+def tidy_frame(tables: list[Table]) -> pd.DataFrame:
     """Tidy numbers (mean and std columns), one line per method x K (row=method) plus the floor and
-    ceiling reference rows (row=floor|ceiling), group fields repeated."""
+    ceiling reference rows (row=floor|ceiling), group fields repeated: what --format csv writes."""
     frames = []
     for t in tables:
         f = t.rows.copy()
@@ -365,9 +365,13 @@ def _csv(tables: list[Table]) -> str:
         for k, v in reversed(list(t.group.items())):
             f.insert(0, k, v)
         frames.append(f)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _csv(tables: list[Table]) -> str:
     buf = io.StringIO()
-    if frames:
-        pd.concat(frames, ignore_index=True).to_csv(buf, index=False)
+    if tables:
+        tidy_frame(tables).to_csv(buf, index=False)
     return buf.getvalue()
 
 
