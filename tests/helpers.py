@@ -57,3 +57,22 @@ def with_protocol(rec, scale, *, family=None, representation=None, scores=None):
                        "selection": f"lowest FD of {spec['n_select']} samples vs train" if search else "fixed"}
     rec["family"], rec["alignment_representation"] = family, representation
     return rec
+
+
+# Floats from BLAS/LAPACK reductions (an SVD, a matmul) may differ in the last bits between runs and
+# processes (MKL picks kernels by memory alignment and load): records are compared to this relative
+# tolerance, every other value exactly.
+FLOAT_RTOL = 1e-9
+
+
+def diff_paths(a, b, prefix: str = "") -> list[str]:
+    """The dotted paths where two JSON-like values differ (floats within FLOAT_RTOL count as equal)."""
+    import math
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(set(a) | set(b)) for p in diff_paths(a.get(k), b.get(k), f"{prefix}{k}.")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in diff_paths(x, y, f"{prefix}{i}.")]
+    if type(a) is float and type(b) is float and math.isclose(a, b, rel_tol=FLOAT_RTOL, abs_tol=1e-12):
+        return []
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} != {b!r}"[:300]]

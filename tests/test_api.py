@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vltbench
-from helpers import TINY, run_cli
+from helpers import FLOAT_RTOL, TINY, diff_paths, run_cli
 from vltbench.errors import UserError
 
 # columns of a flat record that may differ between two runs of the same cell
@@ -58,12 +58,15 @@ def test_evaluate_equals_the_cli_records(cli_results, tmp_path, one_thread):
     assert len(df) == 1 and list(df["cell_id"]) == list(cli4["cell_id"])
     cols = [c for c in cli.columns if c not in VOLATILE]
     assert set(cols) <= set(df.columns)
-    pd.testing.assert_frame_equal(df[cols], cli4[cols], check_exact=True)
-    # the records themselves: every number the CLI wrote, bit for bit
+    # floats to FLOAT_RTOL: float64 LAPACK reductions (alignment's SVD) may differ in the last bits
+    # between two processes (6.229928 vs 6.229928 at rel 1e-16 was seen); everything else exactly
+    pd.testing.assert_frame_equal(df[cols], cli4[cols], check_exact=False, rtol=FLOAT_RTOL, atol=1e-12)
+    # the records themselves: every value the CLI wrote
     api_rec, cli_rec = (next(iter(_records([p]).values())) for p in (df["path"][0], cli4["path"][0]))
     for section in ("identity", "metrics", "compute", "alignment", "guidance", "subsets", "unavailable"):
-        assert api_rec[section] == cli_rec[section], section
-    assert df["gfid"][0] == cli_rec["metrics"]["gfid"] and df["rfid"][0] == cli_rec["metrics"]["rfid"]
+        assert not diff_paths(api_rec[section], cli_rec[section]), section
+    for name in ("gfid", "rfid"):
+        assert df[name][0] == pytest.approx(cli_rec["metrics"][name], rel=FLOAT_RTOL), name
 
 
 def test_evaluate_returns_exactly_the_requested_cells(cli_results, one_thread):

@@ -35,7 +35,6 @@ vltbench.locks and vltbench.atomic). `VLTBENCH_FAULT_REPS` (default 3) sets how 
 from __future__ import annotations
 
 import copy
-import math
 import errno
 import fcntl
 import json
@@ -55,7 +54,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import TINY, run_cli
+from helpers import TINY, diff_paths, run_cli
 from vltbench import atomic
 from vltbench.errors import UserError
 from vltbench.store import SCHEMA_VERSION, ResultStore, build_record, load_frame
@@ -67,7 +66,6 @@ SWEEP = ["run", "--method", "merge", "--lengths", "4,8,32", "--config", TINY,
          "--set", "tokenizer.ckpt_every=10", "--set", "dit.ckpt_every=10"]
 N_CELLS = 3
 VOLATILE = (("timing",), ("provenance", "created"), ("provenance", "git_sha"), ("artifacts", "checkpoint"))
-FLOAT_RTOL = 1e-9  # floats from BLAS/LAPACK reductions may differ in the last bits (docstring)
 
 # Runs the CLI (or, with --store-only, one claim + write of a record) with the record-writing and
 # cell-locking code line-traced: VLTBENCH_TEST_KILL_LINE=n SIGKILLs the process at the n-th traced
@@ -155,16 +153,6 @@ def stable(rec: dict) -> dict:
             d = d.get(k) or {}
         d.pop(path[-1], None)
     return rec
-
-
-def diff_paths(a, b, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [p for k in sorted(set(a) | set(b)) for p in diff_paths(a.get(k), b.get(k), f"{prefix}{k}.")]
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [p for i, (x, y) in enumerate(zip(a, b)) for p in diff_paths(x, y, f"{prefix}{i}.")]
-    if type(a) is float and type(b) is float and math.isclose(a, b, rel_tol=FLOAT_RTOL, abs_tol=1e-12):
-        return []  # last-bit BLAS/LAPACK noise (module docstring)
-    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} != {b!r}"[:300]]
 
 
 def snapshot(res: Path) -> dict[str, tuple[dict, bytes, bytes]]:
