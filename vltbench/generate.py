@@ -68,9 +68,3 @@ def reconstruct(bundle: Bundle, images_uint8: np.ndarray | torch.Tensor, k: int)
     x = to_float(images_uint8).to(device)
     z = bundle.tokenizer.encode(x)
     return to_uint8(bundle.tokenizer.decode(bundle.method.reconstruct_tokens(z, k))).cpu()
-
-
-def image_batches(images_fn, n: int, batch_size: int, start: int = 0) -> Iterator[torch.Tensor]:
-    """Stream images_fn(np.arange(...)) for indices start..n-1 in batches as uint8 tensors."""
-    for s in range(start, n, batch_size):
-        yield torch.as_tensor(images_fn(np.arange(s, min(n, s + batch_size))))

@@ -31,10 +31,9 @@ ALIGN_IMAGES = 500
 PREPROCESSING = "uint8 RGB, extractor's own resize"
 
 
-def index_batches(split: ImageSet, idx: np.ndarray, batch_size: int):
-    """uint8 batches of split images idx, in order."""
-    for s in range(0, len(idx), batch_size):
-        yield torch.as_tensor(split.images(idx[s:s + batch_size]))
+def splits(reference: str) -> tuple[str, str]:
+    """(test split, the other split) for `eval.reference`: guidance is selected on the other one."""
+    return ("train", "val") if reference == "train" else ("val", "train")
 
 
 @dataclass
@@ -45,7 +44,10 @@ class Subset:
     info: dict
 
     def batches(self, batch_size: int, start: int = 0, stop: int | None = None):
-        return index_batches(self.split, self.idx[start:stop], batch_size)
+        """uint8 batches of the images idx[start:stop], in order."""
+        idx = self.idx[start:stop]
+        for s in range(0, len(idx), batch_size):
+            yield torch.as_tensor(self.split.images(idx[s:s + batch_size]))
 
 
 class RealSets:
@@ -56,8 +58,7 @@ class RealSets:
         self.seed = cfg.eval.seed
         src = cfg.eval.reference
         self.adm = src not in ("val", "train")
-        self.test_split = "train" if src == "train" else "val"
-        self.other_split = "train" if self.test_split == "val" else "val"
+        self.test_split, self.other_split = splits(src)
         if self.adm:
             _check_adm_extractor(extractor, cfg, src)
 

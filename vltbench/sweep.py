@@ -34,13 +34,13 @@ from . import dist, progress
 from .atomic import atomic_path
 from .checkpoints import obtain_bundle
 from .config import Config
-from .data import Dataset, dataset_info, load_data
-from .device import resolve_device
+from .data import Dataset, load_data
+from .device import resolve_device, to_float
 from .generate import generate_batches, reconstruct, shard_ids
 from .latents import cached_latents
 from .metrics import compute_image_metrics, get_extractor, reference_stats
 from .model import Bundle, read_metadata
-from .references import RealSets
+from .references import RealSets, splits
 from .store import ResultStore, build_record, cell_id, provenance
 
 FID_SQRT = "eigh"  # trace sqrt(S1 S2) via symmetric eigendecompositions: same value as sqrtm, faster on CPU
@@ -85,7 +85,7 @@ def sampler_identity(cfg: Config) -> dict:
     s = cfg.sampler
     if s.guidance == "search":
         guidance = {"protocol": "search", "grid": list(s.cfg_scales), "n_select": s.select_samples,
-                    "select_reference": "val" if cfg.eval.reference == "train" else "train",
+                    "select_reference": splits(cfg.eval.reference)[1],
                     "select_seed": f"seed + {SELECT_SEED_OFFSET}"}
     else:
         guidance = {"protocol": "fixed", "scale": s.cfg_scale}
@@ -381,8 +381,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     compute = timed("flops_s", lambda: stage_flops(bundle, k, s, w))
     align_set = sets.align_subset
     with torch.no_grad():
-        z_val = bundle.tokenizer.encode(torch.as_tensor(align_set.split.images(align_set.idx)).float()
-                                        .div(127.5).sub(1).to(device))
+        z_val = bundle.tokenizer.encode(to_float(align_set.split.images(align_set.idx)).to(device))
     align = timed("alignment_s", lambda: alignment_metrics(bundle, z_val, k))
     real_fid, real_std = _vs_reference(real, ref, seed)
     ceil_fid, ceil_std = _vs_reference(ceiling, ref, seed)
