@@ -133,19 +133,24 @@ def _log2_lengths(ax, lengths) -> None:
 def plot_rfid(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     if "rfid" not in g:
         return []
-    a = _agg(g, ["rfid"]).dropna(subset=["rfid_mean"])
+    a = _agg(g, ["rfid", "rfid_bootstrap_std"]).dropna(subset=["rfid_mean"])
     if a.empty:
         return []
     colors = _palette(a["_label"].unique())
-    fig = Figure(figsize=(6.0, 4.2))
+    fig = Figure(figsize=(6.6, 4.2))
     ax = fig.add_subplot()
     for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
         s = s.sort_values("length")
-        ax.plot(s["length"], s["rfid_mean"], marker=MARKERS[i % len(MARKERS)], color=colors[label], label=label)
+        # ± seed std with several seeds, else the bootstrap std: the noise a difference must beat
+        err = s["rfid_std"].where(s["rfid_count"] > 1, s.get("rfid_bootstrap_std_mean")).fillna(0)
+        ax.errorbar(s["length"], s["rfid_mean"], yerr=err, marker=MARKERS[i % len(MARKERS)], color=colors[label],
+                    label=label, capsize=3)
+    refs = _references(ax, g, colors)
     _log2_lengths(ax, a["length"])
     ax.set_ylabel(metric_axis_label(g.iloc[0], "r"))
     ax.set_title(f"reconstruction · {_title(g.iloc[0]).split(' · ')[0]}", fontsize=10)
-    ax.legend(title="method", fontsize=8, title_fontsize=9)
+    where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if refs else {}
+    ax.legend(title="method (± noise)", fontsize=8, title_fontsize=9, **where)
     return _save(fig, out, name)
 
 
