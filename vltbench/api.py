@@ -17,6 +17,7 @@ CLI's start stay fast.
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "UserError"]
 
 DEFAULT_RESULTS = Path("results/runs")
+BUILT_IN = ("embedded", "mnist", "digits")  # datasets whose class list is in the package
 IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
 
 
@@ -419,7 +421,7 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
 def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
     """(class count, where it comes from) of the configured dataset, without loading its images.
 
-    embedded / digits: their class lists. folder / imagenet with data.root: the class folders (the
+    embedded / mnist / digits: their class lists. folder / imagenet with data.root: the class folders (the
     loader's rule: root/train/<class>, or root/<class> for a folder without train/ and val/).
     imagenet without data.root: ImageNet-1k's 1000, or `given`. folder without data.root: `given`, else
     a UserError. A `given` count that contradicts a known one is a UserError."""
@@ -427,18 +429,15 @@ def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
     if given is not None and (not _is_int(given) or given < 1):
         raise UserError(f"--num-classes {given}: give a positive number of classes, e.g. --num-classes 1000")
     known, source = None, ""
-    if d.name in ("embedded", "digits"):
-        if d.name == "embedded":
-            from .data.embedded import CLASS_NAMES
-        else:
-            from .data.digits import CLASS_NAMES
+    if d.name in BUILT_IN:
+        CLASS_NAMES = importlib.import_module(f"vltbench.data.{d.name}").CLASS_NAMES
         known, source = len(CLASS_NAMES), f"dataset {d.name}"
     elif d.root is not None:
         known = _count_class_folders(d.name, Path(d.root).expanduser())
         source = f"class folders of {d.root}"
     if known is not None:
         if given is not None and given != known:
-            where = f" in {d.root}" if d.root is not None and d.name not in ("embedded", "digits") else ""
+            where = f" in {d.root}" if d.root is not None and d.name not in BUILT_IN else ""
             raise UserError(f"--num-classes {given}: dataset {d.name!r} has {known} classes{where}; drop "
                             "--num-classes, which is for a folder or imagenet dataset whose data is not here")
         return known, source

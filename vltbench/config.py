@@ -29,7 +29,7 @@ class Strict(BaseModel):
 
 
 class DataCfg(Strict):
-    name: Literal["embedded", "digits", "folder", "imagenet"] = "embedded"
+    name: Literal["embedded", "mnist", "digits", "folder", "imagenet"] = "embedded"
     root: str | None = None
     image_size: int = 32
     train_count: int | None = None

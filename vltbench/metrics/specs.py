@@ -38,7 +38,8 @@ class MetricSpec:
 
     key: the record / frame column (e.g. "gfid", "sampling_gflops", "align_cknna").
     header: its leaderboard header and plot label; "g{FD}" / "r{FD}" stand for the extractor's
-        Fréchet distance name ("gFID" with Inception, "gFD_<name>" with another extractor).
+        Fréchet distance name ("gFID" with Inception, "gFD_<name>" with another extractor), "{KID}"
+        for "KID" or "KID_<name>".
     better: "lower" | "higher" | None (a value with no direction, e.g. the CFG scale: never ranked,
         never checked).
     noise_key: the column holding this number's own std (bootstrap / subset std) for one seed: shown
@@ -77,7 +78,8 @@ class MetricSpec:
 
     def header_for(self, label: str | None = None) -> str:
         """The header with the Fréchet distance's name filled in (label: the record's metric_label)."""
-        return re.sub(r"([gr])\{FD\}", lambda m: fd_name(label, m.group(1)), self.header)
+        header = re.sub(r"([gr])\{FD\}", lambda m: fd_name(label, m.group(1)), self.header)
+        return header.replace("{KID}", "KID" if not label or label == "FID" else f"KID_{fd_name(label, '')[3:]}")
 
     @property
     def is_ranked(self) -> bool:
@@ -100,8 +102,13 @@ _BUILTIN = (
     MetricSpec("psnr", "PSNR (dB)", "higher"),
     MetricSpec("ssim", "SSIM", "higher"),
     MetricSpec("lpips", "LPIPS", "lower"),
-    MetricSpec("kid", "KID", "lower", noise_key="kid_std", min_effect=0.002),
+    MetricSpec("kid", "{KID}", "lower", noise_key="kid_std", min_effect=0.002),
     MetricSpec("inception_score", "IS", "higher", min_effect=1.0),
+    # classifier extractors (mnist-cnn): samples classified as their conditioning class; held-out
+    # reconstructions at K classified as their label; the held-out real images themselves (the ceiling)
+    MetricSpec("class_acc", "class acc.", "higher", noise_key="class_acc_std", min_effect=0.02),
+    MetricSpec("rclass_acc", "recon class acc.", "higher", noise_key="rclass_acc_std", min_effect=0.02),
+    MetricSpec("real_class_acc", "real class acc.", "higher", ranked=False, column=False),
     MetricSpec("precision", "Prec.", "higher", min_effect=0.02),
     MetricSpec("recall", "Rec.", "higher", min_effect=0.02),
     # cost

