@@ -46,8 +46,17 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int) -> list[int]:
-    """'8,16,32' or [8, 16, 32] -> [8, 16, 32]; every mistake is a one-line UserError."""
+def _presets_allowing(k: int) -> str:
+    """' (valid on preset imagenet256: --preset imagenet256)' for the presets whose N >= k, or ''."""
+    from .config import load_config, preset_names
+
+    ok = [p for p in preset_names() if load_config(p).tokenizer.n_tokens >= k]
+    return f"; {k} is valid on preset {' / '.join(ok)} (--preset {ok[0]})" if ok else ""
+
+
+def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset: str | None = None) -> list[int]:
+    """'8,16,32' or [8, 16, 32] -> [8, 16, 32]; every mistake is a one-line UserError. `preset`: the
+    preset in use, named when a length exceeds its N (with the presets where that length is valid)."""
     if isinstance(lengths, str) or lengths is None:
         if lengths is None or not lengths.strip():
             raise UserError(f"--lengths is empty; give comma-separated token counts in 1..{n_max}, "
@@ -76,7 +85,9 @@ def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int) -> list
             if k is None:
                 raise UserError(f"--lengths: {p!r} is not an integer; give comma-separated integers in 1..{n_max}")
         if k <= 0 or k > n_max:
-            raise UserError(f"--lengths: {k} is outside 1..{n_max} (the method's maximum length N={n_max})")
+            where = f" of preset {preset}" if preset else ""
+            raise UserError(f"--lengths: {k} is outside 1..{n_max} (the maximum length N={n_max}{where})"
+                            + (_presets_allowing(k) if k > n_max else ""))
         if k in out:
             raise UserError(f"--lengths: {k} is given twice; list each length once")
         out.append(k)
@@ -256,7 +267,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
         "eval.n_samples": n_samples, "eval.extractor": extractor,
         "eval.inception_weights": None if inception_weights is None else str(inception_weights),
         "data.root": None if data_root is None else str(data_root)})
-    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
     if checkpoint is not None and len(names) > 1:
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
     seed_list = parse_seeds(seeds)
@@ -320,7 +331,7 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     cfg = load_config(preset, config, overrides, generator=generator, device=device,
                       **{"data.root": None if data_root is None else str(data_root)})
     no_lengths = lengths is None or (isinstance(lengths, str) and not lengths)  # as the CLI without --lengths
-    ks = None if no_lengths else parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    ks = None if no_lengths else parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
     if out is not None:
         out = writable_file(out, "--out")  # before training, not after
 
@@ -491,7 +502,7 @@ def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = "tin
 
     registry.get(method)
     cfg = load_config(preset, config, overrides, **{"data.root": None if data_root is None else str(data_root)})
-    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens)
+    ks = parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
     n_classes, source = dataset_classes(cfg, num_classes)
 
     from .metrics.flops import flops_rows

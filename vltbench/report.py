@@ -48,6 +48,8 @@ class Table:
     auc: dict[str, float] = field(default_factory=dict)
     auc_range: tuple[float, float] | None = None  # GFLOPs range the AUC integrates over
     notes: list[str] = field(default_factory=list)
+    # metric header -> paired method-vs-method differences per K (vltbench.paired), when 2+ methods
+    differences: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
@@ -58,13 +60,21 @@ def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
     return [c for c in cols if df[c.key].notna().any()]
 
 
+def _recipe(sub: pd.DataFrame) -> pd.Series:
+    """What tells a method's trainings apart other than their seed: the recipe hash, else the checkpoint."""
+    if "recipe_hash" in sub and sub["recipe_hash"].notna().all():
+        return sub["recipe_hash"].astype(str)
+    return sub["checkpoint_hash"].astype(str)
+
+
 def row_labels(g: pd.DataFrame) -> pd.Series:
-    """Method name, plus generator / checkpoint only when a method has several in this group."""
+    """Method name, plus generator / checkpoint only when a method has several in this group.
+    Checkpoints that differ only by their training seed are seeds of one row."""
     def label(sub: pd.DataFrame) -> pd.Series:
         out = sub["method"].astype(str)
         if sub["generator"].nunique(dropna=False) > 1:
             out = out + " [" + sub["generator"].astype(str) + "]"
-        if sub["checkpoint_hash"].nunique(dropna=False) > 1:
+        if _recipe(sub).nunique(dropna=False) > 1:
             out = out + " @" + sub["checkpoint_hash"].astype(str).str[:8]
         return out
     return pd.concat([label(sub) for _, sub in g.groupby("method", sort=False)]).loc[g.index]
@@ -112,11 +122,12 @@ def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     ceilings: dict[str, list[dict]] = {}  # row label -> ceiling rows shown after its rows
     if full.key in g:
         have = g.dropna(subset=[full.key])
-        for (method, ckpt), sub in have.groupby(["method", "checkpoint_hash"], sort=True, dropna=False):
-            at = f" @{str(ckpt)[:8]}" if g.loc[g["method"] == method, "checkpoint_hash"].nunique() > 1 else ""
-            row = ref("ceiling", f"{method}{at} tokenizer @K=N (recon)", sub["n_tokens"].max(),
-                      stat(sub, full.key), stat(sub, full.noise_key))
-            ceilings.setdefault(sub["_label"].min(), []).append(row)  # once per tokenizer
+        for label, sub in have.groupby("_label", sort=True):  # one row per recipe: its seeds averaged
+            per_ckpt = sub.groupby("checkpoint_hash")[full.key].mean()
+            std = per_ckpt.std(ddof=1) if len(per_ckpt) > 1 else stat(sub, full.noise_key)
+            row = ref("ceiling", f"{label} tokenizer @K=N (recon)", sub["n_tokens"].max(), per_ckpt.mean(), std)
+            row["seeds"] = len(per_ckpt) if len(per_ckpt) > 1 else pd.NA
+            ceilings[label] = [row]
     for label, sub in rows.groupby("method", sort=False):
         parts += [sub] + ([pd.DataFrame(ceilings[label])] if label in ceilings else [])
     out = pd.concat(parts, ignore_index=True)
@@ -293,8 +304,39 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
             t.notes += auc_notes
         t.notes = ["± = std over seeds when seeds > 1, else the metric's bootstrap std"] + t.notes
         t.notes += _reference_notes(t, g) + _unavailable_notes(g, {c.key for c in cols})
+        t.differences = _differences(g, cols)
         tables.append(t)
     return tables
+
+
+DIFFERENCE_KEYS = ("gfid", "class_acc")  # the columns whose method-vs-method differences are tabled
+
+
+def _differences(g: pd.DataFrame, cols: list[Column]) -> dict[str, pd.DataFrame]:
+    from .paired import paired_differences
+
+    if g["_label"].nunique() < 2:
+        return {}
+    g = g.assign(train_seed=g["train_seed"] if "train_seed" in g else 0)
+    out = {}
+    for c in cols:
+        if c.key in DIFFERENCE_KEYS:
+            d = paired_differences(g, c.key, c.noise_key, c.better)
+            if len(d):
+                out[f"{c.header} ({c.better} is better)"] = d
+    return out
+
+
+def _difference_lines(t: Table) -> list[str]:
+    """Markdown tables of the paired differences."""
+    out = []
+    for name, d in t.differences.items():
+        out += ["", f"Paired differences a − b of {name}, per K: mean over pairs of (training seed, sampling "
+                    "seed) with its 95% interval (vltbench/paired.py)", "",
+                "| K | a | b | pairs | a − b | 95% interval | verdict |", "|---:|---|---|---:|---:|---|---|"]
+        out += [f"| {r.K} | {r.a} | {r.b} | {r.pairs} | {_fmt(r.diff)} | [{_fmt(r.lo)}, {_fmt(r.hi)}] | {r.verdict} |"
+                for r in d.itertuples(index=False)]
+    return out
 
 
 # -- rendering -------------------------------------------------------------------
@@ -338,7 +380,7 @@ def _md(t: Table) -> str:
     out += ["", "| " + " | ".join(heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
     for row in _cells(t):
         out.append("| " + " | ".join(f"**{s}**" if b else s for s, b in row) + " |")
-    out += ["", "Best per column in bold."] + [f"- {s}" for s in _summary(t)]
+    out += ["", "Best per column in bold."] + [f"- {s}" for s in _summary(t)] + _difference_lines(t)
     return "\n".join(out) + "\n"
 
 
@@ -402,6 +444,14 @@ def rich_tables(tables: list[Table]) -> list:
             cells = [f"[bold green]{escape(s)}*[/]" if b else escape(s) for s, b in row]
             rt.add_row(*cells, style=None if kind == "method" else "dim")
         out.append(rt)
+        for name, d in t.differences.items():
+            dt = RichTable(title=escape(f"paired differences a − b of {name} (95% intervals)"))
+            for h in ("K", "a", "b", "pairs", "a − b", "95% interval", "verdict"):
+                dt.add_column(h, justify="left" if h in ("a", "b", "verdict") else "right")
+            for r in d.itertuples(index=False):
+                dt.add_row(str(r.K), escape(r.a), escape(r.b), str(r.pairs), _fmt(r.diff),
+                           f"[{_fmt(r.lo)}, {_fmt(r.hi)}]", escape(r.verdict))
+            out.append(dt)
     return out
 
 

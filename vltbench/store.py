@@ -277,6 +277,19 @@ def _guidance(rec: dict, sampler: dict) -> tuple[str | None, float | None]:
     return protocol, _num(scale)
 
 
+# The parts of a record's config that determine a checkpoint's training, the seed aside: records whose
+# checkpoints differ only by the training seed are seeds of one recipe (one leaderboard row).
+RECIPE_PARTS = ("data", "tokenizer", "dit", "lengths", "generator", "methods")
+
+
+def recipe_hash(rec: dict) -> str | None:
+    """Hash of the training configuration without its seed (None for a record without a config)."""
+    cfg = rec.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    return hash_obj({k: cfg.get(k) for k in RECIPE_PARTS})
+
+
 def flatten(rec: dict, path: Path | None = None) -> dict:
     ident = rec["identity"]
     ds, spec, sampler = ident.get("dataset") or {}, ident.get("metric_spec") or {}, ident.get("sampler") or {}
@@ -286,6 +299,7 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
         "method": ident["method"], "length": ident["length"], "n_tokens": ident.get("n_tokens"),
         "generator": ident.get("generator"), "seed": ident["seed"], "preset": ident.get("preset"),
         "checkpoint_hash": ident.get("checkpoint_hash"),
+        "train_seed": (rec.get("config") or {}).get("seed"), "recipe_hash": recipe_hash(rec),
         "dataset": ds.get("name"), "manifest_hash": ds.get("manifest_hash"), "image_size": ds.get("image_size"),
         "extractor_id": spec.get("extractor_id"), "metric_label": spec.get("label"),
         "n_samples": spec.get("n_samples"), "n_ref": spec.get("n_ref"), "ref_split": spec.get("ref_split"),
