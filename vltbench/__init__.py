@@ -5,7 +5,7 @@ The Python API (vltbench.api) is exported lazily, so `import vltbench` stays che
     import vltbench
     df = vltbench.evaluate(["merge"], [4, 8])
 
-evaluate, train, leaderboard, check, flops, plot and UserError. `train` and `check` are also the names
+evaluate, train, leaderboard, check, flops, plot, report and UserError. `train` and `check` are also the names
 of submodules (vltbench/train.py, vltbench/check.py): `vltbench.train` and `vltbench.check` are those
 modules made callable, so `vltbench.train(...)` and `vltbench.check(...)` call the API functions while
 `import vltbench.train` and `vltbench.train.train_tokenizer` keep working.
@@ -16,7 +16,7 @@ import types as _types
 
 __version__ = "0.1.0"
 
-_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot")
+_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot", "report")
 _CALLABLE_SUBMODULES = ("train", "check")  # API names that are submodules too
 __all__ = ["__version__", *_API, "UserError"]
 

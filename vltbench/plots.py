@@ -168,12 +168,20 @@ def fig_rfid(g: pd.DataFrame) -> Figure | None:
 RECON_KEYS = ("psnr", "ssim", "lpips")  # per-image reconstruction metrics drawn vs K beside rFID
 
 
+PANELS_PER_ROW = 3  # panels side by side in one figure (alignment diagnostics wrap onto rows)
+
+
 def _panels(g: pd.DataFrame, cols: list[str], suptitle: str, err: bool = False) -> Figure:
     """One panel per column vs K (log2 x), one line per method (± seed std when err and seeds > 1)."""
     a = _agg(g, cols)
     colors = _palette(a["_label"].unique())
-    fig = Figure(figsize=(3.6 * len(cols) + 1.6, 3.6))
-    axes = fig.subplots(1, len(cols), squeeze=False)[0]
+    ncols = min(len(cols), PANELS_PER_ROW)
+    nrows = -(-len(cols) // ncols)
+    fig = Figure(figsize=(3.6 * ncols + 1.6, 3.3 * nrows + 0.3))
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in grid.flat[len(cols):]:  # an incomplete last row
+        ax.set_visible(False)
+    axes = grid.flat[:len(cols)]
     for ax, c in zip(axes, cols):
         spec = metric_spec(c)
         for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
