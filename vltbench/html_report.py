@@ -58,7 +58,7 @@ details pre{background:#f7f7f7;padding:.6em;overflow:auto;max-height:30em;font-s
 """
 
 # header buttons sort the rows (original order: sort by the first column); test runs add ?vltbench-check
-# to write every part's size into data-box (what the browser test reads from the DOM)
+# to write every part's box into data-box (what the browser test reads from the DOM)
 SCRIPT = """
 document.querySelectorAll('table.sortable').forEach(function(t){
 var hs=t.tHead.rows[0].cells;[].forEach.call(hs,function(th,i){
@@ -71,7 +71,7 @@ var d=isNaN(a)||isNaN(c)?a.localeCompare(c):a-c;return up?d:-d});rs.forEach(func
 if(location.search.indexOf('vltbench-check')>=0)addEventListener('load',function(){
 document.documentElement.setAttribute('data-height',document.documentElement.scrollHeight);
 document.querySelectorAll('[data-part]').forEach(function(p){var r=p.getBoundingClientRect(),s=getComputedStyle(p);
-p.setAttribute('data-box',Math.round(r.width)+'x'+Math.round(r.height)+(s.visibility=='visible'?'':' hidden')+
+p.setAttribute('data-box',[r.width,r.height,r.left+scrollX,r.top+scrollY].map(Math.round).join(' ')+(s.visibility=='visible'?'':' hidden')+
 (p.naturalWidth===0?' broken':''))})});
 """
 
@@ -132,12 +132,12 @@ _ID = re.compile(r'\bid="([^"]+)"')
 
 
 def svg_text(fig, prefix: str, label: str) -> str:
-    """A matplotlib figure as inline SVG: no XML prolog, its ids prefixed (several SVGs share one page),
-    no date (the same records give the same page), labelled for screen readers."""
+    """A matplotlib figure as inline SVG: no XML prolog or metadata block, its ids prefixed (several SVGs
+    share one page), labelled for screen readers."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg"):], count=1, flags=re.S)  # RDF credits
     for old in set(_ID.findall(svg)):
         new = f"{prefix}-{old}"
         svg = svg.replace(f'id="{old}"', f'id="{new}"').replace(f"#{old})", f"#{new})")
@@ -315,7 +315,8 @@ def _headless(browser: str, *args: str, timeout: float = 60) -> str:
 
 def browser_dom(page_path: str | Path, browser: str, width: int = 1400) -> str:
     """The page's DOM after its script ran with the check query: every [data-part] element carries
-    data-box='<w>x<h>[ hidden][ broken]' and <html> data-height (the document's height in px)."""
+    data-box='<width> <height> <left> <top>[ hidden][ broken]' (CSS px, page coordinates) and <html>
+    data-height (the document's height)."""
     url = Path(page_path).resolve().as_uri() + CHECK_QUERY
     return _headless(browser, f"--window-size={width},1000", "--dump-dom", url)
 
