@@ -111,7 +111,7 @@ def test_render_formats(results):
     md = render(tables, "md")
     assert md.count("### Group") == 2 and "inception-v3-tf2015" in md and "AUC of gFID" in md
     html = render(tables, "html")
-    assert html.count("<table class='board sortable'") == 2 and "<td class='best'" in html and "<strong>" in html
+    assert html.count("<table class='board sortable'") == 2 and "<td class='best" in html and "<strong>" in html
     csv = pd.read_csv(io.StringIO(render(tables, "csv")))
     assert len(csv) == 15 and {"method", "K", "gfid", "gfid_std", "samples", "best"} <= set(csv.columns)
     with pytest.raises(UserError, match="unknown table format 'xlsx'"):

@@ -30,17 +30,18 @@ e = html.escape
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1a1a1a;
- background:#fff;margin:0 auto;max-width:1500px;padding:0 24px 48px}
+ background:#fff;margin:0 auto;max-width:1800px;padding:0 24px 48px}
 h1{font-size:1.6em;margin:.8em 0 .2em}h2{font-size:1.3em;margin:1.6em 0 .4em;border-bottom:2px solid #ddd}
 h3{font-size:1.08em;margin:1.2em 0 .4em}
 nav ul,ul.notes{margin:.3em 0;padding-left:1.3em}ul.notes{font-size:.88em;color:#444}
 dl.group{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;font-size:.9em;margin:.4em 0}
 dl.group dt{font-weight:600}dl.group dd{margin:0}
 .scroll{overflow-x:auto}
-table{border-collapse:collapse;font-size:.86em;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;font-size:.82em;font-variant-numeric:tabular-nums}
 caption{text-align:left;font-weight:600;padding:.3em 0}
-th,td{border-bottom:1px solid #e3e3e3;padding:.25em .45em;text-align:right;white-space:nowrap}
-thead th{white-space:normal;min-width:3em}
+th,td{border-bottom:1px solid #e3e3e3;padding:.25em .45em;text-align:right}
+thead th{min-width:3em}tbody th{min-width:9em}td{white-space:nowrap}td.pm{white-space:normal}
+.pm span{white-space:nowrap}
 th:first-child,td:first-child,tbody th{text-align:left}
 thead th{background:#f3f4f6;position:sticky;top:0;vertical-align:bottom}
 thead th button{font:inherit;font-weight:600;border:0;background:none;padding:0;cursor:pointer;color:inherit}
@@ -92,6 +93,19 @@ def _sort_value(v) -> str | None:
     return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _breakable(header: str) -> str:
+    """A header that may wrap after / and _ (GFLOPs/img, all_pair_cos): narrower columns."""
+    return e(header).replace("/", "/<wbr>").replace("_", "_<wbr>")
+
+
+def _td(text: str, best: bool, attr: str) -> str:
+    """A cell; 'mean ± std' may wrap before the ± (never inside a number), so a wide table can narrow."""
+    mean, pm, std = text.partition(" ± ")
+    body = f"{e(mean)} <span>± {e(std)}</span>" if pm else e(text)
+    cls = " ".join(c for c, on in (("best", best), ("pm", bool(pm))) if on)
+    return f"<td{f' class={cls!r}' if cls else ''}{attr}>{f'<strong>{body}</strong>' if best else body}</td>"
+
+
 def table_html(t: Table, tid: str = "") -> str:
     """The Table as an HTML table: mean ± interval cells as the markdown table shows them, best cells bold
     (class best), floor / ceiling rows by class, data-v sort keys for the header buttons."""
@@ -99,14 +113,14 @@ def table_html(t: Table, tid: str = "") -> str:
     keys = ["method", "K", "seeds"] + [c.key for c in t.columns] + ["pareto"]
     out = [f"<div class='scroll'><table class='board sortable'{f' id={e(tid)!r}' if tid else ''} data-part='table'>",
            f"<caption>Leaderboard: {e(t.title)}</caption>", "<thead><tr>"
-           + "".join(f"<th scope='col'>{e(h)}</th>" for h in heads) + "</tr></thead>", "<tbody>"]
+           + "".join(f"<th scope='col'>{_breakable(h)}</th>" for h in heads) + "</tr></thead>", "<tbody>"]
     for i, (row, cells) in enumerate(zip(t.rows.to_dict("records"), _cells(t))):
         kind = row["row"]
         tds = [f"<th scope='row' data-v='{i}'>{e(cells[0][0])}</th>"]  # the first column sorts back to this order
         for key, (text, best) in zip(keys[1:], cells[1:]):
             v = _sort_value(row.get(key)) if key != "pareto" else ("1" if row.get("pareto") else "0")
             attr = "" if v is None else f" data-v='{e(v)}'"
-            tds.append(f"<td class='best'{attr}><strong>{e(text)}</strong></td>" if best else f"<td{attr}>{e(text)}</td>")
+            tds.append(_td(text, best, attr))
         out.append(f"<tr class='{e(kind)}'>{''.join(tds)}</tr>")
     out += ["</tbody></table></div>",
             "<p class='notes'>Best per column in bold (method rows only). Floor and ceiling rows (italic) are "
@@ -163,7 +177,7 @@ FIGURES = (  # (key, plots function, width class, caption)
     ("rfid", "fig_rfid", "half", "Reconstruction FD vs K: error bars = std over seeds, else the bootstrap std; "
      "floor and ceiling lines as above."),
     ("recon", "fig_recon", "", "Per-image reconstruction quality vs K (the metrics these records measured)."),
-    ("alignment", "fig_alignment", "wide", "Alignment diagnostics: K-token latents against the full-length latents."),
+    ("alignment", "fig_alignment", "", "Alignment diagnostics: K-token latents against the full-length latents."),
 )
 
 
@@ -313,7 +327,7 @@ def _headless(browser: str, *args: str, timeout: float = 60) -> str:
     return done.stdout
 
 
-def browser_dom(page_path: str | Path, browser: str, width: int = 1400) -> str:
+def browser_dom(page_path: str | Path, browser: str, width: int = 1600) -> str:
     """The page's DOM after its script ran with the check query: every [data-part] element carries
     data-box='<width> <height> <left> <top>[ hidden][ broken]' (CSS px, page coordinates) and <html>
     data-height (the document's height)."""
@@ -321,8 +335,17 @@ def browser_dom(page_path: str | Path, browser: str, width: int = 1400) -> str:
     return _headless(browser, f"--window-size={width},1000", "--dump-dom", url)
 
 
-def screenshot(page_path: str | Path, png: str | Path, browser: str, width: int = 1400, height: int = 3000) -> Path:
+def screenshot(page_path: str | Path, png: str | Path, browser: str, width: int = 1600, height: int = 3000) -> Path:
     """A headless screenshot of the whole page (height: the document's, from browser_dom)."""
     png = Path(png).resolve()
     _headless(browser, f"--window-size={width},{height}", f"--screenshot={png}", Path(page_path).resolve().as_uri())
     return png
+
+
+def screenshot_page(page_path: str | Path, png: str | Path, browser: str | None = None, width: int = 1600) -> Path:
+    """The whole page's screenshot at this width (how results/report.png is made); needs Chromium."""
+    browser = browser or find_browser()
+    if browser is None:
+        raise RuntimeError(f"no Chromium on PATH (looked for {', '.join(BROWSERS)}); apt-get install chromium")
+    height = int(re.search(r'data-height="(\d+)"', browser_dom(page_path, browser, width)).group(1))
+    return screenshot(page_path, png, browser, width, height)
