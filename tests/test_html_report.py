@@ -102,7 +102,8 @@ def test_every_part_present(results):
     assert [t["id"] for t in tables] == ["g1-table", "g2-table"]  # one leaderboard per comparable group
     rows = [a.get("class") for t, a in p.tags if t == "tr"]
     assert rows.count("floor") == 2 and rows.count("ceiling") == 4  # per group: 1 floor, a ceiling per method
-    assert "4.00 ± 0.2" in text and "10.00 ± 0.3" in text  # floor and ceiling with their bootstrap std
+    # the floor and a ceiling with their bootstrap std
+    assert "4.00 <span>± 0.2</span>" in text and "10.00 <span>± 0.3</span>" in text
     assert re.search(r"<td class='best[^>]*><strong>", text)
     for g in ("g1", "g2"):
         for fig in ("tradeoff", "rfid", "recon", "alignment"):
