@@ -147,9 +147,12 @@ _ID = re.compile(r'\bid="([^"]+)"')
 
 def svg_text(fig, prefix: str, label: str) -> str:
     """A matplotlib figure as inline SVG: no XML prolog or metadata block, its ids prefixed (several SVGs
-    share one page), labelled for screen readers."""
+    share one page) and not random (the same records give the same page), labelled for screen readers."""
+    from matplotlib import rc_context
+
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with rc_context({"svg.hashsalt": prefix}):  # clip-path ids from the figure, not a random salt
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg"):], count=1, flags=re.S)  # RDF credits
     for old in set(_ID.findall(svg)):
