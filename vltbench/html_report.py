@@ -174,8 +174,8 @@ def png_uri(img: np.ndarray, max_height: int = 256) -> str:
 
 
 FIGURES = (  # (key, plots function, width class, caption)
-    ("tradeoff", "fig_tradeoff", "half", "Quality vs sampling compute: mean per (method, K); error bars = std over seeds "
-     "(several seeds); dotted line = real held-out images (the floor at this n), dashed = each tokenizer "
+    ("tradeoff", "fig_tradeoff", "half", "Quality vs sampling compute: mean per (method, K); error bars = std over "
+     "seeds, else the bootstrap std; dotted line = real held-out images (the floor at this n), dashed = each tokenizer "
      "reconstructing at K = N (its ceiling); grey steps = Pareto frontier."),
     ("rfid", "fig_rfid", "half", "Reconstruction FD vs K: error bars = std over seeds, else the bootstrap std; "
      "floor and ceiling lines as above."),
