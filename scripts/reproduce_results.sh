@@ -12,3 +12,5 @@ vltbench run --method all --lengths 4,8,32 --results results/reference
 vltbench leaderboard --results results/reference --format md --out results/leaderboard.md
 vltbench leaderboard --results results/reference --format csv --out results/leaderboard.csv
 vltbench plot --results results/reference --out results/plots
+vltbench report --results results/reference --out results/report.html
+python -c "from vltbench.html_report import screenshot_page as s; s('results/report.html', 'results/report.png')"

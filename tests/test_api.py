@@ -190,6 +190,8 @@ SAME_ERROR = [
     ("leaderboard-missing", lambda t: vltbench.leaderboard(t / "nope"), ["leaderboard", "--results", "{t}/nope"]),
     ("leaderboard-empty", lambda t: vltbench.leaderboard(t), ["leaderboard", "--results", "{t}"]),
     ("plot-missing", lambda t: vltbench.plot(t / "nope", t / "plots"), ["plot", "--results", "{t}/nope"]),
+    ("report-missing", lambda t: vltbench.report(t / "nope"), ["report", "--results", "{t}/nope"]),
+    ("report-empty", lambda t: vltbench.report(t), ["report", "--results", "{t}"]),
     ("check-missing", lambda t: vltbench.check(t / "nope", t), ["check", "--baseline", "{t}/nope", "--candidate", "{t}"]),
     ("check-empty", lambda t: vltbench.check(t, t), ["check", "--baseline", "{t}", "--candidate", "{t}"]),
     ("flops-lengths", lambda t: vltbench.flops("merge", "8,8"), ["flops", "--method", "merge", "--lengths", "8,8"]),
@@ -233,6 +235,8 @@ def test_import_is_cheap_and_names_resolve():
             "import vltbench.train as t\n"  # the submodule, callable as the API function
             "from vltbench import check\n"
             "assert vltbench.train is t and callable(t) and t.train_tokenizer and callable(check)\n"
+            "import vltbench.report as rp\n"  # likewise: the leaderboard module, callable as report()
+            "assert vltbench.report is rp and callable(rp) and rp.leaderboard and rp.render\n"
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -82,7 +82,7 @@ def test_methods_lists_builtins():
 
 
 def test_help_explains_every_option():
-    for cmd in ("run", "eval", "train", "flops", "leaderboard", "plot", "check", "methods"):
+    for cmd in ("run", "eval", "train", "flops", "leaderboard", "plot", "report", "check", "methods"):
         r = run_cli(cmd, "--help")
         assert r.returncode == 0 and "--help" in r.stdout
 

@@ -111,7 +111,7 @@ def test_render_formats(results):
     md = render(tables, "md")
     assert md.count("### Group") == 2 and "inception-v3-tf2015" in md and "AUC of gFID" in md
     html = render(tables, "html")
-    assert html.count("<table>") == 2 and "<b>" in html
+    assert html.count("<table class='board sortable'") == 2 and "<td class='best" in html and "<strong>" in html
     csv = pd.read_csv(io.StringIO(render(tables, "csv")))
     assert len(csv) == 15 and {"method", "K", "gfid", "gfid_std", "samples", "best"} <= set(csv.columns)
     with pytest.raises(UserError, match="unknown table format 'xlsx'"):
@@ -216,7 +216,8 @@ def test_floor_and_ceiling_rows(protocol_results):
     assert ceil["gfid"].to_dict() == pytest.approx({f"{m} tokenizer @K=N (recon)": v[3] for m, v in FAMILIES.items()})
     assert set(ceil["gfid_std"].round(6)) == {0.2} and set(ceil["K"]) == {32}
     html = render([t], "html")
-    assert "<tr class='floor'><td>real (held-out, n=1000)</td>" in html and html.count("<tr class='ceiling'>") == 3
+    assert "<tr class='floor'><th scope='row' data-v='0'>real (held-out, n=1000)</th>" in html
+    assert html.count("<tr class='ceiling'>") == 3
 
 
 def test_best_and_pareto_skip_reference_rows(protocol_results):

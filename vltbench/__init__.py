@@ -5,10 +5,11 @@ The Python API (vltbench.api) is exported lazily, so `import vltbench` stays che
     import vltbench
     df = vltbench.evaluate(["merge"], [4, 8])
 
-evaluate, train, leaderboard, check, flops, plot and UserError. `train` and `check` are also the names
-of submodules (vltbench/train.py, vltbench/check.py): `vltbench.train` and `vltbench.check` are those
-modules made callable, so `vltbench.train(...)` and `vltbench.check(...)` call the API functions while
-`import vltbench.train` and `vltbench.train.train_tokenizer` keep working.
+evaluate, train, leaderboard, check, flops, plot, report and UserError. `train`, `check` and `report` are
+also the names of submodules (vltbench/train.py, vltbench/check.py, vltbench/report.py): `vltbench.train`,
+`vltbench.check` and `vltbench.report` are those modules made callable, so `vltbench.train(...)`,
+`vltbench.check(...)` and `vltbench.report(...)` call the API functions while `import vltbench.train` and
+`vltbench.train.train_tokenizer` (or `vltbench.report.leaderboard`) keep working.
 """
 
 import sys as _sys
@@ -16,13 +17,13 @@ import types as _types
 
 __version__ = "0.1.0"
 
-_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot")
-_CALLABLE_SUBMODULES = ("train", "check")  # API names that are submodules too
+_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot", "report")
+_CALLABLE_SUBMODULES = ("train", "check", "report")  # API names that are submodules too
 __all__ = ["__version__", *_API, "UserError"]
 
 
 class _CallableModule(_types.ModuleType):
-    """A submodule that is also the API function of the same name (vltbench.train, vltbench.check)."""
+    """A submodule that is also the API function of the same name (vltbench.train, .check, .report)."""
 
     def __call__(self, *args, **kwargs):
         from . import api
@@ -32,7 +33,7 @@ class _CallableModule(_types.ModuleType):
 
 class _Package(_types.ModuleType):
     def __setattr__(self, name, value):
-        # the import system binds a submodule to its package with setattr: make these two callable
+        # the import system binds a submodule to its package with setattr: make these callable
         if (name in _CALLABLE_SUBMODULES and isinstance(value, _types.ModuleType)
                 and value.__name__ == f"{self.__name__}.{name}" and type(value) is _types.ModuleType):
             value.__class__ = _CallableModule

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import numbers
+import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
     from .report import Table
 
-__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "UserError"]
+__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "UserError"]
 
 DEFAULT_RESULTS = Path("results/runs")
 BUILT_IN = ("embedded", "mnist", "digits")  # datasets whose class list is in the package
@@ -386,6 +387,38 @@ def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path |
         if e.filename is None or not str(e.filename).startswith(str(out)):
             raise
         raise write_failed(Path(e.filename), "--out", e) from None
+
+
+def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> Path:
+    """The report page of `vltbench report`: one self-contained HTML file (no external asset, opens
+    offline) with, per comparable group, the leaderboard (floor / ceiling rows, ± intervals, sortable
+    columns), the trade-off, rFID / reconstruction and alignment figures, the same-seed sample strips
+    of every method across K and every record's provenance; then the training loss curves where their
+    logs exist. Returns the file's path.
+
+    out: default `<results>/report.html` (beside the records); required when `results` is a frame."""
+    from .atomic import atomic_write_text
+    from .html_report import build
+
+    df = _records(results)
+    if out is None:
+        if not isinstance(results, (str, Path)):
+            raise UserError("report: pass out=FILE.html for the page when results is a frame")
+        results_path = Path(results)
+        out = (results_path.parent if results_path.is_file() else results_path) / "report.html"
+    out = writable_file(out, "--out")
+    root = None
+    if isinstance(results, (str, Path)):
+        root = Path(results).parent if Path(results).is_file() else Path(results)
+    text = build(df, root, title=f"vltbench report: {results}" if root is not None else None)
+    try:
+        atomic_write_text(out, text)
+        mask = os.umask(0)
+        os.umask(mask)
+        out.chmod(0o666 & ~mask)  # a page to share: readable as any new file (the temp file was 0600)
+    except OSError as e:
+        raise write_failed(out, "--out", e) from None
+    return out
 
 
 def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,

@@ -194,6 +194,14 @@ def plot_cmd(results: Path = RESULTS,
         typer.echo(str(p))
 
 
+@app.command("report")
+def report_cmd(results: Path = RESULTS,
+               out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file (default: "
+                                                  "<results>/report.html, beside the records).")):
+    """One self-contained HTML page: leaderboards, figures, sample strips across K, provenance, loss curves."""
+    typer.echo(str(api.report(results, out)))
+
+
 @app.command("check")
 def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Baseline records: a results folder or one record file."),
               candidate: Path = typer.Option(RESULTS.default, "--candidate", help="Candidate results folder."),

@@ -7,6 +7,7 @@ nothing needs a display; seaborn styles are applied through context managers onl
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,11 @@ def _agg(g: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return a.reset_index()
 
 
-def _style():
-    return sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9)
+@contextmanager
+def styled():
+    """The figures' seaborn style, for building and saving them (context managers only: no global state)."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+        yield
 
 
 def _save(fig: Figure, out: Path, name: str) -> list[Path]:
@@ -59,17 +63,24 @@ def _save(fig: Figure, out: Path, name: str) -> list[Path]:
     return paths
 
 
+def labelled(g: pd.DataFrame) -> pd.DataFrame:
+    """A comparable group with its row labels (`_label`), which every figure groups by."""
+    return g.assign(_label=row_labels(g))
+
+
 def _palette(labels) -> dict:
     labels = sorted(labels)
     return dict(zip(labels, sns.color_palette("colorblind", len(labels))))
 
 
-def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+def fig_tradeoff(g: pd.DataFrame) -> Figure | None:
+    """gFID vs sampling GFLOPs (log x), ± seed std (one seed: the bootstrap std), floor / ceiling lines, Pareto
+    frontier; None without data."""
     if not {"gfid", "sampling_gflops"} <= set(g):
-        return []
-    a = _agg(g, ["gfid", "sampling_gflops"]).dropna(subset=["gfid_mean", "sampling_gflops_mean"])
+        return None
+    a = _agg(g, ["gfid", "gfid_bootstrap_std", "sampling_gflops"]).dropna(subset=["gfid_mean", "sampling_gflops_mean"])
     if a.empty:
-        return []
+        return None
     colors = _palette(a["_label"].unique())
     fig = Figure(figsize=(6.6, 4.6))
     ax = fig.add_subplot()
@@ -77,8 +88,9 @@ def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     tops: dict[tuple, tuple[float, float]] = {}  # (K, cost bin) -> (x, highest y incl. error bar)
     for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
         s = s.sort_values("sampling_gflops_mean")
-        err = s["gfid_std"].where(s["gfid_count"] > 1).fillna(0)
-        ax.errorbar(s["sampling_gflops_mean"], s["gfid_mean"], yerr=err if seeds > 1 else None,
+        # ± seed std with several seeds, else the bootstrap std: the noise a difference must beat
+        err = s["gfid_std"].where(s["gfid_count"] > 1, s.get("gfid_bootstrap_std_mean")).fillna(0)
+        ax.errorbar(s["sampling_gflops_mean"], s["gfid_mean"], yerr=err,
                     color=colors[label], label=label, marker=MARKERS[i % len(MARKERS)], ms=6, lw=1.6, capsize=3)
         for x, y, e, k in zip(s["sampling_gflops_mean"], s["gfid_mean"], err, s["length"]):
             key = (int(k), round(float(np.log10(x)) * 20))  # methods at the same K and cost share a label
@@ -100,11 +112,11 @@ def plot_tradeoff(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     ax.set_ylabel(metric_axis_label(g.iloc[0], "g"))
     ax.set_title(_title(g.iloc[0]), fontsize=10)
     ax.margins(x=0.12, y=0.14)
-    title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else "method"
+    title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else "method (± bootstrap std)"
     # reference lines span the whole width: a legend inside would hide them
     where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if refs else {}
     ax.legend(title=title, fontsize=8, title_fontsize=9, frameon=True, **where)
-    return _save(fig, out, name)
+    return fig
 
 
 def _references(ax, g: pd.DataFrame, colors: dict) -> bool:
@@ -130,12 +142,13 @@ def _log2_lengths(ax, lengths) -> None:
     ax.set_xlabel("token length K")
 
 
-def plot_rfid(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
+def fig_rfid(g: pd.DataFrame) -> Figure | None:
+    """rFID vs K (± noise) with the floor and ceiling lines; None without rFID."""
     if "rfid" not in g:
-        return []
+        return None
     a = _agg(g, ["rfid", "rfid_bootstrap_std"]).dropna(subset=["rfid_mean"])
     if a.empty:
-        return []
+        return None
     colors = _palette(a["_label"].unique())
     fig = Figure(figsize=(6.6, 4.2))
     ax = fig.add_subplot()
@@ -151,31 +164,58 @@ def plot_rfid(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
     ax.set_title(f"reconstruction · {_title(g.iloc[0]).split(' · ')[0]}", fontsize=10)
     where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if refs else {}
     ax.legend(title="method (± noise)", fontsize=8, title_fontsize=9, **where)
-    return _save(fig, out, name)
+    return fig
 
 
-def plot_alignment(g: pd.DataFrame, out: Path, name: str) -> list[Path]:
-    cols = [c for c in sorted(g.columns) if c.startswith("align_") and g[c].notna().any()]
-    if not cols:
-        return []
+RECON_KEYS = ("psnr", "ssim", "lpips")  # per-image reconstruction metrics drawn vs K beside rFID
+
+
+PANELS_PER_ROW = 3  # panels side by side in one figure (alignment diagnostics wrap onto rows)
+
+
+def _panels(g: pd.DataFrame, cols: list[str], suptitle: str, err: bool = False) -> Figure:
+    """One panel per column vs K (log2 x), one line per method (± seed std when err and seeds > 1)."""
     a = _agg(g, cols)
     colors = _palette(a["_label"].unique())
-    fig = Figure(figsize=(3.6 * len(cols) + 1.6, 3.6))
-    axes = fig.subplots(1, len(cols), squeeze=False)[0]
+    ncols = min(len(cols), PANELS_PER_ROW)
+    nrows = -(-len(cols) // ncols)
+    fig = Figure(figsize=(3.6 * ncols + 1.6, 3.3 * nrows + 0.3))
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in grid.flat[len(cols):]:  # an incomplete last row
+        ax.set_visible(False)
+    axes = grid.flat[:len(cols)]
     for ax, c in zip(axes, cols):
         spec = metric_spec(c)
         for i, (label, s) in enumerate(sorted(a.groupby("_label"), key=lambda kv: kv[0])):
             s = s.dropna(subset=[f"{c}_mean"]).sort_values("length")
             if len(s):
-                ax.plot(s["length"], s[f"{c}_mean"], marker=MARKERS[i % len(MARKERS)], color=colors[label],
-                        label=label)
+                yerr = s[f"{c}_std"].where(s[f"{c}_count"] > 1).fillna(0) if err else None
+                ax.errorbar(s["length"], s[f"{c}_mean"], yerr=yerr, marker=MARKERS[i % len(MARKERS)],
+                            color=colors[label], label=label, capsize=3 if err else 0)
         _log2_lengths(ax, a["length"])
-        ax.set_title(spec.header + (f" ({spec.better} is better)" if spec.better else ""), fontsize=10)
+        header = spec.header_for(g["metric_label"].iloc[0]) if spec else c
+        ax.set_title(header + (f" ({spec.better} is better)" if spec and spec.better else ""), fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="method", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle("alignment of K-token latents with the full-length latents", fontsize=11)
+    fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
-    return _save(fig, out, name)
+    return fig
+
+
+def fig_recon(g: pd.DataFrame) -> Figure | None:
+    """PSNR / SSIM / LPIPS (those measured) vs K: what reconstruction at K keeps per image; None without any."""
+    cols = [c for c in RECON_KEYS if c in g and g[c].notna().any()]
+    if not cols:
+        return None
+    return _panels(g, cols, "reconstruction at K (same held-out images as rFID; ± seed std)", err=True)
+
+
+def fig_alignment(g: pd.DataFrame) -> Figure | None:
+    """The align_* diagnostics vs K, one panel each; None without any."""
+    cols = [c for c in sorted(g.columns) if c.startswith("align_") and g[c].notna().any()]
+    if not cols:
+        return None
+    return _panels(g, cols, "alignment of K-token latents with the full-length latents")
 
 
 def _strip(path: Path, n: int) -> np.ndarray | None:
@@ -189,24 +229,40 @@ def _strip(path: Path, n: int) -> np.ndarray | None:
     return np.asarray(img.crop((0, 0, min(w, n * h), h)))  # samples are square tiles of height h
 
 
-def plot_samples(g: pd.DataFrame, out: Path, name: str, results_root: Path | None) -> list[Path]:
+def sample_strips(g: pd.DataFrame, results_root: Path | None = None,
+                  n: int = N_SAMPLES_SHOWN) -> dict[tuple[str, int], tuple[np.ndarray | None, int | None]]:
+    """(method label, K) -> (the first n samples of its lowest-seed record that has a readable strip, that
+    seed), or (None, None); {} when no record has samples. Every cell of one seed shares seeds and classes."""
     if "samples_path" not in g or g["samples_path"].isna().all():
-        return []
+        return {}
     g = g.sort_values("seed")
-    labels, lengths = sorted(g["_label"].unique()), sorted(g["length"].unique())
+    out = {}
+    for label in sorted(g["_label"].unique()):
+        for k in sorted(g["length"].unique()):
+            sub = g[(g["_label"] == label) & (g["length"] == k)].dropna(subset=["samples_path"])
+            out[(label, int(k))] = (None, None)
+            for p, seed in zip(sub["samples_path"], sub["seed"]):  # lowest seed first
+                p = Path(p)
+                if not p.exists() and results_root is not None:
+                    p = Path(results_root) / p
+                if (img := _strip(p, n)) is not None:
+                    out[(label, int(k))] = (img, int(seed))
+                    break
+    return out
+
+
+def fig_samples(g: pd.DataFrame, results_root: Path | None) -> Figure | None:
+    """A grid of sample strips, method x K; None when no record has samples."""
+    strips = sample_strips(g, results_root)
+    if not strips:
+        return None
+    labels, lengths = sorted({m for m, _ in strips}), sorted({k for _, k in strips})
     fig = Figure(figsize=(1.3 + 2.1 * len(lengths), 0.5 + 0.62 * len(labels)))
     axes = fig.subplots(len(labels), len(lengths), squeeze=False)
     for r, label in enumerate(labels):
         for c, k in enumerate(lengths):
             ax = axes[r, c]
-            sub = g[(g["_label"] == label) & (g["length"] == k)].dropna(subset=["samples_path"])
-            img = None
-            for p in sub["samples_path"]:  # lowest seed first
-                p = Path(p)
-                if not p.exists() and results_root is not None:
-                    p = Path(results_root) / p
-                if (img := _strip(p, N_SAMPLES_SHOWN)) is not None:
-                    break
+            img = strips[(label, k)][0]
             if img is not None:
                 ax.imshow(img, interpolation="nearest")
                 h = img.shape[0]
@@ -225,7 +281,7 @@ def plot_samples(g: pd.DataFrame, out: Path, name: str, results_root: Path | Non
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
     fig.suptitle(f"first {N_SAMPLES_SHOWN} samples (same seeds/classes in every cell)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out, name)
+    return fig
 
 
 # the committed reference figures of this repository: rewritten only when --out names them
@@ -269,11 +325,11 @@ def _smooth(y: np.ndarray) -> np.ndarray:
     return pd.Series(y).rolling(w, min_periods=1, center=True).mean().to_numpy()
 
 
-def plot_losses(df: pd.DataFrame, out: Path) -> list[Path]:
-    """One figure per (method, stage): training loss vs step (log y), one line per checkpoint."""
+def loss_figures(df: pd.DataFrame) -> list[tuple[str, Figure]]:
+    """(name, figure) per (method, stage) with a loss log: training loss vs step (log y), one line per checkpoint."""
     from .train import read_loss_log
 
-    paths: list[Path] = []
+    figs: list[tuple[str, Figure]] = []
     for (method, stage), logs in loss_logs(df).items():
         curves = [(log, rows) for log in logs if (rows := read_loss_log(log))]
         if not curves:
@@ -299,8 +355,16 @@ def plot_losses(df: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_title(f"{method} · {stage} training loss", fontsize=10)
         ax.legend(fontsize=7, title="checkpoint", title_fontsize=8)
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{method}_{stage}")
-        paths += _save(fig, out, f"loss_{safe}")
-    return paths
+        figs.append((f"loss_{safe}", fig))
+    return figs
+
+
+def group_figures(g: pd.DataFrame, sfx: str = "", results_root: Path | None = None) -> list[tuple[str, Figure]]:
+    """(file name, figure) of every figure one labelled comparable group has data for."""
+    figs = [(f"gfid_vs_gflops{sfx}", fig_tradeoff(g)), (f"rfid_vs_length{sfx}", fig_rfid(g)),
+            (f"recon_vs_length{sfx}", fig_recon(g)), (f"alignment_vs_length{sfx}", fig_alignment(g)),
+            (f"samples{sfx}", fig_samples(g, results_root))]
+    return [(name, fig) for name, fig in figs if fig is not None]
 
 
 def make_plots(df: pd.DataFrame, out_dir: str | Path, results_root: str | Path | None = None) -> list[Path]:
@@ -311,17 +375,13 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, results_root: str | Path |
     if df.empty:
         return []
     groups = comparable_groups(df)
+    root = Path(results_root) if results_root else None
     paths: list[Path] = []
-    for i, g in enumerate(groups, 1):
-        g = g.assign(_label=row_labels(g))
-        sfx = f"_g{i}" if len(groups) > 1 else ""
-        st, ctx = _style()
-        with st, ctx:
-            paths += plot_tradeoff(g, out, f"gfid_vs_gflops{sfx}")
-            paths += plot_rfid(g, out, f"rfid_vs_length{sfx}")
-            paths += plot_alignment(g, out, f"alignment_vs_length{sfx}")
-            paths += plot_samples(g, out, f"samples{sfx}", Path(results_root) if results_root else None)
-    st, ctx = _style()
-    with st, ctx:
-        paths += plot_losses(df, out)
+    with styled():
+        for i, g in enumerate(groups, 1):
+            sfx = f"_g{i}" if len(groups) > 1 else ""
+            for name, fig in group_figures(labelled(g), sfx, root):
+                paths += _save(fig, out, name)
+        for name, fig in loss_figures(df):
+            paths += _save(fig, out, name)
     return paths

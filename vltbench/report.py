@@ -8,7 +8,6 @@ images) and, per method, its tokenizer's ceiling (reconstruction at K = N).
 
 from __future__ import annotations
 
-import html
 import io
 import json
 from dataclasses import dataclass, field
@@ -384,19 +383,6 @@ def _md(t: Table) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html(t: Table) -> str:
-    e = html.escape
-    out = [f"<h3>{e(t.title)}</h3>", "<ul>"]
-    out += [f"<li>{e(k)}: {e(str(v))}</li>" for k, v in t.group.items() if k != "comparable_key"]
-    out += ["</ul>", "<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in _headers(t)) + "</tr>"]
-    for kind, row in zip(t.rows["row"], _cells(t)):
-        cells = "".join(f"<td><b>{e(s)}</b></td>" if b else f"<td>{e(s)}</td>" for s, b in row)
-        out.append(f"<tr class='{kind}'>{cells}</tr>")
-    out += ["</table>", "<p>Best per column in bold.</p>", "<ul>"]
-    out += [f"<li>{e(s)}</li>" for s in _summary(t)] + ["</ul>"]
-    return "\n".join(out)
-
-
 def tidy_frame(tables: list[Table]) -> pd.DataFrame:
     """Tidy numbers (mean and std columns), one line per method x K (row=method) plus the floor and
     ceiling reference rows (row=floor|ceiling), group fields repeated: what --format csv writes."""
@@ -420,9 +406,9 @@ def _csv(tables: list[Table]) -> str:
 def render(tables: list[Table], fmt: str = "md") -> str:
     if fmt == "md":
         return "\n".join(_md(t) for t in tables) if tables else "No result records.\n"
-    if fmt == "html":
-        body = "\n".join(_html(t) for t in tables) or "<p>No result records.</p>"
-        return f"<!doctype html>\n<html><meta charset='utf-8'><body>\n{body}\n</body></html>\n"
+    if fmt == "html":  # the report page's tables (vltbench.html_report), without its figures
+        from .html_report import leaderboard_page
+        return leaderboard_page(tables)
     if fmt == "csv":
         return _csv(tables)
     raise UserError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
