@@ -10,14 +10,15 @@ from vltbench.errors import UserError
 from vltbench.flow import flow_loss, sample
 from vltbench.lengths import LengthView, view_from_labels
 from vltbench.model import build_bundle, load_bundle, save_bundle
-from vltbench.nn.blocks import Attention
+from vltbench.nn.blocks import AdaLNBlock, Attention, LightningBlock
 from vltbench.nn.dit import DiT
 from helpers import SMALL
 
 
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config("tiny", overrides=SMALL)
+@pytest.fixture(scope="module", params=["dit", "lightning"])
+def cfg(request):
+    """Every invariant holds for both generator architectures (dit.arch)."""
+    return load_config("tiny", overrides={**SMALL, "dit.arch": request.param})
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,10 @@ def test_k_equals_n_is_plain_dit_and_tokenizer(merge):
     assert torch.equal(merge.method.reconstruct_tokens(z, n), z)
 
 
-def test_proportional_attention_equals_repeated_tokens():
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_proportional_attention_equals_repeated_tokens(qk_norm):
     torch.manual_seed(0)
-    attn = Attention(16, 2)
+    attn = Attention(16, 2, qk_norm=qk_norm)
     sizes = torch.tensor([3.0, 1.0, 2.0, 4.0])
     x = torch.randn(2, 4, 16)
     bias = torch.log(sizes)[None, None, None, :]
@@ -93,6 +95,21 @@ def test_proportional_attention_equals_repeated_tokens():
     full = attn(repeated)
     first = torch.cumsum(sizes.long(), 0) - sizes.long()
     torch.testing.assert_close(merged, full[:, first], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", [AdaLNBlock, LightningBlock])
+def test_proportional_attention_equals_repeated_tokens_in_a_block(block):
+    """A whole DiT block (either arch) on merged tokens with bias log(m) == on the tokens repeated m times."""
+    torch.manual_seed(0)
+    blk = block(16, 2)
+    for p in blk.parameters():  # non-zero adaLN so modulation is exercised
+        p.data.normal_(0, 0.1)
+    sizes = torch.tensor([3.0, 1.0, 2.0, 4.0])
+    x, c = torch.randn(2, 4, 16), torch.randn(2, 16)
+    merged = blk(x, c, torch.log(sizes)[None, None, None, :])
+    full = blk(torch.repeat_interleave(x, sizes.long(), dim=1), c)
+    first = torch.cumsum(sizes.long(), 0) - sizes.long()
+    torch.testing.assert_close(merged, full[:, first], rtol=1e-5, atol=1e-5)
 
 
 def test_pooled_noise_variance_and_weighted_loss(merge):

@@ -38,7 +38,64 @@ class DataCfg(Strict):
     seed: int = 0
 
 
+def _betas(v):
+    if len(v) != 2 or not all(0 <= b < 1 for b in v):
+        raise ValueError("betas must be two numbers in [0, 1), e.g. [0.9, 0.95]")
+    return tuple(v)
+
+
+class NetworkCfg(Strict):
+    """A pretrained network that a tokenizer loss uses: a timm architecture name and a local weights
+    file (safetensors, or a torch file loaded with weights_only=True). Nothing is downloaded."""
+    model: str | None = None
+    weights: str | None = None
+
+
+class PerceptualLossCfg(NetworkCfg):
+    # LPIPS-style: unit-normalised feature differences of a frozen local CNN (timm features_only),
+    # averaged over its stages (with LPIPS's learned linear heads when the file has lin.<i>.weight).
+    weight: float = Field(0.0, ge=0)
+    start: int = Field(0, ge=0)  # step from which it counts (upstream: perceptual_warmup)
+
+
+class AdversarialLossCfg(Strict):
+    # A PatchGAN discriminator trained from scratch with the hinge loss, from step `start` on.
+    weight: float = Field(0.0, ge=0)
+    start: int = Field(0, ge=0)
+    channels: int = Field(64, ge=1)
+    layers: int = Field(3, ge=1)
+    lr: float | None = Field(None, gt=0)  # None: the tokenizer's lr
+
+
+class RepaLossCfg(NetworkCfg):
+    # REPA-style: negative cosine between an MLP projection of the encoder's patch features and the
+    # patch features of a frozen local ViT (timm), resampled to the tokenizer's patch grid.
+    weight: float = Field(0.0, ge=0)
+    proj_dim: int | None = Field(None, ge=1)  # hidden width of the projector; None: the tokenizer width
+
+
+class TokenizerLossesCfg(Strict):
+    """Auxiliary tokenizer losses on top of the MSE reconstruction (all off by default)."""
+    perceptual: PerceptualLossCfg = PerceptualLossCfg()
+    adversarial: AdversarialLossCfg = AdversarialLossCfg()
+    repa: RepaLossCfg = RepaLossCfg()
+
+    @model_validator(mode="after")
+    def _nets(self):
+        for name in ("perceptual", "repa"):
+            c = getattr(self, name)
+            if c.weight > 0 and (not c.model or not c.weights):
+                raise ValueError(f"{name} has weight {c.weight} but no model / weights; give both "
+                                 f"tokenizer.losses.{name}.model (a timm architecture) and "
+                                 f"tokenizer.losses.{name}.weights (a local file), or set its weight to 0")
+        return self
+
+
 class TokenizerCfg(Strict):
+    # vit: vltbench's own pre-norm ViT blocks (the shipped tiny checkpoints); timm: timm's
+    # vision_transformer.Block and PatchEmbed (qkv bias, LayerNorm eps 1e-6, exact GELU), attention
+    # through vltbench's `attend` (the CPU matmul path, SDPA elsewhere).
+    arch: Literal["vit", "timm"] = "vit"
     patch_size: int
     n_tokens: int
     latent_dim: int
@@ -50,8 +107,11 @@ class TokenizerCfg(Strict):
     batch_size: int
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # after the linear warm-up
     warmup: int = 100
-    grad_clip: float = 1.0
+    grad_clip: float = Field(1.0, ge=0)  # 0: no clipping
+    losses: TokenizerLossesCfg = TokenizerLossesCfg()
     # EMA decay of the tokenizer (and the method's parameters, e.g. merge's table), as upstream
     # tokenizers keep one; the EMA weights become the tokenizer and merge's table is frozen from them.
     # None: no EMA, the last weights are used.
@@ -60,8 +120,13 @@ class TokenizerCfg(Strict):
     # training identity (excluded from dumps): it does not change the weights.
     ckpt_every: int = Field(500, ge=0, exclude=True)
 
+    _check_betas = field_validator("betas")(classmethod(lambda cls, v: _betas(v)))
+
 
 class DiTCfg(Strict):
+    # dit: the plain DiT (LayerNorm, GELU); lightning: LightningDiT-style (RMSNorm, QK-norm, SwiGLU),
+    # the LGM paper's generator. Both take every length view (merged positions, proportional attention).
+    arch: Literal["dit", "lightning"] = "dit"
     size: Literal["S", "B", "L", "XL"] | None = None  # a published size, or depth/width/heads below
     depth: int | None = None
     width: int | None = None
@@ -70,11 +135,15 @@ class DiTCfg(Strict):
     batch_size: int
     lr: float = 1e-4
     weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # after the linear warm-up
     warmup: int = 100
     ema: float = 0.9999
     label_dropout: float = 0.1
-    grad_clip: float = 1.0
+    grad_clip: float = Field(1.0, ge=0)  # 0: no clipping
     ckpt_every: int = Field(500, ge=0, exclude=True)  # as tokenizer.ckpt_every
+
+    _check_betas = field_validator("betas")(classmethod(lambda cls, v: _betas(v)))
 
     @model_validator(mode="after")
     def _size(self):
@@ -93,6 +162,9 @@ class LengthsCfg(Strict):
     # nested-dropout: FlexTok's keep_k per sample; tail-drop: One-D-Piece's uniform K per batch);
     # shared: every method's tokenizer draws one K per step from this schedule (ablation).
     tokenizer_schedule: Literal["own", "shared"] = "own"
+    # The joint DiT's K per step: None draws from train/probs (above); a list is cycled step by step,
+    # K = dit_cycle[step % len] for every method (the LGM generator recipe: 128 x4, 64 x2, 32).
+    dit_cycle: list[int] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _check(self):
@@ -170,6 +242,8 @@ class Config(Strict):
         tok = info.data.get("tokenizer")
         if tok is not None and any(k < 1 or k > tok.n_tokens for k in v.train):
             raise ValueError(f"lengths.train must lie in 1..tokenizer.n_tokens={tok.n_tokens}")
+        if tok is not None and v.dit_cycle and any(k < 1 or k > tok.n_tokens for k in v.dit_cycle):
+            raise ValueError(f"lengths.dit_cycle must lie in 1..tokenizer.n_tokens={tok.n_tokens}")
         return v
 
     def method_options(self, name: str) -> dict[str, Any]:

@@ -32,9 +32,25 @@ FORMAT = "vltbench-checkpoint/1"
 TRAINING_RECIPE = 2
 
 
+# Options added after checkpoints were shipped: left out of the identity while they hold these
+# defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
+IDENTITY_DEFAULTS = {
+    "tokenizer": {"arch": "vit", "betas": [0.9, 0.99], "lr_schedule": "cosine",
+                  "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
+                             "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
+                             "repa": {"model": None, "weights": None, "weight": 0.0, "proj_dim": None}}},
+    "dit": {"arch": "dit", "betas": [0.9, 0.99], "lr_schedule": "cosine"},
+    "lengths": {"dit_cycle": None},
+}
+
+
 def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
     """What determines the trained weights (eval and sampler settings do not)."""
     r = cfg.resolved(method)
+    for section, defaults in IDENTITY_DEFAULTS.items():
+        for key, value in defaults.items():
+            if r[section].get(key) == value:
+                r[section].pop(key)
     return {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
             "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
             "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}
@@ -78,7 +94,8 @@ class Bundle:
 
     def new_dit(self) -> DiT:
         c = self.cfg
-        return DiT(c.tokenizer.n_tokens, c.tokenizer.latent_dim, c.dit.width, c.dit.depth, c.dit.heads, self.num_classes)
+        return DiT(c.tokenizer.n_tokens, c.tokenizer.latent_dim, c.dit.width, c.dit.depth, c.dit.heads, self.num_classes,
+                   arch=c.dit.arch)
 
     # latents are standardised per channel for the DiT; merging commutes with it (columns of P sum to 1)
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
@@ -102,7 +119,7 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
         method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
-                    t.dec_depth, t.heads, **method.tokenizer_kwargs())
+                    t.dec_depth, t.heads, arch=t.arch, **method.tokenizer_kwargs())
     return Bundle(cfg, method_name, num_classes, tok, method)
 
 

@@ -53,11 +53,13 @@ class TrainingDiverged(UserError):
     pass
 
 
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up, then cosine decay to 10%."""
+def lr_lambda(warmup: int, total: int, schedule: str = "cosine"):
+    """Linear warm-up, then cosine decay to 10% (schedule cosine) or the full rate (constant)."""
     def f(step):
         if step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         p = (step - warmup) / max(1, total - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
     return f
@@ -262,15 +264,76 @@ def _wrap(module: nn.Module, find_unused: bool) -> nn.Module:
 
 
 class _TokenizerStep(nn.Module):
-    """Tokenizer + method as one module, so DDP sees the whole forward."""
+    """Tokenizer + method (+ the REPA projector) as one module, so DDP sees the whole forward.
+    Returns the MSE, the weighted auxiliary losses (the method's and tokenizer.losses') and the
+    reconstruction (what the discriminator sees)."""
 
-    def __init__(self, tok, method):
+    def __init__(self, tok, method, aux: "TokenizerAux | None" = None):
         super().__init__()
         self.tok, self.method = tok, method
+        self.aux = aux
+        if aux is not None and aux.repa is not None:
+            self.repa_proj = aux.projector
 
-    def forward(self, x, gen):
-        dec_in, aux = self.method.train_tokens(self.tok.encode(x), gen)
-        return F.mse_loss(self.tok.decode(dec_in), x), aux
+    def forward(self, x, gen, step: int = 0):
+        aux_cfg = self.aux
+        if aux_cfg is not None and aux_cfg.repa is not None:
+            z, patches = self.tok.encode(x, return_patches=True)
+        else:
+            z, patches = self.tok.encode(x), None
+        dec_in, aux = self.method.train_tokens(z, gen)
+        rec_img = self.tok.decode(dec_in)
+        if aux_cfg is not None:
+            aux = {**aux, **aux_cfg.losses(self, x, rec_img, patches, step)}
+        return F.mse_loss(rec_img, x), aux, rec_img
+
+
+class TokenizerAux:
+    """The configured tokenizer losses (vltbench.losses); frozen networks stay outside the module tree."""
+
+    def __init__(self, bundle: Bundle, device):
+        from . import losses as L
+        c = bundle.cfg.tokenizer.losses
+        self.cfg = c
+        self.perceptual = (L.Perceptual(c.perceptual.model, c.perceptual.weights).to(device)
+                           if c.perceptual.weight > 0 else None)
+        self.repa = L.RepaTarget(c.repa.model, c.repa.weights).to(device) if c.repa.weight > 0 else None
+        self.projector = None
+        if self.repa is not None:
+            width = bundle.tokenizer.width
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(bundle.cfg.seed + 4)
+                self.projector = L.RepaProjector(width, c.repa.proj_dim or width, self.repa.dim).to(device)
+        self.disc = None
+        if c.adversarial.weight > 0:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(bundle.cfg.seed + 5)
+                self.disc = L.PatchDiscriminator(c.adversarial.channels, c.adversarial.layers).to(device)
+
+    def __deepcopy__(self, memo):  # the tokenizer's EMA copy shares the frozen networks, never copies them
+        return self
+
+    @staticmethod
+    def wanted(bundle: Bundle) -> bool:
+        c = bundle.cfg.tokenizer.losses
+        return any(x.weight > 0 for x in (c.perceptual, c.adversarial, c.repa))
+
+    def losses(self, step_module, x, rec_img, patches, step: int) -> dict:
+        from . import losses as L
+        c, out = self.cfg, {}
+        if self.perceptual is not None and step >= c.perceptual.start:
+            out["perceptual"] = c.perceptual.weight * self.perceptual(rec_img, x)
+        if self.disc is not None and step >= c.adversarial.start:
+            out["adversarial"] = c.adversarial.weight * L.generator_adv_loss(self.disc, rec_img)
+        if self.repa is not None:
+            target = self.repa(x, step_module.tok.grid)
+            out["repa"] = c.repa.weight * L.repa_loss(step_module.repa_proj(patches), target)
+        return out
+
+
+def _hinge(logits, n_real: int):
+    from .losses import hinge_d_loss
+    return hinge_d_loss(logits[:n_real], logits[n_real:])
 
 
 def _step_loss(loss, rec, stage: str, step: int, share: float, saver: _Saver) -> float:
@@ -287,16 +350,21 @@ def _step_loss(loss, rec, stage: str, step: int, share: float, saver: _Saver) ->
     return value
 
 
-def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def adamw(params, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.99),
+          extra_groups: list[dict] | None = None) -> torch.optim.AdamW:
     """The optimizer of every stage. fused=True runs one kernel over all tensors (CPU and CUDA);
-    PyTorch's default on CPU is a per-tensor loop, 2.5x slower for the tiny DiT (results/PERFORMANCE.md)."""
-    params = list(params)
-    fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay, fused=fused)
+    PyTorch's default on CPU is a per-tensor loop, 2.5x slower for the tiny DiT (results/PERFORMANCE.md).
+    extra_groups: further parameter groups (the discriminator), stepped when only they have gradients."""
+    groups = [{"params": list(params)}] + list(extra_groups or [])
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]) or None
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused)
 
 
-def clip_grads(params, max_norm: float) -> torch.Tensor:
-    """Global-norm gradient clipping with the multi-tensor kernels (PyTorch uses them on CPU only if asked)."""
+def clip_grads(params, max_norm: float) -> torch.Tensor | None:
+    """Global-norm gradient clipping with the multi-tensor kernels (PyTorch uses them on CPU only if asked).
+    max_norm 0: no clipping (the LGM generator recipe)."""
+    if not max_norm:
+        return None
     return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
@@ -307,13 +375,19 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
     cfg = bundle.cfg.tokenizer
     tok, method = bundle.tokenizer.to(device).train(), bundle.method.to(device).train()
     gen = torch.Generator().manual_seed(bundle.cfg.seed)
-    params = list(tok.parameters()) + list(method.parameters())
-    opt = adamw(params, cfg.lr, cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
+    aux = TokenizerAux(bundle, device) if TokenizerAux.wanted(bundle) else None
+    step_module = _TokenizerStep(tok, method, aux)
+    params = list(step_module.parameters())  # tokenizer, method (, REPA projector)
+    disc = aux.disc if aux is not None else None
+    groups = [] if disc is None else [{"params": list(disc.parameters()),
+                                      "lr": cfg.losses.adversarial.lr or cfg.lr}]
+    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas, groups)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_schedule))
     ident = hash_obj({"stage": "tokenizer", "identity": bundle.identity})
-    step_module = _TokenizerStep(tok, method)
     ema = EMA(step_module, cfg.ema) if cfg.ema is not None else None
-    modules = {"tokenizer": tok, "method": method, **({"ema": ema.model} if ema else {})}
+    modules = {"tokenizer": tok, "method": method, **({"ema": ema.model} if ema else {}),
+               **({"repa_proj": step_module.repa_proj} if aux is not None and aux.repa is not None else {}),
+               **({"disc": disc} if disc is not None else {})}
     path = state_dir(bundle) / "tokenizer.safetensors"
     st = load_state(path, ident, modules, opt, sched, {"gen": gen})
     start, losses, before = (st["step"], st["losses"], st["elapsed_s"]) if st else (0, [], 0.0)
@@ -326,6 +400,7 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
         progress.log(f"{bundle.method_name}: tokenizer resumes at step {start} from {path}")
     saver = _Saver(path, ident, cfg.ckpt_every, start, st is not None)
     model = _wrap(step_module, find_unused=True)
+    disc_model = _wrap(disc, find_unused=False) if disc is not None else None
     lo, hi = dist.shard_bounds(cfg.batch_size)
     share, part = (hi - lo) / cfg.batch_size, slice(lo, hi)
     t0 = time.perf_counter()
@@ -339,15 +414,24 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
             LossLog(loss_log, "tokenizer", start) as log:
         for step in range(start, cfg.steps):
             x = batch_images(ds, torch.randint(len(ds.train), (cfg.batch_size,), generator=gen), gen, device, part)
-            rec, aux = model(x, gen)
+            rec, aux_losses, rec_img = model(x, gen, step)
             if dist.world_size() > 1:
                 dist.sync_generator(gen)  # a method's per-sample draws differ in size between shards
-            loss = rec + sum(aux.values(), torch.zeros((), device=device))
+            loss = rec + sum(aux_losses.values(), torch.zeros((), device=device))
             opt.zero_grad(set_to_none=True)
             value = _step_loss(loss, rec, "tokenizer", step, share, saver)
             clip_grads(params, cfg.grad_clip)
             lr = sched.get_last_lr()[0]  # the rate of this step
             opt.step()
+            if disc is not None and step >= cfg.losses.adversarial.start:
+                # the discriminator's own step (hinge loss), on real and detached reconstructed images;
+                # only its gradients exist now, so the same optimizer steps its parameter group alone
+                opt.zero_grad(set_to_none=True)
+                logits = disc_model(torch.cat([x, rec_img.detach()]))
+                d_loss = _hinge(logits, x.shape[0])
+                _step_loss(d_loss, d_loss, "discriminator", step, share, saver)
+                clip_grads(disc.parameters(), cfg.grad_clip)
+                opt.step()
             sched.step()
             if ema is not None:
                 ema.update(step_module)
@@ -396,8 +480,9 @@ def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device, loss_l
     ema = EMA(dit, cfg.ema)
     gen = torch.Generator().manual_seed(bundle.cfg.seed + 2)
     dev_gen = torch.Generator(device).manual_seed(bundle.cfg.seed + 3)
-    opt = adamw(dit.parameters(), cfg.lr, cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps))
+    opt = adamw(dit.parameters(), cfg.lr, cfg.weight_decay, cfg.betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_schedule))
+    cycle = bundle.cfg.lengths.dit_cycle
     label = "joint" if fixed_k is None else f"K={fixed_k}"
     key = "joint" if fixed_k is None else str(fixed_k)
     ident = hash_obj({"stage": f"dit-{key}", "identity": bundle.identity,
@@ -427,7 +512,8 @@ def _train_one_dit(bundle: Bundle, z, zs, y, fixed_k: int | None, device, loss_l
             LossLog(loss_log, f"dit-{key}", start) as log:
         for step in range(start, cfg.steps):
             idx = torch.randint(len(zs), (cfg.batch_size,), generator=gen)
-            k = fixed_k or method.sample_length(gen)
+            # K: fixed (separate DiTs), cycled (lengths.dit_cycle, the LGM recipe) or drawn from the schedule
+            k = fixed_k or (cycle[step % len(cycle)] if cycle else method.sample_length(gen))
             mine = idx[lo:hi]
             if method.data_dependent:
                 view = method.view(k, z[mine]).to(device)

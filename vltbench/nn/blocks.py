@@ -11,19 +11,30 @@ class Attention(nn.Module):
     """Multi-head self-attention through scaled_dot_product_attention.
 
     `bias` is added to the attention logits: shape broadcastable to (B, heads, L, L); merge uses a
-    per-key bias log(m_j) (proportional attention); a bool mask restricts attention (causal)."""
+    per-key bias log(m_j) (proportional attention); a bool mask restricts attention (causal).
 
-    def __init__(self, dim: int, heads: int):
+    qk_norm: RMS-normalise queries and keys per head (timm's RmsNorm, learnable scale) before the
+    logits, as LightningDiT does (QK-norm); off by default, and then no module is added, so the plain
+    DiT's and the tokenizer's state dicts and speed are unchanged."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        if qk_norm:
+            from timm.layers import RmsNorm
+            self.q_norm, self.k_norm = RmsNorm(dim // heads), RmsNorm(dim // heads)
+        else:
+            self.q_norm = self.k_norm = None
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         return self.proj(attend(q, k, v, bias).transpose(1, 2).reshape(b, n, c))
 
 
@@ -88,6 +99,34 @@ class AdaLNBlock(nn.Module):
         s1, sc1, g1, s2, sc2, g2 = self.ada(c).chunk(6, dim=-1)
         x = torch.addcmul(x, g1.unsqueeze(1), self.attn(modulate(self.norm1(x), s1, sc1), bias))
         return torch.addcmul(x, g2.unsqueeze(1), self.mlp(modulate(self.norm2(x), s2, sc2)))
+
+
+def swiglu_hidden(dim: int, mlp_ratio: float = 4.0) -> int:
+    """LightningDiT's SwiGLU width: int(2/3 * dim * ratio) per branch (so the MLP keeps ~8 dim^2
+    parameters like the GELU one). movinghoon/lgm LightningDiT/models/lightningdit_ours.py, Block."""
+    return int(2 / 3 * dim * mlp_ratio)
+
+
+class LightningBlock(nn.Module):
+    """LightningDiT block (Yao et al. 2025; the LGM paper's generator): adaLN-Zero modulation around
+    RMSNorm (timm RmsNorm, affine as torch.nn.RMSNorm), QK-norm attention through `attend` (so the
+    length view's proportional-attention bias and the CPU / fvcore paths are the plain DiT's), and a
+    packed SwiGLU MLP (timm SwiGLUPacked: silu(first half) * second half, as upstream's SwiGLUFFN).
+    Read from movinghoon/lgm LightningDiT/models/lightningdit_ours.py (Block, use_modulation=True,
+    norm_layer=nn.RMSNorm, use_swiglu=True, qk_norm=True)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = True):
+        super().__init__()
+        from timm.layers import RmsNorm, SwiGLUPacked
+        self.norm1 = RmsNorm(dim)
+        self.attn = Attention(dim, heads, qk_norm=qk_norm)
+        self.norm2 = RmsNorm(dim)
+        self.mlp = SwiGLUPacked(in_features=dim, hidden_features=2 * swiglu_hidden(dim, mlp_ratio))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    forward = AdaLNBlock.forward
 
 
 def init_weights(module: nn.Module) -> None:

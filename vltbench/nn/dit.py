@@ -3,6 +3,15 @@
 The length view (vltbench.lengths.LengthView) supplies what differs between lengths and methods:
 positional embeddings merged as P_K^T p, and a per-key attention bias log(m_j) (proportional
 attention). For truncation P_K selects a prefix and all sizes are 1, so this is the plain DiT.
+
+Two architectures share this class and everything the length view needs (merged positional
+embedding, proportional attention bias, per-position guidance in the sampler):
+- `dit`: the plain DiT (Peebles & Xie 2023): LayerNorm, GELU MLP, adaLN-Zero;
+- `lightning`: the LGM paper's LightningDiT-style generator, read from movinghoon/lgm
+  LightningDiT/models/lightningdit_ours.py (force_one_d_seq path): RMSNorm, QK-norm, SwiGLU MLP,
+  an RMSNorm final layer, timestep embedded from t in [0, 1] (not 1000 t) with its MLP drawn from
+  N(0, 0.02), and a learnable 1D positional embedding merged as P_K^T p (the official merged variant
+  uses no RoPE on the 1D sequence, so merged tokens get exactly the merged embedding).
 """
 
 from __future__ import annotations
@@ -12,37 +21,50 @@ import math
 import torch
 from torch import nn
 
-from .blocks import AdaLNBlock, init_weights, modulate
+from .blocks import AdaLNBlock, LightningBlock, init_weights, modulate
+
+ARCHS = ("dit", "lightning")
 
 
 class TimestepEmbedder(nn.Module):
-    def __init__(self, width: int, freq_dim: int = 256):
+    def __init__(self, width: int, freq_dim: int = 256, t_scale: float = 1000.0):
         super().__init__()
-        self.freq_dim = freq_dim
+        self.freq_dim, self.t_scale = freq_dim, t_scale
         self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        args = (t.float() * 1000)[:, None] * freqs[None]
+        args = (t.float() * self.t_scale)[:, None] * freqs[None]
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
 
 class DiT(nn.Module):
     def __init__(self, n_tokens: int, in_dim: int, width: int, depth: int, heads: int, num_classes: int,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, arch: str = "dit"):
         super().__init__()
-        self.n_tokens, self.in_dim, self.num_classes = n_tokens, in_dim, num_classes
+        if arch not in ARCHS:
+            raise ValueError(f"unknown DiT arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        self.n_tokens, self.in_dim, self.num_classes, self.arch = n_tokens, in_dim, num_classes, arch
+        lightning = arch == "lightning"
         self.x_embed = nn.Linear(in_dim, width)
         self.pos = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
-        self.t_embed = TimestepEmbedder(width)
+        self.t_embed = TimestepEmbedder(width, t_scale=1.0 if lightning else 1000.0)
         self.y_embed = nn.Embedding(num_classes + 1, width)  # index num_classes = the null class (CFG)
-        self.blocks = nn.ModuleList(AdaLNBlock(width, heads, mlp_ratio) for _ in range(depth))
-        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        block = LightningBlock if lightning else AdaLNBlock
+        self.blocks = nn.ModuleList(block(width, heads, mlp_ratio) for _ in range(depth))
+        if lightning:
+            from timm.layers import RmsNorm
+            self.final_norm = RmsNorm(width)  # upstream ModulatedLinear(use_rmsnorm=True)
+        else:
+            self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, in_dim)
         init_weights(self)
         nn.init.normal_(self.y_embed.weight, std=0.02)
+        if lightning:  # upstream initialize_weights: timestep MLP from N(0, 0.02)
+            nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+            nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
         for lin in [b.ada[1] for b in self.blocks] + [self.final_ada[1], self.out]:  # adaLN-Zero
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
