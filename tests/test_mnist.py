@@ -43,7 +43,8 @@ def test_shipped_classifier_matches_its_record_and_classifies_val():
     assert sha256_file(WEIGHTS) == info["sha256"]
     ex = get_extractor("mnist-cnn")
     assert info["sha256"][:16] in ex.id and metric_label(ex.id) == "FD_mnist-cnn"
-    ds = load_dataset("mnist")
+    assert ex.image_size == info["recipe"]["image_size"] == 16 and "16x16" in ex.id
+    ds = load_dataset("mnist", image_size=16)
     out = ex(torch.from_numpy(ds.val.images(slice(0, 1000, 5))))
     assert out["features"].shape == (200, 64) and out["logits"].shape == (200, 10)
     acc, std = class_accuracy(out["logits"], ds.val.labels[::5])
@@ -52,7 +53,7 @@ def test_shipped_classifier_matches_its_record_and_classifies_val():
 
 def test_classifier_metrics_are_labelled_and_not_inception_score():
     ex = get_extractor("mnist-cnn")
-    ds = load_dataset("mnist")
+    ds = load_dataset("mnist", image_size=16)
     real = [torch.from_numpy(ds.val.images(slice(0, 300)))]
     fake = [torch.from_numpy(ds.train.images(slice(0, 300)))]
     out = compute_image_metrics(ex, real, fake, kid_subset_size=100, return_features=True)
@@ -62,5 +63,5 @@ def test_classifier_metrics_are_labelled_and_not_inception_score():
 
 
 def test_classifier_rejects_other_image_sizes():
-    with pytest.raises(UserError, match="32x32"):
-        get_extractor("mnist-cnn")(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(UserError, match="trained on 16x16 digits.*data.image_size=16"):
+        get_extractor("mnist-cnn")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))

@@ -28,13 +28,15 @@ NAME = "mnist-cnn"
 FEATURE_DIM = 64
 WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / f"{NAME}.safetensors"
 # The recipe `train_classifier` follows (stored in the weights' metadata).
-RECIPE = {"data": "mnist train split (4,000 digits, 32 px)", "epochs": 6, "batch_size": 64, "lr": 2e-3,
-          "optimizer": "AdamW (weight decay 1e-4), cosine", "augment": "random shift of up to 2 px",
+IMAGE_SIZE = 16  # the tiny preset's digits (28 px resized to 16)
+RECIPE = {"data": "mnist train split (4,000 digits)", "image_size": IMAGE_SIZE, "epochs": 6, "batch_size": 64, "lr": 2e-3,
+          "optimizer": "AdamW (weight decay 1e-4), cosine", "augment": "random shift of up to image_size // 16 px (at least 1)",
           "seed": 0, "threads": 1}
 
 
 class DigitCNN(nn.Module):
-    """uint8 (B, 3, 32, 32) -> (64-d features, 10 logits); colour is averaged to gray."""
+    """uint8 (B, 3, S, S) -> (64-d features, 10 logits); colour is averaged to gray. Two 2x poolings,
+    then a global average: any S >= 4 works; the weights are trained for one S (RECIPE)."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
@@ -62,19 +64,25 @@ class ClassifierExtractor(Extractor):
         if not path.is_file():
             raise UserError(f"classifier weights {path} are missing: run `python scripts/train_classifier.py` "
                             "or reinstall vltbench")
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         self.sha256 = sha256_file(path)
+        with safe_open(str(path), "pt") as f:
+            self.image_size = int((f.metadata() or {}).get("image_size", IMAGE_SIZE))
         self.device = torch.device(device)
         self.net = DigitCNN().eval()
         self.net.load_state_dict(load_file(str(path)))
         self.net.to(self.device)
-        self.id = f"{NAME}:sha={self.sha256[:16]}:input=gray-32-uint8"
+        s = self.image_size
+        self.id = f"{NAME}:sha={self.sha256[:16]}:input=gray-{s}x{s}-uint8"
 
     def _extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        if tuple(images.shape[-2:]) != (32, 32):
-            raise UserError(f"the {NAME} extractor takes 32x32 digits, got {tuple(images.shape[-2:])}: use "
-                            "`--extractor inception` (or randproj) for other data")
+        s = self.image_size
+        if tuple(images.shape[-2:]) != (s, s):
+            raise UserError(f"the {NAME} extractor was trained on {s}x{s} digits, got images of "
+                            f"{tuple(images.shape[-2:])}: use data.image_size={s}, or `--extractor inception` "
+                            "(or randproj) for other data")
         f, logits = self.net(images.to(self.device))
         return {"features": f.double(), "logits": logits.double()}
 
@@ -104,7 +112,7 @@ def train_classifier(out: str | Path = WEIGHTS, *, log=print) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(r["threads"])  # one thread: the same float sums on every machine
     try:
-        ds = load_dataset("mnist")
+        ds = load_dataset("mnist", image_size=r["image_size"])
         x_tr, y_tr = torch.from_numpy(ds.train.images(slice(None))), torch.from_numpy(ds.train.labels)
         x_va, y_va = torch.from_numpy(ds.val.images(slice(None))), torch.from_numpy(ds.val.labels)
         net, gen = DigitCNN(), torch.Generator().manual_seed(r["seed"])
@@ -117,7 +125,7 @@ def train_classifier(out: str | Path = WEIGHTS, *, log=print) -> dict:
             perm = torch.randperm(len(y_tr), generator=gen)
             for s in range(len(y_tr) // r["batch_size"]):
                 idx = perm[s * r["batch_size"]:(s + 1) * r["batch_size"]]
-                loss = F.cross_entropy(net(_shift(x_tr[idx], gen))[1], y_tr[idx])
+                loss = F.cross_entropy(net(_shift(x_tr[idx], gen, max(1, r["image_size"] // 16)))[1], y_tr[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -130,7 +138,8 @@ def train_classifier(out: str | Path = WEIGHTS, *, log=print) -> dict:
         torch.set_num_threads(threads)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out),
+              metadata={"image_size": str(r["image_size"]), "recipe": json.dumps(r)})
     info = {"name": NAME, "sha256": sha256_file(out), "val_accuracy": acc, "val_images": len(y_va),
             "train_s": round(time.perf_counter() - t0, 1), "recipe": r}
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
