@@ -65,3 +65,15 @@ def test_classifier_metrics_are_labelled_and_not_inception_score():
 def test_classifier_rejects_other_image_sizes():
     with pytest.raises(UserError, match="trained on 16x16 digits.*data.image_size=16"):
         get_extractor("mnist-cnn")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_tiny_preset_measures_every_metric_on_enough_samples():
+    """The default's FD / KID never come from fewer samples than twice the feature dimension."""
+    from vltbench.config import load_config
+
+    cfg = load_config("tiny")
+    assert (cfg.data.name, cfg.eval.extractor) == ("mnist", "mnist-cnn")
+    dim = get_extractor(cfg.eval.extractor).dim
+    counts = {"n_samples": cfg.eval.n_samples, "n_ref": cfg.eval.n_ref, "select_samples": cfg.sampler.select_samples}
+    assert all(n >= 2 * dim for n in counts.values()), counts
+    assert cfg.eval.n_ref + cfg.eval.n_samples <= 1000  # reference and held-out digits fit in val, disjoint

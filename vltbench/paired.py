@@ -16,6 +16,17 @@ import pandas as pd
 Z95 = 1.96
 
 
+def paired_mean_se(d: np.ndarray, noise: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
+    """(mean of the paired differences d, its standard error) as the module doc says; `noise`: the two
+    sides' own stds per pair (None: the spread over pairs alone)."""
+    d = np.asarray(d, float)
+    n = len(d)
+    s2 = d.var(ddof=1) if n > 1 else np.nan
+    b2 = float(np.nanmean(noise[0] ** 2 + noise[1] ** 2)) if noise is not None else np.nan
+    var = np.nan if np.isnan(s2) and np.isnan(b2) else np.nanmax([s2, b2])
+    return float(d.mean()), float(np.sqrt(var / n)) if np.isfinite(var) else float("nan")
+
+
 def paired_differences(g: pd.DataFrame, key: str, noise_key: str | None, better: str) -> pd.DataFrame:
     """One row per (K, method a, method b) with a < b by row label: n pairs, mean a - b, its interval
     and the verdict. `g` has the columns _label, length, train_seed, seed, key (and noise_key)."""
@@ -30,15 +41,11 @@ def paired_differences(g: pd.DataFrame, key: str, noise_key: str | None, better:
                 if not len(common) or by[a].index.has_duplicates or by[b].index.has_duplicates:
                     continue
                 d = (by[a].loc[common, key] - by[b].loc[common, key]).to_numpy(float)
-                n = len(d)
-                s2 = d.var(ddof=1) if n > 1 else np.nan
-                b2 = np.nan
+                noise = None
                 if noise_key and noise_key in g:
-                    b2 = float(np.nanmean(by[a].loc[common, noise_key].to_numpy(float) ** 2
-                                          + by[b].loc[common, noise_key].to_numpy(float) ** 2))
-                var = np.nanmax([s2, b2]) if not (np.isnan(s2) and np.isnan(b2)) else np.nan
-                se = np.sqrt(var / n) if np.isfinite(var) else np.nan
-                mean = float(d.mean())
+                    noise = (by[a].loc[common, noise_key].to_numpy(float), by[b].loc[common, noise_key].to_numpy(float))
+                mean, se = paired_mean_se(d, noise)
+                n = len(d)
                 lo, hi = mean - Z95 * se, mean + Z95 * se
                 if not np.isfinite(se) or lo <= 0 <= hi:
                     verdict = "undecided"

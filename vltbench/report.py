@@ -363,11 +363,12 @@ def _headers(t: Table) -> list[str]:
 
 def _summary(t: Table) -> list[str]:
     lines = []
+    g = next((c.header for c in t.columns if c.key == "gfid"), "gFID")  # gFID, or gFD_<extractor>
     if t.pareto:
-        lines.append("Pareto frontier (gFID vs sampling GFLOPs): " + ", ".join(f"{m} K={k}" for m, k in t.pareto))
+        lines.append(f"Pareto frontier ({g} vs sampling GFLOPs): " + ", ".join(f"{m} K={k}" for m, k in t.pareto))
     if t.auc:
         lo, hi = t.auc_range
-        lines.append(f"AUC of gFID over log10(GFLOPs/img) in [{_fmt(lo)}, {_fmt(hi)}] GFLOPs (lower is better): "
+        lines.append(f"AUC of {g} over log10(GFLOPs/img) in [{_fmt(lo)}, {_fmt(hi)}] GFLOPs (lower is better): "
                      + ", ".join(f"{m} {v:.3g}" for m, v in sorted(t.auc.items(), key=lambda kv: kv[1])))
     return lines + t.notes
 
