@@ -733,7 +733,7 @@ def bench_latent_cache(ctx: Ctx) -> dict:
     elif full_cfg.data.name == "embedded":
         n_train = embedded.TRAIN_PER_CLASS * len(embedded.CLASS_NAMES)
     else:
-        n_train = len(ds.train)
+        n_train = len(load_data(full_cfg.data).train)
     flips = 2 if full_cfg.data.flip else 1
     z_bytes = n_train * flips * n * d * 4
     y_bytes = n_train * flips * 8

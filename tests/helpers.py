@@ -19,7 +19,7 @@ def run_cli(*args, env=None, cwd=None, timeout=600):
 
 
 # the tiny preset shrunk further for in-process model tests (seconds, not minutes)
-SMALL = {"data.image_size": 32,  # the mechanism tests feed 32 px tensors
+SMALL = {"data.image_size": 32, "tokenizer.latent_dim": 16,  # the mechanism tests feed 32 px, d = 16 tensors
          "tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1, "tokenizer.dec_depth": 1,
          "dit.width": 32, "dit.heads": 2, "dit.depth": 2}
 

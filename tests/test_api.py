@@ -115,7 +115,8 @@ def test_flops_takes_the_class_count_from_the_dataset(tmp_path):
     assert list(df["length"]) == [4, 32] and list(df["num_classes"]) == [10, 10]
     assert (df["params_dit"] == dit_params(10)).all() and dit_params(10) != dit_params(13)
     assert any("10 classes" in n for n in df.attrs["notes"])
-    assert list(vltbench.flops("merge", [4], config=TINY)["num_classes"]) == [13]  # embedded
+    assert list(vltbench.flops("merge", [4], config=TINY)["num_classes"]) == [10]  # mnist, the default
+    assert list(vltbench.flops("merge", [4], config=TINY, overrides={"data.name": "embedded"})["num_classes"]) == [13]
     # folder / imagenet: the class folders under data.root, without reading any image
     for c in ("a", "b", "c"):
         (tmp_path / "flat" / c).mkdir(parents=True)

@@ -49,7 +49,8 @@ def test_quick_bench_writes_json(tmp_path):
 
     cache = json.loads((tmp_path / "latent-cache.json").read_text())["figures"]
     assert cache["speedup"] > 0
-    assert cache["cache_bytes_formula"] == 20020 * 2 * 32 * 16 * 4  # tiny preset: N_train x flips x N x d x 4
+    # tiny preset: N_train x views (2 with flips, mnist has none) x N x d x 4 bytes
+    assert cache["cache_bytes_formula"] == 4000 * 1 * 32 * 4 * 4
 
 
 def test_unknown_benchmark_is_a_user_error(tmp_path):

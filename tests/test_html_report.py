@@ -100,6 +100,7 @@ def test_every_part_present(results):
     p = Parts(text)
     tables = p.find("table", **{"class": "board"})
     assert [t["id"] for t in tables] == ["g1-table", "g2-table"]  # one leaderboard per comparable group
+    assert len(p.find("table", **{"class": "diffs"})) == 2  # and its paired method differences
     rows = [a.get("class") for t, a in p.tags if t == "tr"]
     assert rows.count("floor") == 2 and rows.count("ceiling") == 4  # per group: 1 floor, a ceiling per method
     # the floor and a ceiling with their bootstrap std
@@ -155,7 +156,8 @@ def test_page_in_a_browser(results, tmp_path):
         if "data-part" in a:
             assert "data-box" in a, f"the page's check script did not run: {tag} {a.get('id')}"
             boxes.setdefault(a["data-part"], []).append((a.get("id") or a.get("alt"), a["data-box"]))
-    assert {k: len(v) for k, v in boxes.items()} == {"table": 2, "figure": 10, "samples": 2, "strip": 8}
+    assert {k: len(v) for k, v in boxes.items()} == {"table": 2, "differences": 2, "figure": 10, "samples": 2,
+                                                     "strip": 8}
     height = int(re.search(r'data-height="(\d+)"', dom).group(1))
     png = screenshot(page, tmp_path / "page.png", BROWSER, height=height)
     img = np.asarray(Image.open(png).convert("RGB"))

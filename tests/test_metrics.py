@@ -261,7 +261,7 @@ def test_bad_adm_npz(tmp_path):
 # ---------------------------------------------------------------- Inception weights: lookup, checks, conversion
 
 def test_unknown_extractor_lists_valid():
-    with pytest.raises(UserError, match="valid: inception, randproj"):
+    with pytest.raises(UserError, match="valid: inception, mnist-cnn, randproj"):
         get_extractor("dinov2")
 
 

@@ -465,7 +465,7 @@ def test_a_run_waits_while_another_process_trains_its_checkpoint(tmp_path, monke
     monkeypatch.setenv("VLTBENCH_CACHE", str(cache))
     cfg = load_config("tiny", TINY, {"tokenizer.steps": 30, "dit.steps": 30,
                                      "tokenizer.ckpt_every": 10, "dit.ckpt_every": 10})
-    ckpt = cached_path(cfg, "merge", 13)
+    ckpt = cached_path(cfg, "merge", 10)
     lock = ckpt.with_suffix(".train.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "stderr.txt"
@@ -538,7 +538,7 @@ def test_pickle_checkpoint_is_never_unpickled(tmp_path):
         with pytest.raises(UserError, match="never unpickles"):
             read_metadata(path)
         with pytest.raises(UserError, match="never unpickles"):
-            load_bundle(path, _tiny_cfg(), "merge", 13)
+            load_bundle(path, _tiny_cfg(), "merge", 10)
     assert not marker.exists()
     # the real CLI: --checkpoint, and the same file as --inception-weights
     for args in (["eval", "--method", "merge", "--lengths", "4", "--config", TINY, "--checkpoint", evil_pt],
@@ -598,13 +598,13 @@ def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatc
     monkeypatch.setenv("VLTBENCH_CACHE", str(reference.cache))
     cfg = _tiny_cfg()
     sha = sha256_file(reference.ckpt)
-    assert load_bundle(reference.ckpt, cfg, "merge", 13, expected_sha=sha).stages == ["tokenizer", "dit"]
+    assert load_bundle(reference.ckpt, cfg, "merge", 10, expected_sha=sha).stages == ["tokenizer", "dit"]
     data = bytearray(reference.ckpt.read_bytes())
     tampered = tmp_path / "tampered.safetensors"
     data[-1] ^= 0x01  # one bit of one weight
     tampered.write_bytes(bytes(data))
     with pytest.raises(UserError, match="fails its recorded hash") as e:
-        load_bundle(tampered, cfg, "merge", 13, expected_sha=sha)
+        load_bundle(tampered, cfg, "merge", 10, expected_sha=sha)
     assert "\n" not in str(e.value)
     # as if it were the shipped checkpoint (whose manifest records the sha)
     monkeypatch.setattr(checkpoints, "shipped_path", lambda *a: (tampered, sha))
@@ -615,7 +615,7 @@ def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatc
         cut = tmp_path / f"{name}.safetensors"
         cut.write_bytes(bytes(data[:size]))
         with pytest.raises(UserError, match="unreadable or truncated"):
-            load_bundle(cut, cfg, "merge", 13)
+            load_bundle(cut, cfg, "merge", 10)
     r = run_cli("eval", *SWEEP[1:], "--checkpoint", tmp_path / "half.safetensors", "--results", tmp_path / "r",
                 env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
     assert "unreadable or truncated" in _one_line_error(r)

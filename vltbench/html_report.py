@@ -133,7 +133,7 @@ def differences_html(t: Table) -> str:
     """The paired method-vs-method differences (vltbench.paired) as small tables."""
     out = []
     for name, d in t.differences.items():
-        out += [f"<div class='scroll'><table class='board diffs' data-part='differences'><caption>Paired differences "
+        out += [f"<div class='scroll'><table class='diffs' data-part='differences'><caption>Paired differences "
                 f"a − b of {e(name)} per K: mean over (training seed, sampling seed) pairs, 95% interval"
                 "</caption><thead><tr>" + "".join(f"<th scope='col'>{h}</th>" for h in
                 ("K", "a", "b", "pairs", "a − b", "95% interval", "verdict")) + "</tr></thead><tbody>"]
