@@ -235,14 +235,16 @@ def _describe(g: pd.DataFrame) -> dict:
 def _reference_notes(t: Table, g: pd.DataFrame) -> list[str]:
     kinds = set(t.rows["row"])
     notes = []
+    gname = next((c.header for c in t.columns if c.key == "gfid"), "gFID")  # gFID, or gFD_<extractor>
+    fd = gname[1:]
     if "floor" in kinds:
-        notes.append("real (held-out): FID of held-out real images vs the same reference at the same n, "
+        notes.append(f"real (held-out): {fd} of held-out real images vs the same reference at the same n, "
                      "the floor no generator reaches at this n; not ranked")
     if "ceiling" in kinds:
-        notes.append("<method> tokenizer @K=N (recon): FID of that tokenizer's reconstructions at K=N, "
-                     "the best gFID its latents allow; not ranked")
+        notes.append(f"<method> tokenizer @K=N (recon): {fd} of that tokenizer's reconstructions at K=N, "
+                     f"the best {gname} its latents allow; not ranked")
     if any(c.key == "cfg_scale" for c in t.columns):
-        notes.append("CFG w: the guidance scale the gFID of that row was measured at "
+        notes.append(f"CFG w: the guidance scale the {gname} of that row was measured at "
                      "(a/b: different scales chosen for different seeds); not ranked")
     if any(c.key == "xlen_distance" for c in t.columns):
         notes.append("x-len dist→N: cross-length consistency with the K=N sample (0 at K=N, ~1 = as different "
