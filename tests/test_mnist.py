@@ -77,3 +77,18 @@ def test_tiny_preset_measures_every_metric_on_enough_samples():
     counts = {"n_samples": cfg.eval.n_samples, "n_ref": cfg.eval.n_ref, "select_samples": cfg.sampler.select_samples}
     assert all(n >= 2 * dim for n in counts.values()), counts
     assert cfg.eval.n_ref + cfg.eval.n_samples <= 1000  # reference and held-out digits fit in val, disjoint
+
+
+def test_sweep_records_class_accuracies(tmp_path):
+    """Through a real sweep with the classifier extractor: class accuracies with binomial stds, no IS."""
+    import vltbench
+    from helpers import TINY
+
+    df = vltbench.evaluate(["merge"], [4], config=TINY, overrides={"eval.extractor": "mnist-cnn"},
+                           results=tmp_path, quiet=True)
+    r = df.iloc[0]
+    assert r["metric_label"] == "FD_mnist-cnn" and np.isnan(r["inception_score"])
+    for name in ("class_acc", "rclass_acc", "real_class_acc"):
+        p, n = r[name], r["n_samples"]
+        assert 0 <= p <= 1 and r[f"{name}_std"] == pytest.approx(np.sqrt(p * (1 - p) / n))
+    assert r["real_class_acc"] >= 0.85  # the shipped classifier on real held-out digits (98.5% on all of val)

@@ -401,15 +401,14 @@ def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path
     from .html_report import build
 
     df = _records(results)
-    if out is None:
-        if not isinstance(results, (str, Path)):
-            raise UserError("report: pass out=FILE.html for the page when results is a frame")
-        results_path = Path(results)
-        out = (results_path.parent if results_path.is_file() else results_path) / "report.html"
-    out = writable_file(out, "--out")
-    root = None
+    root = None  # the folder holding the records (their sample grids lie beside them)
     if isinstance(results, (str, Path)):
         root = Path(results).parent if Path(results).is_file() else Path(results)
+    if out is None:
+        if root is None:
+            raise UserError("report: pass out=FILE.html for the page when results is a frame")
+        out = root / "report.html"
+    out = writable_file(out, "--out")
     text = build(df, root, title=f"vltbench report: {results}" if root is not None else None)
     try:
         atomic_write_text(out, text)

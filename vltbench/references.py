@@ -125,6 +125,16 @@ class RealSets:
     def held_out_stats(self) -> Reference:
         return self.stats(self.held_out, self.cfg.eval.batch_size)
 
+    @property
+    def dataset_classes(self) -> bool:
+        """Whether the extractor's logits are this dataset's classes (class accuracies are measured)."""
+        return getattr(self.extractor, "dataset_classes", False)
+
+    @cached_property
+    def held_out_logits(self) -> np.ndarray:
+        """The extractor's logits of the held-out images, in order (class-accuracy extractors; once per sweep)."""
+        return np.concatenate([self.extractor(b)["logits"] for b in self.held_out.batches(self.cfg.eval.batch_size)])
+
     # --- descriptions ---------------------------------------------------------------------------
     def reference_spec(self) -> dict:
         """What identifies the test reference (part of every cell's metric spec)."""

@@ -232,10 +232,15 @@ def _describe(g: pd.DataFrame) -> dict:
     }
 
 
+def _gfid_header(t: Table) -> str:
+    """The group's generation distance as its column says it: gFID, or gFD_<extractor>."""
+    return next((c.header for c in t.columns if c.key == "gfid"), "gFID")
+
+
 def _reference_notes(t: Table, g: pd.DataFrame) -> list[str]:
     kinds = set(t.rows["row"])
     notes = []
-    gname = next((c.header for c in t.columns if c.key == "gfid"), "gFID")  # gFID, or gFD_<extractor>
+    gname = _gfid_header(t)
     fd = gname[1:]
     if "floor" in kinds:
         notes.append(f"real (held-out): {fd} of held-out real images vs the same reference at the same n, "
@@ -365,7 +370,7 @@ def _headers(t: Table) -> list[str]:
 
 def _summary(t: Table) -> list[str]:
     lines = []
-    g = next((c.header for c in t.columns if c.key == "gfid"), "gFID")  # gFID, or gFD_<extractor>
+    g = _gfid_header(t)
     if t.pareto:
         lines.append(f"Pareto frontier ({g} vs sampling GFLOPs): " + ", ".join(f"{m} K={k}" for m, k in t.pareto))
     if t.auc:

