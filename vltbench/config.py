@@ -116,11 +116,24 @@ class TokenizerCfg(Strict):
     # tokenizers keep one; the EMA weights become the tokenizer and merge's table is frozen from them.
     # None: no EMA, the last weights are used.
     ema: float | None = None
+    # Shared warm start: the first warm_start steps train every method's tokenizer as a plain
+    # autoencoder at K = N (no length mechanism), then its own mechanism runs for the remaining steps.
+    # Random-init tokens start almost identical, and merge's clusters receive one gradient each, so
+    # without it merge's members stay identical (README, "The shared warm start"). Same for all
+    # methods: methods whose backbones match (same tokenizer_kwargs) reuse one cached warm stage.
+    warm_start: int = Field(0, ge=0)
     # Save a resumable training state every N steps (0: only when the stage ends). Not part of the
     # training identity (excluded from dumps): it does not change the weights.
     ckpt_every: int = Field(500, ge=0, exclude=True)
 
     _check_betas = field_validator("betas")(classmethod(lambda cls, v: _betas(v)))
+
+    @model_validator(mode="after")
+    def _warm(self):
+        if self.warm_start >= self.steps:
+            raise ValueError(f"warm_start={self.warm_start} must be below steps={self.steps}: the length "
+                             "mechanism needs steps of its own")
+        return self
 
 
 class DiTCfg(Strict):

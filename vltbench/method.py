@@ -44,6 +44,7 @@ class Method(nn.Module):
         # Set by the harness from `lengths.tokenizer_schedule`.
         self.tokenizer_schedule = "own"
         self.tokenizer_weights = "raw weights (the tokenizer keeps no EMA)"  # or its EMA: set by the harness
+        self.warm_start = (0, 0)  # (tokenizer.warm_start, tokenizer.steps): set by the harness
 
     @property
     def shared_schedule(self) -> bool:
@@ -90,7 +91,10 @@ class Method(nn.Module):
     def describe(self) -> dict:
         """Facts a result record carries about how lengths are produced (e.g. tome's borrowed pattern).
         Subclasses extend it (`{**super().describe(), ...}`); the tokenizer's K schedule is always stated."""
-        return {"tokenizer_length_schedule": self.tokenizer_schedule_text()}
+        warm, steps = self.warm_start
+        start = (f"shared warm start: steps 1-{warm} of {steps} a plain autoencoder at K = N (every method "
+                 f"alike), then the length mechanism" if warm else "none: the length mechanism from step 1")
+        return {"tokenizer_length_schedule": self.tokenizer_schedule_text(), "tokenizer_warm_start": start}
 
 
 class TruncationMethod(Method):

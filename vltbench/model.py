@@ -35,7 +35,7 @@ TRAINING_RECIPE = 2
 # Options added after checkpoints were shipped: left out of the identity while they hold these
 # defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
 IDENTITY_DEFAULTS = {
-    "tokenizer": {"arch": "vit", "betas": [0.9, 0.99], "lr_schedule": "cosine",
+    "tokenizer": {"arch": "vit", "warm_start": 0, "betas": [0.9, 0.99], "lr_schedule": "cosine",
                   "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
                              "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
                              "repa": {"model": None, "weights": None, "weight": 0.0, "proj_dim": None}}},
@@ -115,6 +115,7 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
         torch.manual_seed(cfg.seed + 1)
         method = cls(t.n_tokens, t.latent_dim, options, cfg.lengths.train, cfg.lengths.probs)
     method.tokenizer_schedule = cfg.lengths.tokenizer_schedule
+    method.warm_start = (t.warm_start, t.steps)
     if t.ema is not None:
         method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)

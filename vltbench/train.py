@@ -268,10 +268,11 @@ class _TokenizerStep(nn.Module):
     Returns the MSE, the weighted auxiliary losses (the method's and tokenizer.losses') and the
     reconstruction (what the discriminator sees)."""
 
-    def __init__(self, tok, method, aux: "TokenizerAux | None" = None):
+    def __init__(self, tok, method, aux: "TokenizerAux | None" = None, warm_start: int = 0):
         super().__init__()
         self.tok, self.method = tok, method
         self.aux = aux
+        self.warm_start = warm_start
         if aux is not None and aux.repa is not None:
             self.repa_proj = aux.projector
 
@@ -281,7 +282,10 @@ class _TokenizerStep(nn.Module):
             z, patches = self.tok.encode(x, return_patches=True)
         else:
             z, patches = self.tok.encode(x), None
-        dec_in, aux = self.method.train_tokens(z, gen)
+        if step < self.warm_start:  # shared warm start: a plain autoencoder at K = N, the method sits out
+            dec_in, aux = z, {}
+        else:
+            dec_in, aux = self.method.train_tokens(z, gen)
         rec_img = self.tok.decode(dec_in)
         if aux_cfg is not None:
             aux = {**aux, **aux_cfg.losses(self, x, rec_img, patches, step)}
@@ -368,6 +372,77 @@ def clip_grads(params, max_norm: float) -> torch.Tensor | None:
     return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
+# ---- the shared warm start -----------------------------------------------------------------------
+
+WARM_FORMAT = "vltbench-warm-start/1"
+
+
+def warm_shareable(bundle: Bundle) -> bool:
+    """The warm stage is method-independent (and so cached for reuse) when nothing but the tokenizer
+    trains in it: no EMA (it would average the method's parameters too) and no auxiliary losses."""
+    return bundle.cfg.tokenizer.warm_start > 0 and bundle.cfg.tokenizer.ema is None and not TokenizerAux.wanted(bundle)
+
+
+def warm_identity(bundle: Bundle) -> dict:
+    """What determines the warm stage: data, tokenizer recipe, seed and the backbone options a method
+    asks for (nested-dropout's causal latents change the function, so it warms up apart)."""
+    ident = bundle.identity
+    return {"stage": "tokenizer-warm-start", "data": ident["data"], "tokenizer": ident["tokenizer"],
+            "seed": ident["seed"], "recipe": ident["recipe"], "backbone": bundle.method.tokenizer_kwargs()}
+
+
+def warm_path(bundle: Bundle) -> Path:
+    return cache_dir("warm-start") / bundle.cfg.preset / f"{hash_obj(warm_identity(bundle), 16)}.safetensors"
+
+
+def save_warm(path: Path, bundle: Bundle, step_module: nn.Module, opt, sched, gen, rows: list[dict],
+              elapsed_s: float) -> None:
+    """The tokenizer's weights and optimizer moments, the scheduler and the data generator after the
+    warm stage (the method's parameters have had no gradient yet, so carry no optimizer state)."""
+    tensors = {}
+    for name, p in step_module.named_parameters():
+        if name.startswith("tok."):
+            tensors[f"w.{name}"] = p.detach()
+            for k, v in opt.state.get(p, {}).items():
+                tensors[f"opt.{name}.{k}"] = v
+    tensors["rng.gen"] = gen.get_state()
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+    meta = {"format": WARM_FORMAT, "identity": hash_obj(warm_identity(bundle)),
+            "json": json.dumps({"sched": sched.state_dict(), "rows": rows, "elapsed_s": elapsed_s})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_warm(path: Path, bundle: Bundle, step_module: nn.Module, opt, sched, gen) -> dict | None:
+    """Restore a warm stage written by save_warm; None when absent or unusable (then it is trained)."""
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != WARM_FORMAT or meta.get("identity") != hash_obj(warm_identity(bundle)):
+            return None
+        tensors = load_file(str(path))
+        info = json.loads(meta["json"])
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        progress.log(f"warm-start state {path} is unreadable ({e}); training the warm stage")
+        return None
+    with torch.no_grad():
+        for name, p in step_module.named_parameters():
+            if name.startswith("tok."):
+                p.copy_(tensors[f"w.{name}"])
+                st = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"opt.{name}.")}
+                if st:  # fused AdamW keeps its step counter on the parameter's device, the others on the CPU
+                    on = p.device if opt.defaults.get("fused") else torch.device("cpu")
+                    opt.state[p] = {k: v.to(on if k == "step" else p.device) for k, v in st.items()}
+    sched.load_state_dict(info["sched"])
+    for g, lr in zip(opt.param_groups, sched.get_last_lr()):
+        g["lr"] = lr
+    gen.set_state(tensors["rng.gen"])
+    return info
+
+
 # ---- stage 1: tokenizer --------------------------------------------------------------------------
 
 def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None = None) -> dict:
@@ -376,7 +451,7 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
     tok, method = bundle.tokenizer.to(device).train(), bundle.method.to(device).train()
     gen = torch.Generator().manual_seed(bundle.cfg.seed)
     aux = TokenizerAux(bundle, device) if TokenizerAux.wanted(bundle) else None
-    step_module = _TokenizerStep(tok, method, aux)
+    step_module = _TokenizerStep(tok, method, aux, cfg.warm_start)
     params = list(step_module.parameters())  # tokenizer, method (, REPA projector)
     disc = aux.disc if aux is not None else None
     groups = [] if disc is None else [{"params": list(disc.parameters()),
@@ -398,11 +473,21 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
         return {"tokenizer_s": before, "tokenizer_final_mse": st["final"]}
     if st:
         progress.log(f"{bundle.method_name}: tokenizer resumes at step {start} from {path}")
+    share = warm_shareable(bundle)
+    if not st and share and (w := load_warm(warm_path(bundle), bundle, step_module, opt, sched, gen)) is not None:
+        start, before = cfg.warm_start, w["elapsed_s"]
+        losses = [r["loss"] for r in w["rows"]][-50:]
+        if loss_log is not None and dist.is_main():
+            log_path = loss_log_path(loss_log, "tokenizer")
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(log_path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in w["rows"]))
+        progress.log(f"{bundle.method_name}: shared warm start (steps 1-{start}) reused from {warm_path(bundle)}")
     saver = _Saver(path, ident, cfg.ckpt_every, start, st is not None)
     model = _wrap(step_module, find_unused=True)
     disc_model = _wrap(disc, find_unused=False) if disc is not None else None
     lo, hi = dist.shard_bounds(cfg.batch_size)
-    share, part = (hi - lo) / cfg.batch_size, slice(lo, hi)
+    part_share, part = (hi - lo) / cfg.batch_size, slice(lo, hi)
     t0 = time.perf_counter()
 
     def kw():
@@ -419,7 +504,7 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
                 dist.sync_generator(gen)  # a method's per-sample draws differ in size between shards
             loss = rec + sum(aux_losses.values(), torch.zeros((), device=device))
             opt.zero_grad(set_to_none=True)
-            value = _step_loss(loss, rec, "tokenizer", step, share, saver)
+            value = _step_loss(loss, rec, "tokenizer", step, part_share, saver)
             clip_grads(params, cfg.grad_clip)
             lr = sched.get_last_lr()[0]  # the rate of this step
             opt.step()
@@ -429,7 +514,7 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
                 opt.zero_grad(set_to_none=True)
                 logits = disc_model(torch.cat([x, rec_img.detach()]))
                 d_loss = _hinge(logits, x.shape[0])
-                _step_loss(d_loss, d_loss, "discriminator", step, share, saver)
+                _step_loss(d_loss, d_loss, "discriminator", step, part_share, saver)
                 clip_grads(disc.parameters(), cfg.grad_clip)
                 opt.step()
             sched.step()
@@ -439,6 +524,11 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
             log.write(step + 1, value, lr, before + time.perf_counter() - t0)
             bar.advance(info=f"mse {sum(losses[-50:]) / len(losses[-50:]):.4f}")
             saver.maybe(step + 1, cfg.steps, kw)
+            if share and step + 1 == cfg.warm_start and dist.is_main() and not warm_path(bundle).is_file():
+                save_warm(warm_path(bundle), bundle, step_module, opt, sched, gen,
+                          read_loss_log(loss_log_path(loss_log, "tokenizer")) if loss_log is not None else
+                          [{"step": i + 1, "loss": v} for i, v in enumerate(losses)],
+                          before + time.perf_counter() - t0)
     if ema is not None:  # the EMA weights become the tokenizer; merge's table is frozen from them
         with torch.no_grad():
             for p, q in zip(step_module.parameters(), ema.model.parameters()):
