@@ -3,8 +3,10 @@
     python scripts/tiny_gates.py --results results/reference --out results/GATES.md \
         [--check-degraded results/check/degraded.json --check-rerun results/check/rerun.json]
 
-Every number comes from the records (and `vltbench check` JSON reports for gate 6); noise of a
-difference is vltbench.paired's: sqrt(max(variance over seed pairs, mean own std²) / pairs), 95% = 1.96 se.
+Every number comes from the records (and `vltbench check` JSON reports for gate 6); the noise of a
+difference is vltbench.paired's: the training seed is the unit (pairs averaged over sampling seeds per
+training seed), se = sd over training seeds / sqrt(seeds), 95% intervals with t(seeds - 1), and no
+judgement below vltbench.paired.MIN_SEEDS_FOR_VERDICT training seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vltbench.metrics import get_extractor
-from vltbench.paired import Z95, paired_mean_se
+from vltbench.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_mean_se
 from vltbench.report import leaderboard
 from vltbench.store import load_frame
 
@@ -64,9 +66,11 @@ def gates(df: pd.DataFrame, checks: dict[str, Path]) -> list[str]:
         per = sub.sort_values("train_seed")["class_acc"]
         out.append(f"| {m} | {fmt(per.mean(), 3)} {'✓' if per.mean() >= 0.8 else '✗'} | "
                    f"{' / '.join(fmt(v, 3) for v in per)} | {fmt(sub['real_class_acc'].mean(), 3)} |")
-    # 4. discrimination: K = N/8 vs K = N per method
+    # 4. discrimination: K = N/8 vs K = N per method, with the training seed as the unit
     out += ["", f"## 4. The benchmark discriminates: g{label} at K = N/8 minus K = N, per method", "",
-            "| method | pairs | diff | noise (se) | diff / noise | > 3x noise |", "|---|---:|---:|---:|---:|---|"]
+            f"Noise = se over training seeds of the per-seed differences; judged only with >= "
+            f"{MIN_SEEDS_FOR_VERDICT} training seeds.", "",
+            "| method | seeds | pairs | diff | noise (se) | diff / noise | > 3x noise |", "|---|---:|---:|---:|---:|---:|---|"]
     for m, sub in df.groupby("method"):
         a = sub[sub["length"] == k_small].set_index(["train_seed", "seed"])
         b = sub[sub["length"] == n_full].set_index(["train_seed", "seed"])
@@ -74,17 +78,17 @@ def gates(df: pd.DataFrame, checks: dict[str, Path]) -> list[str]:
         if not len(common):
             continue
         d = (a.loc[common, "gfid"] - b.loc[common, "gfid"]).to_numpy(float)
-        mean, se = paired_mean_se(d, (a.loc[common, "gfid_bootstrap_std"].to_numpy(float),
-                                      b.loc[common, "gfid_bootstrap_std"].to_numpy(float)))
-        out.append(f"| {m} | {len(d)} | {fmt(mean)} | {fmt(se)} | {fmt(abs(mean) / se, 1)} | "
-                   f"{'✓' if abs(mean) > 3 * se else '✗'} |")
+        mean, se, n = paired_mean_se(d, common.get_level_values("train_seed").to_numpy())
+        judged = ("✓" if abs(mean) > 3 * se else "✗") if n >= MIN_SEEDS_FOR_VERDICT else f"undecided: {n} seeds"
+        out.append(f"| {m} | {n} | {len(d)} | {fmt(mean)} | {fmt(se)} | {fmt(abs(mean) / se, 1)} | {judged} |")
     # 5. merge vs truncation at small K
     t = leaderboard(df)[0]
-    out += ["", "## 5. Merge vs truncation (paired differences, 95% intervals; negative gFD = merge better)", ""]
+    out += ["", "## 5. Merge vs truncation (paired differences, 95% intervals; negative gFD = merge better)", "",
+            MODEL_NOTE + ".", ""]
     for name, d in t.differences.items():
         sel = d[(d["a"] == "merge") | (d["b"] == "merge")]
-        out += [f"{name}:", "", "| K | a | b | a − b | 95% interval | verdict |", "|---:|---|---|---:|---|---|"]
-        out += [f"| {r.K} | {r.a} | {r.b} | {fmt(r.diff, 3)} | [{fmt(r.lo, 3)}, {fmt(r.hi, 3)}] | {r.verdict} |"
+        out += [f"{name}:", "", "| K | a | b | seeds | a − b | 95% interval | verdict |", "|---:|---|---|---:|---:|---|---|"]
+        out += [f"| {r.K} | {r.a} | {r.b} | {r.seeds} | {fmt(r.diff, 3)} | [{fmt(r.lo, 3)}, {fmt(r.hi, 3)}] | {r.verdict} |"
                 for r in sel.itertuples(index=False)]
         out.append("")
     # 6. check

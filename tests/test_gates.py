@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from vltbench.store import load_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "reference"
+# a script's own folder heads sys.path, so without this it imports whichever vltbench is installed
+THIS_CHECKOUT = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.mark.skipif(not RESULTS.is_dir(), reason="no committed results/reference in this checkout")
@@ -19,7 +22,7 @@ def test_gates_report_matches_the_records(tmp_path):
     out = tmp_path / "GATES.md"
     p = subprocess.run([sys.executable, "scripts/tiny_gates.py", "--results", "results/reference", "--out", str(out),
                         "--check-degraded", "results/check/degraded.json", "--check-rerun", "results/check/rerun.json"],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=THIS_CHECKOUT)
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
     for n in range(1, 7):

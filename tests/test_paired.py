@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vltbench.paired import Z95, paired_differences
+from vltbench.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_differences, paired_mean_se, t95
 from vltbench.report import leaderboard, render
 from vltbench.store import ResultStore, build_record, load_frame
 from helpers import identity
@@ -46,25 +46,108 @@ def test_other_recipes_stay_apart(tmp_path):
     assert sum(lab.startswith("merge @") for lab in labels) >= 2
 
 
-def test_paired_differences_interval_and_verdict(tmp_path):
+def test_paired_differences_two_seeds_decide_nothing(tmp_path):
     df = write(tmp_path)
     t = leaderboard(df)[0]
     (name, d), = t.differences.items()
     assert name.startswith("gFID") and "lower is better" in name
     r = d.iloc[0]
-    diffs = np.array([10 - 14, 11 - 16.0])
-    se = np.sqrt(max(diffs.var(ddof=1), 0.2 ** 2 * 2) / 2)
-    assert (r["a"], r["b"], r["pairs"]) == ("merge", "tail-drop", 2)
+    diffs = np.array([10 - 14, 11 - 16.0])  # one pair per training seed
+    half = 12.706 * diffs.std(ddof=1) / np.sqrt(2)  # t(0.975, 1 df), not 1.96
+    assert (r["a"], r["b"], r["seeds"], r["pairs"], r["df"]) == ("merge", "tail-drop", 2, 2, 1)
     assert r["diff"] == pytest.approx(diffs.mean())
-    assert (r["lo"], r["hi"]) == pytest.approx((diffs.mean() - Z95 * se, diffs.mean() + Z95 * se))
-    assert r["verdict"] == "merge better"
-    assert "| 4 | merge | tail-drop | 2 | -4.50 | [-5.48, -3.52] | merge better |" in render([t], "md")
+    assert (r["lo"], r["hi"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half), rel=1e-4)
+    assert r["verdict"] == "undecided: 2 seeds"
+    md = render([t], "md")
+    assert "| 4 | merge | tail-drop | 2 | 2 | -4.50 | [-10.85, 1.85] | undecided: 2 seeds |" in md
+    assert MODEL_NOTE in md and "no verdict below 3 seeds" in MODEL_NOTE
 
 
-def test_overlapping_interval_is_undecided():
-    g = pd.DataFrame({"_label": ["a", "b", "a", "b"], "length": 4, "train_seed": [0, 0, 1, 1], "seed": [0, 0, 1, 1],
-                      "m": [1.0, 1.2, 1.0, 0.9], "m_std": 0.3})
-    r = paired_differences(g, "m", "m_std", "lower").iloc[0]
-    assert r["lo"] < 0 < r["hi"] and r["verdict"] == "undecided"
-    higher = paired_differences(g.assign(m=[2.0, 1.0, 2.1, 1.0], m_std=0.01), "m", "m_std", "higher").iloc[0]
-    assert higher["verdict"] == "a better"
+def frame(values: dict[tuple[int, int], tuple[float, float]], k: int = 4) -> pd.DataFrame:
+    """Records of methods a and b at one K: {(train_seed, seed): (value a, value b)}."""
+    rows = [{"_label": lab, "length": k, "train_seed": ts, "seed": s, "m": v[i]}
+            for (ts, s), v in values.items() for i, lab in enumerate("ab")]
+    return pd.DataFrame(rows)
+
+
+def test_t_multiplier_and_sampling_seeds_averaged_first():
+    assert t95(3) == pytest.approx(4.303, abs=1e-3) and t95(5) == pytest.approx(2.776, abs=1e-3)
+    assert np.isnan(t95(1))
+    # training seed 2 has two sampling seeds: they are averaged into one d_t before the spread is taken
+    g = frame({(0, 0): (1.0, 0.0), (1, 1): (2.0, 0.0), (2, 2): (2.5, 0.0), (2, 7): (3.5, 0.0)})
+    r = paired_differences(g, "m", "lower").iloc[0]
+    d_t = np.array([1.0, 2.0, 3.0])
+    assert (r["seeds"], r["pairs"], r["df"]) == (3, 4, 2) and r["diff"] == pytest.approx(2.0)
+    assert r["hi"] - r["diff"] == pytest.approx(4.303 * d_t.std(ddof=1) / np.sqrt(3), rel=1e-3)
+
+
+def test_verdicts_need_three_seeds():
+    one = paired_differences(frame({(0, 0): (1.0, 5.0)}), "m", "lower").iloc[0]
+    assert np.isnan(one["lo"]) and np.isnan(one["hi"]) and one["verdict"] == "undecided: 1 seed"
+    assert MIN_SEEDS_FOR_VERDICT == 3
+    two = paired_differences(frame({(0, 0): (1.0, 5.0), (1, 1): (1.1, 5.0)}), "m", "lower").iloc[0]
+    assert two["hi"] < 0 and two["verdict"] == "undecided: 2 seeds"  # excludes 0, yet 2 seeds never decide
+    # five seeds, a large effect: a named verdict in the direction `better` says
+    big = frame({(s, s): (10.0 + 0.3 * s, 5.0 + 0.1 * s * s % 3) for s in range(5)})
+    lower = paired_differences(big, "m", "lower").iloc[0]
+    assert lower["seeds"] == 5 and lower["lo"] > 0 and lower["verdict"] == "b better"
+    assert paired_differences(big, "m", "higher").iloc[0]["verdict"] == "a better"
+    # three seeds whose interval holds 0: plain "undecided"
+    mixed = paired_differences(frame({(0, 0): (1.0, 1.2), (1, 1): (1.0, 0.9), (2, 2): (1.1, 1.0)}), "m", "lower")
+    assert mixed.iloc[0]["lo"] < 0 < mixed.iloc[0]["hi"] and mixed.iloc[0]["verdict"] == "undecided"
+
+
+# -- coverage of the true difference on simulated experiments ----------------------------------------------
+DELTA, SIGMA_TRAIN, SIGMA_SAMPLE = 1.5, 2.0, 1.0
+
+
+def simulate(rng, n_train: int, n_sample: int, hetero: bool):
+    """d[t, s] = delta + u_t + e_{t,s}: u_t the training seed's effect, e the sampling noise (its std per
+    training seed drawn from [0.2, 3] x SIGMA_SAMPLE when hetero), and each record's own std."""
+    u = rng.normal(0, SIGMA_TRAIN, (n_train, 1))
+    sd = SIGMA_SAMPLE * (rng.uniform(0.2, 3.0, (n_train, 1)) if hetero else np.ones((n_train, 1)))
+    return DELTA + u + sd * rng.normal(0, 1, (n_train, n_sample)), np.broadcast_to(sd, (n_train, n_sample))
+
+
+def covered(d: np.ndarray) -> bool:
+    mean, se, n = paired_mean_se(d.ravel(), np.repeat(np.arange(d.shape[0]), d.shape[1]))
+    return abs(mean - DELTA) <= t95(n) * se
+
+
+@pytest.mark.parametrize("n_train", [3, 5])
+@pytest.mark.parametrize("n_sample", [1, 2])
+@pytest.mark.parametrize("hetero", [False, True])
+def test_interval_covers_the_true_difference(n_train, n_sample, hetero):
+    rng = np.random.default_rng(1000 * n_train + 10 * n_sample + hetero)
+    cover = np.mean([covered(simulate(rng, n_train, n_sample, hetero)[0]) for _ in range(4000)])
+    assert 0.92 <= cover <= 0.98
+
+
+def test_interval_covers_through_paired_differences():
+    """The same through the public table builder: one simulated experiment per K in one frame."""
+    rng = np.random.default_rng(7)
+    n_exp, n_train, n_sample = 1500, 3, 2
+    rows = []
+    for k in range(n_exp):
+        d, _ = simulate(rng, n_train, n_sample, hetero=True)
+        base = rng.normal(20, 5, d.shape)  # method b's value; a = b + d
+        rows += [{"_label": lab, "length": k, "train_seed": t, "seed": 10 * t + s, "m": v}
+                 for t in range(n_train) for s in range(n_sample)
+                 for lab, v in (("a", base[t, s] + d[t, s]), ("b", base[t, s]))]
+    out = paired_differences(pd.DataFrame(rows), "m", "lower")
+    assert len(out) == n_exp and (out["seeds"] == n_train).all() and (out["pairs"] == n_train * n_sample).all()
+    cover = ((out["lo"] <= DELTA) & (DELTA <= out["hi"])).mean()
+    assert 0.92 <= cover <= 0.98
+
+
+def test_old_z_bootstrap_interval_under_covers():
+    """The replaced rule (mean ± 1.96 · sqrt(max(var over pairs, mean own std²) / pairs)) misses the true
+    difference far more than 5% of the time with 3 training seeds: the coverage test can fail."""
+    rng = np.random.default_rng(3)
+    hits = []
+    for _ in range(4000):
+        d, sd = simulate(rng, 3, 1, hetero=False)
+        d, noise = d.ravel(), sd.ravel()
+        se = np.sqrt(max(d.var(ddof=1), np.mean(noise ** 2)) / len(d))
+        hits.append(abs(d.mean() - DELTA) <= 1.96 * se)
+    assert np.mean(hits) < 0.92

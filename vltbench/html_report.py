@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .report import Table, _cells, _fmt, _headers, _summary, comparable_groups, leaderboard
+from .report import (DIFFERENCE_HEADERS, Table, _cells, _fmt, _headers, _summary, comparable_groups,
+                     difference_caption, difference_cells, leaderboard)
 
 e = html.escape
 
@@ -133,12 +134,11 @@ def differences_html(t: Table) -> str:
     """The paired method-vs-method differences (vltbench.paired) as small tables."""
     out = []
     for name, d in t.differences.items():
-        out += [f"<div class='scroll'><table class='diffs' data-part='differences'><caption>Paired differences "
-                f"a − b of {e(name)} per K: mean over (training seed, sampling seed) pairs, 95% interval"
-                "</caption><thead><tr>" + "".join(f"<th scope='col'>{h}</th>" for h in
-                ("K", "a", "b", "pairs", "a − b", "95% interval", "verdict")) + "</tr></thead><tbody>"]
-        out += [f"<tr><td>{r.K}</td><td>{e(r.a)}</td><td>{e(r.b)}</td><td>{r.pairs}</td><td>{_fmt(r.diff)}</td>"
-                f"<td>[{_fmt(r.lo)}, {_fmt(r.hi)}]</td><td>{e(r.verdict)}</td></tr>" for r in d.itertuples(index=False)]
+        out += [f"<div class='scroll'><table class='diffs' data-part='differences'><caption>{e(difference_caption(name))}"
+                "</caption><thead><tr>" + "".join(f"<th scope='col'>{h}</th>" for h in DIFFERENCE_HEADERS)
+                + "</tr></thead><tbody>"]
+        out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in difference_cells(r)) + "</tr>"
+                for r in d.itertuples(index=False)]
         out.append("</tbody></table></div>")
     return "\n".join(out)
 

@@ -1,57 +1,75 @@
 """Method-vs-method differences at each length, paired over shared seeds, with a 95% interval.
 
 Two records are a pair when they measure two methods at the same K with the same training seed and
-sampling seed (so the same noise and class labels per sample index). For n pairs with differences d_i
-(a - b), the interval is mean(d) ± 1.96 · se, se = sqrt(max(s², b²) / n): s² is the variance of d over
-pairs (it holds training-seed and sampling noise) and b² the mean of noise_a² + noise_b² (each record's
-own bootstrap / binomial std), which stands in when few pairs make s² unreliable (n = 1: b² alone).
-A verdict names the better method only when the interval excludes 0.
+sampling seed (so the same noise and class labels per sample index); d = a - b per pair.
+
+Variance model: the independent unit is the training seed. The pairs of one training seed are averaged
+over their sampling seeds (usually one: sampling seed = training seed) into d_t; over the n shared
+training seeds, mean = mean(d_t), se = sd(d_t, ddof=1) / sqrt(n) and the 95% interval is
+mean ± t(0.975, n - 1) · se. The spread of d_t over training seeds already holds each d_t's sampling
+noise, so the records' own bootstrap / binomial stds are not added. With n = 1 there is no interval (nan).
+A verdict names the better method only with n >= MIN_SEEDS_FOR_VERDICT training seeds and an interval
+that excludes 0; with fewer seeds it reads "undecided: n seeds".
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-Z95 = 1.96
+MIN_SEEDS_FOR_VERDICT = 3  # with 2 seeds t(1) = 12.7: an interval that wide decides nothing worth stating
+MODEL_NOTE = ("95% interval: t with n−1 df over n training seeds; per-seed differences averaged over sampling "
+              f"seeds; no verdict below {MIN_SEEDS_FOR_VERDICT} seeds")
 
 
-def paired_mean_se(d: np.ndarray, noise: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
-    """(mean of the paired differences d, its standard error) as the module doc says; `noise`: the two
-    sides' own stds per pair (None: the spread over pairs alone)."""
+def t95(n: int) -> float:
+    """The two-sided 95% multiplier for a mean over n units (t with n - 1 df); nan for n < 2."""
+    return float(stats.t.ppf(0.975, n - 1)) if n >= 2 else float("nan")
+
+
+def paired_mean_se(d: np.ndarray, train_seeds: np.ndarray | None = None) -> tuple[float, float, int]:
+    """(mean, standard error, n training seeds) of paired differences d as the module doc says;
+    `train_seeds`: each pair's training seed (None: every pair its own training seed)."""
     d = np.asarray(d, float)
+    if train_seeds is not None:  # average over sampling seeds: one number per training seed
+        _, inv = np.unique(np.asarray(train_seeds), return_inverse=True)
+        d = np.bincount(inv.ravel(), weights=d) / np.bincount(inv.ravel())
     n = len(d)
-    s2 = d.var(ddof=1) if n > 1 else np.nan
-    b2 = float(np.nanmean(noise[0] ** 2 + noise[1] ** 2)) if noise is not None else np.nan
-    var = np.nan if np.isnan(s2) and np.isnan(b2) else np.nanmax([s2, b2])
-    return float(d.mean()), float(np.sqrt(var / n)) if np.isfinite(var) else float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return float(d.mean()) if n else float("nan"), se, n
 
 
-def paired_differences(g: pd.DataFrame, key: str, noise_key: str | None, better: str) -> pd.DataFrame:
-    """One row per (K, method a, method b) with a < b by row label: n pairs, mean a - b, its interval
-    and the verdict. `g` has the columns _label, length, train_seed, seed, key (and noise_key)."""
+def verdict(a: str, b: str, lo: float, hi: float, n: int, better: str) -> str:
+    if n < MIN_SEEDS_FOR_VERDICT:
+        return f"undecided: {n} seed{'s' * (n != 1)}"
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 <= hi:
+        return "undecided"
+    a_better = (hi < 0) if better == "lower" else (lo > 0)
+    return f"{a if a_better else b} better"
+
+
+COLUMNS = ["K", "a", "b", "seeds", "pairs", "diff", "lo", "hi", "df", "verdict"]
+
+
+def paired_differences(g: pd.DataFrame, key: str, better: str) -> pd.DataFrame:
+    """One row per (K, method a, method b) with a < b by row label: n training seeds, n pairs, mean a - b,
+    its interval with its degrees of freedom, and the verdict. `g` has the columns _label, length,
+    train_seed, seed and key."""
     rows = []
     have = g.dropna(subset=[key])
     for k, at_k in have.groupby("length", sort=True):
         labels = sorted(at_k["_label"].unique())
-        by = {lab: sub.set_index(["train_seed", "seed"]) for lab, sub in at_k.groupby("_label")}
+        by = {lab: sub.set_index(["train_seed", "seed"])[key] for lab, sub in at_k.groupby("_label")}
         for i, a in enumerate(labels):
             for b in labels[i + 1:]:
                 common = by[a].index.intersection(by[b].index)
                 if not len(common) or by[a].index.has_duplicates or by[b].index.has_duplicates:
                     continue
-                d = (by[a].loc[common, key] - by[b].loc[common, key]).to_numpy(float)
-                noise = None
-                if noise_key and noise_key in g:
-                    noise = (by[a].loc[common, noise_key].to_numpy(float), by[b].loc[common, noise_key].to_numpy(float))
-                mean, se = paired_mean_se(d, noise)
-                n = len(d)
-                lo, hi = mean - Z95 * se, mean + Z95 * se
-                if not np.isfinite(se) or lo <= 0 <= hi:
-                    verdict = "undecided"
-                else:
-                    a_better = (hi < 0) if better == "lower" else (lo > 0)
-                    verdict = f"{a if a_better else b} better"
-                rows.append({"K": int(k), "a": a, "b": b, "pairs": n, "diff": mean, "lo": lo, "hi": hi,
-                             "verdict": verdict})
-    return pd.DataFrame(rows, columns=["K", "a", "b", "pairs", "diff", "lo", "hi", "verdict"])
+                d = (by[a].loc[common] - by[b].loc[common]).to_numpy(float)
+                mean, se, n = paired_mean_se(d, common.get_level_values("train_seed").to_numpy())
+                half = t95(n) * se
+                rows.append({"K": int(k), "a": a, "b": b, "seeds": n, "pairs": len(d), "diff": mean,
+                             "lo": mean - half, "hi": mean + half, "df": n - 1,
+                             "verdict": verdict(a, b, mean - half, mean + half, n, better)})
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -327,21 +327,36 @@ def _differences(g: pd.DataFrame, cols: list[Column]) -> dict[str, pd.DataFrame]
     out = {}
     for c in cols:
         if c.key in DIFFERENCE_KEYS:
-            d = paired_differences(g, c.key, c.noise_key, c.better)
+            d = paired_differences(g, c.key, c.better)
             if len(d):
                 out[f"{c.header} ({c.better} is better)"] = d
     return out
+
+
+DIFFERENCE_HEADERS = ("K", "a", "b", "seeds", "pairs", "a − b", "95% interval", "verdict")
+
+
+def difference_caption(name: str) -> str:
+    """What a paired-differences table shows and how its interval is formed (vltbench.paired)."""
+    from .paired import MODEL_NOTE
+
+    return (f"Paired differences a − b of {name}, per K: pairs share (training seed, sampling seed); "
+            f"{MODEL_NOTE} (vltbench/paired.py)")
+
+
+def difference_cells(r) -> list[str]:
+    """One paired-differences row as display text (no interval with one training seed)."""
+    ci = f"[{_fmt(r.lo)}, {_fmt(r.hi)}]" if np.isfinite(r.lo) else "—"
+    return [str(r.K), r.a, r.b, str(r.seeds), str(r.pairs), _fmt(r.diff), ci, r.verdict]
 
 
 def _difference_lines(t: Table) -> list[str]:
     """Markdown tables of the paired differences."""
     out = []
     for name, d in t.differences.items():
-        out += ["", f"Paired differences a − b of {name}, per K: mean over pairs of (training seed, sampling "
-                    "seed) with its 95% interval (vltbench/paired.py)", "",
-                "| K | a | b | pairs | a − b | 95% interval | verdict |", "|---:|---|---|---:|---:|---|---|"]
-        out += [f"| {r.K} | {r.a} | {r.b} | {r.pairs} | {_fmt(r.diff)} | [{_fmt(r.lo)}, {_fmt(r.hi)}] | {r.verdict} |"
-                for r in d.itertuples(index=False)]
+        out += ["", difference_caption(name), "", "| " + " | ".join(DIFFERENCE_HEADERS) + " |",
+                "|---:|---|---|---:|---:|---:|---|---|"]
+        out += ["| " + " | ".join(difference_cells(r)) + " |" for r in d.itertuples(index=False)]
     return out
 
 
@@ -427,6 +442,8 @@ def rich_tables(tables: list[Table]) -> list:
     from rich.markup import escape
     from rich.table import Table as RichTable
 
+    from .paired import MODEL_NOTE
+
     out = []
     for t in tables:
         # escaped: labels ("merge [separate]") and notes hold brackets that rich would take for markup
@@ -439,12 +456,12 @@ def rich_tables(tables: list[Table]) -> list:
             rt.add_row(*cells, style=None if kind == "method" else "dim")
         out.append(rt)
         for name, d in t.differences.items():
-            dt = RichTable(title=escape(f"paired differences a − b of {name} (95% intervals)"))
-            for h in ("K", "a", "b", "pairs", "a − b", "95% interval", "verdict"):
+            dt = RichTable(title=escape(f"paired differences a − b of {name} (95% intervals)"),
+                           caption=escape(MODEL_NOTE), caption_justify="left")
+            for h in DIFFERENCE_HEADERS:
                 dt.add_column(h, justify="left" if h in ("a", "b", "verdict") else "right")
             for r in d.itertuples(index=False):
-                dt.add_row(str(r.K), escape(r.a), escape(r.b), str(r.pairs), _fmt(r.diff),
-                           f"[{_fmt(r.lo)}, {_fmt(r.hi)}]", escape(r.verdict))
+                dt.add_row(*(escape(c) for c in difference_cells(r)))
             out.append(dt)
     return out
 
