@@ -101,9 +101,11 @@ def test_gather_and_reduce_are_exact_with_uneven_shards(tmp_path):
 def test_two_processes_give_the_same_samples_and_metrics(cache, tmp_path):
     one, two, log = tmp_path / "one", tmp_path / "two", tmp_path / "ids"
     log.mkdir()
-    r = run_cli("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", one, env=cache)
+    # a one-scale grid is at its own edge: the search adds a scale (3.0), on every rank alike
+    grid = ["--set", "sampler.cfg_scales=[2.0]", "--set", "sampler.cfg_extend=1"]
+    r = run_cli("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, *grid, "--results", one, env=cache)
     assert r.returncode == 0, r.stderr
-    r = torchrun("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", two,
+    r = torchrun("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, *grid, "--results", two,
                  env={**cache, "VLTBENCH_TEST_LOG_IDS": str(log)})
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = records(one), records(two)
@@ -124,8 +126,11 @@ def test_two_processes_give_the_same_samples_and_metrics(cache, tmp_path):
             calls.setdefault(tuple(key.split()), []).extend(int(i) for i in ids.split())
     assert len(list(log.glob("rank*.txt"))) == 2
     sel = ra["identity"]["sampler"]["guidance"]
+    # both ranks grew the guidance grid alike (rank 0's scores, broadcast), as one process did
+    assert rb["guidance"]["grid"] == ra["guidance"]["grid"] == [2.0, 3.0]
+    assert rb["guidance"]["scale"] == ra["guidance"]["scale"] != 1.0  # guided samples compared too
     want = {("4", "0", "1.0")} | {("4", "0", str(ra["guidance"]["scale"]))} | {("32", "0", "1.0")}
-    want |= {("4", "1000000", str(w)) for w in sel["grid"]}
+    want |= {("4", "1000000", str(w)) for w in ra["guidance"]["grid"]}  # the base grid and any added scale
     assert want - {("32", "0", "1.0")} <= set(calls) <= want  # K = N samples may be cached already
     for key, ids in calls.items():
         assert sorted(ids) == list(range(sel["n_select"] if key[1] == "1000000" else 20)), key

@@ -22,7 +22,8 @@ from vltbench.metrics.consistency import xlen_distance
 from vltbench.model import build_bundle
 from vltbench.references import RealSets
 from vltbench.store import ResultStore
-from vltbench.sweep import SweepSpec, run_sweep
+from vltbench import progress
+from vltbench.sweep import SweepSpec, bracket_search, run_sweep
 
 
 def _write_class_folders(root, classes=4, per_class=12, size=8):
@@ -133,17 +134,22 @@ def test_guidance_is_searched_with_the_same_budget_for_every_cell(swept):
     assert len(recs) == 4
     for (method, k), r in recs.items():
         g = r["guidance"]
-        assert g["protocol"] == "search" and g["grid"] == [1.0, 2.0, 4.0]
-        assert set(g["scores"]) == {"1", "2", "4"}  # every scale scored, for every (method, K)
+        assert g["protocol"] == "search" and g["grid"] == sorted([1.0, 2.0, 4.0] + g["added"])
+        assert len(g["added"]) <= 4 and all(w > 4.0 for w in g["added"])  # 1.0 is the floor: only upwards
+        assert set(g["scores"]) == set(g["score_std"]) == {f"{w:g}" for w in g["grid"]}  # every scale scored
+        assert all(v > 0 for v in g["score_std"].values())  # each score's bootstrap noise
         best = min(g["scores"], key=lambda w: (g["scores"][w], float(w)))
         assert g["scale"] == float(best)
+        assert g["bracketed"] == (g["scale"] < max(g["grid"]))
+        assert g["margin_over_noise"] >= 0
         assert "16 samples per scale" in g["selection"] and "train" in g["selection"]
         assert r["identity"]["sampler"]["guidance"]["protocol"] == "search"
+        assert r["identity"]["sampler"]["guidance"]["extend"]["max_extra"] == 4
         assert r["metrics"]["gfid_noguidance"] is not None  # unguided always reported
         if g["scale"] == 1.0:
             assert r["metrics"]["gfid"] == r["metrics"]["gfid_noguidance"]
-        at_edge = any("largest of sampler.cfg_scales" in n for n in r["notes"])
-        assert at_edge == (g["scale"] == 4.0)  # a choice at the grid's edge is flagged
+        at_edge = any("guidance not bracketed" in n for n in r["notes"])
+        assert at_edge == (not g["bracketed"])  # a choice at the grid's edge is flagged
         assert r["subsets"]["guidance_selection"]["split"].endswith("/train")  # never the test reference
         assert r["subsets"]["reference"]["split"].endswith("/val")
 
@@ -156,6 +162,71 @@ def test_fixed_guidance_is_labelled_and_a_different_cell(swept, tmp_path):
     assert r["guidance"]["protocol"] == "fixed" and r["guidance"]["scale"] == 2.0 and r["guidance"]["scores"] is None
     assert r["identity"]["sampler"]["guidance"] == {"protocol": "fixed", "scale": 2.0}
     assert r["cell_id"] != recs[("tail-drop", 4)]["cell_id"]
+
+
+def _curve(best, floor=0.0):
+    """A synthetic selection score with its minimum at `best` (log scale), and the scales asked for."""
+    asked = []
+
+    def score(w):
+        asked.append(w)
+        return floor + abs(np.log(w / best)), 0.1
+    return score, asked
+
+
+def test_bracket_search_interior_minimum_scores_only_the_grid():
+    score, asked = _curve(2.0)
+    r = bracket_search(score, [1.0, 1.5, 2.0, 3.0], 4)
+    assert r["scale"] == 2.0 and r["bracketed"] and r["added"] == [] and asked == [1.0, 1.5, 2.0, 3.0]
+    assert r["grid"] == [1.0, 1.5, 2.0, 3.0] and r["score_std"] == {w: 0.1 for w in r["grid"]}
+    gap = abs(np.log(1.5 / 2.0))  # the runner-up, 1.5, over the noise of a difference (0.1 * sqrt 2)
+    assert r["margin_over_noise"] == pytest.approx(gap / (0.1 * np.sqrt(2)))
+
+
+def test_bracket_search_extends_past_the_top_geometrically():
+    score, asked = _curve(8.0)
+    r = bracket_search(score, [1.0, 1.5, 2.0, 3.0, 4.5], 4)
+    # the grid's last ratio (1.5) continued, 3 significant digits, until a larger scale scores worse
+    assert r["added"] == [6.75, 10.1] and asked[5:] == r["added"]
+    assert r["scale"] == 6.75 and r["bracketed"] and r["grid"] == [1.0, 1.5, 2.0, 3.0, 4.5, 6.75, 10.1]
+
+
+def test_bracket_search_extends_down_to_one_and_stops_there():
+    r = bracket_search(_curve(1.0)[0], [2.0, 3.0, 4.5], 4)
+    assert r["added"] == [1.33, 1.0] and r["scale"] == 1.0 and r["bracketed"]  # w < 1 is never searched
+    r = bracket_search(_curve(1.8)[0], [2.0, 3.0], 4)
+    assert r["added"] == [1.33] and r["scale"] == 2.0 and r["bracketed"]
+    r = bracket_search(_curve(0.5)[0], [1.0, 2.0], 4)  # best at 1.0, the floor: bracketed by definition
+    assert r["added"] == [] and r["scale"] == 1.0 and r["bracketed"]
+
+
+def test_bracket_search_budget_runs_out():
+    score, asked = _curve(1000.0)
+    r = bracket_search(score, [1.0, 2.0], 3)
+    assert r["added"] == [4.0, 8.0, 16.0] and r["scale"] == 16.0 and not r["bracketed"] and len(asked) == 5
+    r = bracket_search(_curve(1000.0)[0], [1.0, 2.0], 0)
+    assert r["added"] == [] and r["scale"] == 2.0 and not r["bracketed"]
+    r = bracket_search(lambda w: (1.0, 0.0), [1.0, 2.0], 2)  # a tie goes to the smaller scale; no noise, no margin
+    assert r["scale"] == 1.0 and r["bracketed"] and r["margin_over_noise"] is None
+    r = bracket_search(lambda w: (float("nan") if w > 1 else 5.0, 0.1), [1.0, 2.0], 2)  # a failed score loses
+    assert r["scale"] == 1.0 and r["bracketed"]
+
+
+def test_unbracketed_search_is_noted_and_counted(swept, tmp_path, capsys, monkeypatch):
+    """One scale and one extension: whichever of the two wins lies at an edge with no budget left."""
+    monkeypatch.setattr(progress, "QUIET", False)
+    cfg = load_config("tiny", TINY, {"sampler.cfg_scales": [2.0], "sampler.cfg_extend": 1, "dit.steps": 30})
+    run_sweep(SweepSpec(cfg, ["tail-drop"], [4], [0], tmp_path))
+    (_, r), = ResultStore(tmp_path).entries()
+    g = r["guidance"]
+    assert g["grid"] == [2.0, 3.0] and g["added"] == [3.0] and not g["bracketed"]
+    assert set(g["scores"]) == {"2", "3"} and g["margin_over_noise"] is not None
+    assert any(n.startswith("guidance not bracketed") and "sampler.cfg_extend = 1" in n for n in r["notes"])
+    assert r["cell_id"] != swept[2][("tail-drop", 4)]["cell_id"]
+    # the cell's progress total grew with the added scale: its last line reads n/n (100%)
+    last = [ln for ln in capsys.readouterr().err.splitlines() if "K=4: choose guidance" in ln][-1]
+    done, total = last.split("extract features ")[1].split()[0].split("/")
+    assert done == total and "(100%) done in" in last
 
 
 def test_floor_and_ceiling_in_every_record(swept):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from vltbench.errors import UserError
 from vltbench.plots import make_plots
-from vltbench.report import auc_log_gflops, leaderboard, pareto_mask, render
+from vltbench.report import auc_log_gflops, guidance_text, leaderboard, pareto_mask, render
 from vltbench.store import ResultStore, build_record, load_frame
 from helpers import identity, with_protocol
 
@@ -193,6 +193,11 @@ def test_search_and_fixed_never_share_a_table(protocol_results):
                                         "with their own seeds (seed + 1000000) vs train statistics; "
                                         "unguided column at w=1")
     assert fixed.group["guidance"] == "fixed w=1.5 for every method (per-position for merged views)"
+    spec = {"protocol": "search", "grid": [1.0, 2.0], "n_select": 16, "select_reference": "train",
+            "select_seed": "seed + 1000000", "extend": {"max_extra": 4, "rule": "..."}}
+    assert guidance_text({"guidance": spec}, short=True) == "guidance searched over [1.0, 2.0] (+ up to 4 to bracket)"
+    assert "grid [1.0, 2.0], extended by up to 4 scales until the best is bracketed, on 16" in guidance_text(
+        {"guidance": spec})
     assert "guidance searched" in search.title and "guidance fixed w=1.5" in fixed.title
     assert (fixed.rows["row"] == "method").sum() == 1 and (search.rows["row"] == "method").sum() == 9
     assert "- guidance: fixed w=1.5" in render([fixed], "md")

@@ -198,6 +198,10 @@ class SamplerCfg(Strict):
     guidance: Literal["search", "fixed"] = "search"
     cfg_scales: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.5, 4.0], min_length=1)
     select_samples: int = Field(150, ge=2)
+    # search: while the best scale is the grid's largest (or its smallest, above 1.0), add the next
+    # scale beyond it (the grid's edge ratio continued; downwards never below 1.0) with the same
+    # budget, at most cfg_extend of them; the record says whether the optimum was bracketed.
+    cfg_extend: int = Field(4, ge=0)
     cfg_scale: float = 1.5  # the scale of guidance: fixed
     cfg_interval: tuple[float, float] = (0.15, 1.0)
 

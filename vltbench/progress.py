@@ -62,6 +62,12 @@ class _Task:
         if self.progress is not None:
             self.progress.update(self.task, advance=n, **fields)
 
+    def grow(self, n: int) -> None:
+        """Add n to the total: work found on the way (e.g. an extended guidance search)."""
+        self.total += n
+        if self.progress is not None:
+            self.progress.update(self.task, total=self.total)
+
 
 class _PlainTask(_Task):
     """Plain progress lines: counts, percentage, elapsed and ETA in full."""

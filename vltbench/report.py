@@ -208,9 +208,11 @@ def guidance_text(sampler: dict, short: bool = False) -> str:
     protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
     if protocol == "search":
         grid, ref = spec.get("grid"), str(spec.get("select_reference"))
+        extra = (spec.get("extend") or {}).get("max_extra")  # absent: records from before the extension
         if short:
-            return f"guidance searched over {grid}"
+            return f"guidance searched over {grid}" + (f" (+ up to {extra} to bracket)" if extra else "")
         ref = ref if " " in ref else f"{ref} statistics"  # a split name ("train") or a phrase
+        grid = f"{grid}, extended by up to {extra} scales until the best is bracketed," if extra else grid
         return (f"searched per (method, K) over grid {grid} on {spec.get('n_select')} samples with their own "
                 f"seeds ({spec.get('select_seed')}) vs {ref}; unguided column at w=1")
     if protocol == "fixed":

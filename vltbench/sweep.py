@@ -49,6 +49,11 @@ GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds
 # protocol (e.g. 1: first-n references, one fixed guidance scale) never share a table or a check.
 EVAL_PROTOCOL = 2
 SELECT_SEED_OFFSET = 1_000_000  # guidance is chosen on samples of seed + this: never the test samples
+SELECT_BOOTSTRAP = 10  # resamples for the noise of each selection score (cheap on select_samples features)
+# How a searched grid grows (part of the cell identity: another rule may choose another scale).
+EXTEND_RULE = ("while the best scale is the largest scored, add largest x (largest / second largest); while it "
+               "is the smallest and above 1.0, add max(1.0, smallest / (second / smallest)); 3 significant "
+               "digits; at most cfg_extend scales; ties to the smaller scale")
 
 
 @dataclass
@@ -86,7 +91,8 @@ def sampler_identity(cfg: Config) -> dict:
     if s.guidance == "search":
         guidance = {"protocol": "search", "grid": list(s.cfg_scales), "n_select": s.select_samples,
                     "select_reference": splits(cfg.eval.reference)[1],
-                    "select_seed": f"seed + {SELECT_SEED_OFFSET}"}
+                    "select_seed": f"seed + {SELECT_SEED_OFFSET}",
+                    "extend": {"max_extra": s.cfg_extend, "rule": EXTEND_RULE}}
     else:
         guidance = {"protocol": "fixed", "scale": s.cfg_scale}
     return {"steps": s.steps, "shift": s.shift, "cfg_interval": list(s.cfg_interval), "guidance": guidance}
@@ -253,14 +259,61 @@ def _vs_reference(r, ref, seed: int) -> tuple[float, float | None]:
     return fd, fid_bootstrap_std(r.features, (ref.mu, ref.sigma), seed=seed)
 
 
+def bracket_search(score_fn, grid, max_extra: int) -> dict:
+    """Score every scale of `grid` with score_fn(w) -> (score, noise std), lower is better, then grow the
+    grid (EXTEND_RULE) until the best scale is bracketed or max_extra scales were added.
+
+    Bracketed: a scored scale on each side of the best, or the best is the smallest scale and that is
+    at most 1.0. Nothing is searched below 1.0 (w < 1 is anti-guidance, away from the condition), so
+    a best at 1.0 is the optimum by definition. margin_over_noise: (runner-up - best) / the std of that
+    difference were the two scores independent; they share seeds, so the true noise is smaller and
+    the margin a lower bound. Below ~1 the choice is a coin toss."""
+    scored = {float(w): score_fn(float(w)) for w in sorted(grid)}
+    added = []
+
+    def key(w):  # a failed (non-finite) score loses; ties go to the smaller scale
+        v = scored[w][0]
+        return (v if v is not None and np.isfinite(v) else np.inf, w)
+
+    while True:
+        ws = sorted(scored)
+        best = min(ws, key=key)
+        up = best == ws[-1]
+        down = not up and best == ws[0] and ws[0] > 1.0
+        if not (up or down) or len(added) >= max_extra:
+            break
+        edge, inner = (ws[-1], ws[-2] if len(ws) > 1 else None) if up else (ws[0], ws[1])
+        ratio = max(edge, inner) / min(edge, inner) if inner else 1.5  # no ratio (one scale, or 0)
+        raw = edge * ratio if up else max(1.0, edge / ratio)
+        w = float(f"{raw:.3g}")
+        if w == edge:  # rounding undid a tiny step
+            w = raw
+        if w == edge:  # e.g. a grid of only 0.0: cannot grow
+            break
+        scored[w] = score_fn(w)
+        added.append(w)
+    bracketed = not (up or down)
+    order = sorted(scored, key=key)
+    margin = None
+    if len(order) > 1:
+        sb, sr = (scored[w][1] for w in order[:2])
+        gap = key(order[1])[0] - key(order[0])[0]
+        noise = float(np.hypot(sb, sr)) if sb is not None and sr is not None else np.nan
+        if noise > 0 and np.isfinite(gap):
+            margin = float(gap / noise)
+    return {"scale": order[0], "grid": sorted(scored), "added": added, "bracketed": bracketed,
+            "scores": {w: v[0] for w, v in sorted(scored.items())},
+            "score_std": {w: v[1] for w, v in sorted(scored.items())}, "margin_over_noise": margin}
+
+
 def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar) -> dict:
     """The guidance scale a cell is evaluated at, and how it was chosen (the record's "guidance").
 
-    search: every scale of the grid gets the same budget, select_samples samples with seed +
-    SELECT_SEED_OFFSET (never the test samples), scored by their Fréchet distance to the selection
-    reference (the split that is not the test reference); the lowest wins, ties to the smaller scale.
-    The same search for every (method, K) makes guidance fair by construction, although per-position
-    CFG (merged views) acts as 1 + (w - 1) / m_j."""
+    search: every scale gets the same budget, select_samples samples with seed + SELECT_SEED_OFFSET
+    (never the test samples), scored by their Fréchet distance to the selection reference (the split
+    that is not the test reference), with its bootstrap std; the lowest wins, and the grid grows until
+    the winner is bracketed (bracket_search). The same search for every (method, K) makes guidance
+    fair by construction, although per-position CFG (merged views) acts as 1 + (w - 1) / m_j."""
     s, e = bundle.cfg.sampler, bundle.cfg.eval
     if s.guidance == "fixed":
         return {"protocol": "fixed", "scale": s.cfg_scale, "grid": None, "scores": None,
@@ -269,26 +322,34 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
         sel_ref = sets.selection_reference
     n, sel_seed = s.select_samples, seed + SELECT_SEED_OFFSET
     ids = shard_ids(n, e.batch_size)
-    common = dict(kid_subset_size=min(e.kid_subset_size, n), seed=seed, fid_method=FID_SQRT, fid_bootstrap=0)
-    scores = {}
-    for w in s.cfg_scales:
+    common = dict(kid_subset_size=min(e.kid_subset_size, n), seed=seed, fid_method=FID_SQRT,
+                  fid_bootstrap=SELECT_BOOTSTRAP)
+
+    def score(w):
+        if w not in s.cfg_scales:
+            bar.grow(len(ids))  # an added scale: its samples were not in the cell's work count
         with warnings.catch_warnings():  # few samples bias every scale alike: only their order is used
             warnings.simplefilter("ignore", UserWarning)
             out = _image_metrics(sets.extractor, _counted(generate_batches(bundle, k, n, sel_seed, s, w, e.batch_size,
                                                                            bank, ids=ids), bar),
                                  ids, n, e.batch_size, sel_ref, common)
-        if out is not None:
-            scores[w] = out["fid"]
-    chosen = dist.broadcast_object(min(scores, key=lambda w: (scores[w], w)) if dist.is_main() else None)
+        # rank 0 scores; every rank takes its numbers, so all ranks grow the grid alike
+        return dist.broadcast_object((out["fid"], out["fid_bootstrap_std"]) if out is not None else None)
+
+    r = bracket_search(score, s.cfg_scales, s.cfg_extend)
     sub = sets.selection_subset
-    return {"protocol": "search", "scale": chosen, "grid": list(s.cfg_scales),
-            "scores": {f"{w:g}": v for w, v in scores.items()},
+    return {"protocol": "search", "scale": r["scale"], "grid": r["grid"], "added": r["added"],
+            "scores": {f"{w:g}": v for w, v in r["scores"].items()},
+            "score_std": {f"{w:g}": v for w, v in r["score_std"].items()},
+            "bracketed": r["bracketed"], "margin_over_noise": r["margin_over_noise"],
             "selection": f"{n} samples per scale (seed {sel_seed}) vs {len(sub.idx)} stratified {sub.split_name} "
-                         f"images; lowest {extractor_label(sets.extractor)} wins"}
+                         f"images; lowest {extractor_label(sets.extractor)} wins; {len(r['added'])} scales added "
+                         f"(at most {s.cfg_extend}) to bracket it"}
 
 
-def _selection_count(s) -> int:
-    return s.select_samples * len(s.cfg_scales) if s.guidance == "search" else 0
+def _selection_count(s, per_scale: int) -> int:
+    """Selection samples of the base grid, per_scale of them per scale (this rank's share)."""
+    return per_scale * len(s.cfg_scales) if s.guidance == "search" else 0
 
 
 REPRESENTATIONS = {"global merge": "unmerged cluster means (N tokens)",
@@ -349,7 +410,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
             meter.update(real_batch, rec)
             yield rec
 
-    work = _selection_count(s) // max(1, dist.world_size()) + 2 * len(ids) + len(rec_ids)
+    work = _selection_count(s, len(shard_ids(s.select_samples, e.batch_size))) + 2 * len(ids) + len(rec_ids)
     with progress.task(f"{bundle.method_name} K={k}: choose guidance, sample, reconstruct, extract features",
                        work) as bar:
         guidance = timed("guidance_search_s", lambda: choose_guidance(bundle, k, seed, sets, bank, bar))
@@ -404,11 +465,17 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
         unavailable["xlen_distance"] = f"needs more than {bundle.num_classes} samples (a same-class partner)"
     notes += [f"{key}: {val}" for key, val in bundle.method.describe().items()]
     label = extractor_label(extractor)
-    if guidance["protocol"] == "search" and len(s.cfg_scales) > 1 and w == max(s.cfg_scales):
-        edge = (f"the chosen guidance scale {w:g} is the largest of sampler.cfg_scales: the best scale may lie "
-                "beyond the grid; widen it to bracket the optimum")
+    if guidance["protocol"] == "search" and not guidance["bracketed"]:
+        side = "largest" if w == max(guidance["grid"]) else "smallest"
+        edge = (f"guidance not bracketed: the chosen scale {w:g} is the {side} of the scales scored "
+                f"({guidance['grid']}: {len(guidance['added'])} added, sampler.cfg_extend = {s.cfg_extend}); the "
+                "best scale may lie beyond; widen sampler.cfg_scales or raise sampler.cfg_extend")
         notes.append(edge)
         progress.log(f"{bundle.method_name} K={k}: {edge}")
+    margin = guidance.get("margin_over_noise")
+    if margin is not None and margin < 1:
+        notes.append(f"guidance choice within selection noise: the runner-up scale is {margin:.2f} noise std "
+                     "behind the chosen one (guidance.score_std)")
     ref_what = (f"{ref.stats.n} stratified {sets.test_split} images" if not sets.adm
                 else f"the ADM reference {cfg.eval.reference}")
     notes.append(f"g{label} at CFG scale {w} ({guidance['protocol']}: {guidance['selection']}; interval "
