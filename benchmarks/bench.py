@@ -52,6 +52,7 @@ import torch
 
 from vltbench.errors import UserError
 from vltbench.lengths import LengthView
+from vltbench.metrics.domains import resolve_extractor
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout this script belongs to
 TINY_TEST = ROOT / "tests" / "tiny_test.yaml"
@@ -1024,7 +1025,7 @@ def bench_overhead(ctx: Ctx) -> dict:
                         "goal_met": run_overhead <= OVERHEAD_GOAL},
             "rows": rows,
             "config": {"setup": setup, "method": "merge", "length": k, "n_samples": cfg.eval.n_samples,
-                       "sampler_steps": cfg.sampler.steps, "extractor": cfg.eval.extractor,
+                       "sampler_steps": cfg.sampler.steps, "extractor": resolve_extractor(cfg),
                        "in_process": "vltbench.sweep.run_sweep after a warm-up run (checkpoint + reference stats "
                                      "cached); python start-up and imports are not included",
                        "compute": "DiT sampling (vltbench.flow.sample), tokenizer decode + encode (reconstructions), "

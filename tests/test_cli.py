@@ -30,6 +30,10 @@ BAD = [
     (["train", "--method", "merge", "--config", "/nonexistent.yaml"], "does not exist"),
     (["train", "--method", "merge", "--set", "data.name=folder", "--data-root", "/nonexistent/dir"], "does not exist"),
     (["eval", "--method", "merge", "--lengths", "4", "--checkpoint", "/nonexistent.safetensors"], "does not exist"),
+    # refused when the config is resolved: before the (here missing) folder is read or anything trains
+    (["run", "--method", "merge", "--lengths", "4", "--set", "data.name=folder", "--data-root", "/nonexistent/dir",
+      "--extractor", "mnist-cnn"], "error: extractor mnist-cnn is a digit classifier trained on mnist at 16x16, not "
+                                   "valid for data.name folder: use --extractor inception (or randproj)"),
     (["leaderboard", "--results", "/nonexistent/results"], "does not exist"),
     (["leaderboard", "--format", "pdf", "--results", "."], None),
     (["check", "--baseline", "/nonexistent", "--candidate", "."], "does not exist"),

@@ -11,8 +11,11 @@ import torch
 from vltbench.data import load_dataset, mnist
 from vltbench.errors import UserError
 from vltbench.hashing import sha256_file
-from vltbench.metrics import compute_image_metrics, get_extractor, metric_label
-from vltbench.metrics.classifier import WEIGHTS, class_accuracy
+from vltbench.config import load_config
+from vltbench.metrics import compute_image_metrics, extractor_for, get_extractor, metric_label, resolve_extractor
+from vltbench.metrics.classifier import IMAGE_SIZE, WEIGHTS, class_accuracy
+from vltbench.metrics.domains import DOMAINS, auto_caveat
+from vltbench.metrics.features import EXTRACTORS
 
 
 def test_mnist_split_is_stratified_disjoint_and_deterministic():
@@ -69,11 +72,9 @@ def test_classifier_rejects_other_image_sizes():
 
 def test_tiny_preset_measures_every_metric_on_enough_samples():
     """The default's FD / KID never come from fewer samples than twice the feature dimension."""
-    from vltbench.config import load_config
-
     cfg = load_config("tiny")
-    assert (cfg.data.name, cfg.eval.extractor) == ("mnist", "mnist-cnn")
-    dim = get_extractor(cfg.eval.extractor).dim
+    assert (cfg.data.name, cfg.eval.extractor, resolve_extractor(cfg)) == ("mnist", "auto", "mnist-cnn")
+    dim = extractor_for(cfg).dim
     counts = {"n_samples": cfg.eval.n_samples, "n_ref": cfg.eval.n_ref, "select_samples": cfg.sampler.select_samples}
     assert all(n >= 2 * dim for n in counts.values()), counts
     assert cfg.eval.n_ref + cfg.eval.n_samples <= 1000  # reference and held-out digits fit in val, disjoint
@@ -92,3 +93,52 @@ def test_sweep_records_class_accuracies(tmp_path):
         p, n = r[name], r["n_samples"]
         assert 0 <= p <= 1 and r[f"{name}_std"] == pytest.approx(np.sqrt(p * (1 - p) / n))
     assert r["real_class_acc"] >= 0.85  # the shipped classifier on real held-out digits (98.5% on all of val)
+
+
+def test_sweep_elsewhere_records_no_class_accuracy_with_its_reason(tmp_path):
+    """On another dataset class accuracies are absent with the reason, never 0."""
+    import vltbench
+    from helpers import TINY
+
+    df = vltbench.evaluate(["merge"], [4], config=TINY, overrides={"data.name": "digits"}, results=tmp_path,
+                           quiet=True)
+    r = df.iloc[0]
+    why = json.loads(r["unavailable"])
+    for name in ("class_acc", "rclass_acc", "real_class_acc"):
+        assert np.isnan(r.get(name, np.nan))
+        assert why[name].startswith("class accuracy needs a classifier whose classes are those of data.name digits; "
+                                    "randproj gives no such classes")
+
+
+def test_auto_extractor_follows_the_dataset():
+    """auto: the digit classifier on mnist at its 16 px (the same extractor, hence the same cells, as
+    mnist-cnn), Inception elsewhere, with the small-n caveat; the paper presets keep Inception."""
+    assert set(DOMAINS) == set(EXTRACTORS) and DOMAINS["mnist-cnn"].image_size == IMAGE_SIZE
+    tiny = load_config("tiny")
+    assert extractor_for(tiny) is get_extractor("mnist-cnn") and auto_caveat(tiny) is None
+    for over in ({"data.name": "folder"}, {"data.name": "digits"}, {"data.image_size": 32}):
+        cfg = load_config("tiny", overrides=over)
+        assert resolve_extractor(cfg) == "inception"
+        assert "Inception FID at n=500 samples is biased upwards" in auto_caveat(cfg) and "50k" in auto_caveat(cfg)
+    assert auto_caveat(load_config("tiny", overrides={"data.name": "folder", "eval.n_samples": 50_000})) is None
+    assert auto_caveat(load_config("tiny", overrides={"data.name": "folder", "eval.extractor": "inception"})) is None
+    for preset in ("imagenet256", "imagenet256-xl"):
+        cfg = load_config(preset)
+        assert (cfg.eval.extractor, resolve_extractor(cfg)) == ("inception", "inception")
+
+
+@pytest.mark.parametrize("over,why", [({"data.name": "digits"}, "data.name digits"),
+                                      ({"data.name": "folder"}, "data.name folder"),
+                                      ({"data.image_size": 32}, "data.image_size=32: use --set data.image_size=16")])
+def test_classifier_outside_its_domain_is_refused_before_any_work(over, why, tmp_path):
+    cfg = load_config("tiny", overrides={**over, "eval.extractor": "mnist-cnn"})
+    with pytest.raises(UserError, match=f"extractor mnist-cnn .* mnist .*not valid for {why}.*"
+                                        r"--extractor inception \(or randproj\)"):
+        resolve_extractor(cfg)
+    for ok in ("inception", "randproj"):
+        assert resolve_extractor(load_config("tiny", overrides={**over, "eval.extractor": ok})) == ok
+    import vltbench  # the Python API refuses before loading data or training (no folder exists here)
+    with pytest.raises(UserError, match=why):
+        vltbench.evaluate(["merge"], [4], overrides=over, extractor="mnist-cnn", data_root=tmp_path / "none",
+                          results=tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()

@@ -260,6 +260,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     Raises UserError for every mistake in the arguments (with the CLI's message).
     """
     from . import progress
+    from .metrics.domains import auto_caveat, resolve_extractor
 
     _set_quiet(quiet)
     names = method_names(methods)
@@ -269,6 +270,10 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
         "eval.inception_weights": None if inception_weights is None else str(inception_weights),
         "data.root": None if data_root is None else str(data_root)})
     ks = parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
+    name = resolve_extractor(cfg)  # refuses an extractor outside the dataset's domain, before any training
+    if caveat := auto_caveat(cfg):
+        progress.log(caveat)
+    cfg.eval.extractor = name  # records' configs name the extractor measured with, not "auto"
     if checkpoint is not None and len(names) > 1:
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
     seed_list = parse_seeds(seeds)

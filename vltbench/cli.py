@@ -102,7 +102,9 @@ SWEEP_OPTS = dict(
     overwrite=typer.Option(False, "--overwrite", help="Recompute cells that already have a record."),
     checkpoint=typer.Option(None, "--checkpoint", help="Use this checkpoint file instead of the shipped/cached one."),
     n_samples=typer.Option(None, "--n-samples", help="Generated samples (and reconstructions) per cell."),
-    extractor=typer.Option(None, "--extractor", help="Feature extractor: inception (FID) or randproj (cheap, FD_randproj, not FID)."),
+    extractor=typer.Option(None, "--extractor", help="Feature extractor: auto (the default: mnist-cnn on mnist, "
+                           "inception on any other dataset), inception (FID), mnist-cnn (FD_mnist-cnn and class "
+                           "accuracy; mnist only) or randproj (cheap, FD_randproj, not FID)."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
     data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
     executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "

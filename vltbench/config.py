@@ -214,7 +214,8 @@ class SamplerCfg(Strict):
 
 
 class EvalCfg(Strict):
-    extractor: str = "inception"
+    # auto: mnist-cnn for mnist, inception for any other dataset (vltbench.metrics.domains)
+    extractor: str = "auto"
     backend: Literal["torch-fidelity", "clean-fid"] = "torch-fidelity"
     inception_weights: str | None = None
     n_samples: int = Field(1000, ge=1)

@@ -139,7 +139,7 @@ class TrainTask:
 def missing_cells(spec: SweepSpec, shas: dict[str, str]) -> list[CellTask]:
     """The cells without a record, named exactly as run_sweep names them (or all with overwrite)."""
     from .data import load_data
-    from .metrics import get_extractor
+    from .metrics import extractor_for
     from .store import ResultStore, cell_id
     from .references import RealSets
     from .sweep import cell_identity, metric_spec
@@ -147,8 +147,7 @@ def missing_cells(spec: SweepSpec, shas: dict[str, str]) -> list[CellTask]:
     cfg = spec.cfg
     store = ResultStore(spec.results)
     ds = load_data(cfg.data)
-    extractor = get_extractor(cfg.eval.extractor, weights=cfg.eval.inception_weights, backend=cfg.eval.backend,
-                              device="cpu")
+    extractor = extractor_for(cfg)
     mspec = metric_spec(cfg, extractor, RealSets(cfg, ds, extractor))
     out = []
     for method in spec.methods:

@@ -25,6 +25,7 @@ from .data import Dataset
 from .data.core import ImageSet, stratified, subset_info
 from .errors import UserError
 from .metrics import Reference, adm_reference, load_adm_npz, reference_stats
+from .metrics.domains import class_accuracy_unavailable
 from .metrics.features import INCEPTION_ID_PREFIX
 
 ALIGN_IMAGES = 500
@@ -128,7 +129,12 @@ class RealSets:
     @property
     def dataset_classes(self) -> bool:
         """Whether the extractor's logits are this dataset's classes (class accuracies are measured)."""
-        return getattr(self.extractor, "dataset_classes", False)
+        return self.class_accuracy_unavailable is None
+
+    @property
+    def class_accuracy_unavailable(self) -> str | None:
+        """Why class accuracies are not measured (None: they are)."""
+        return class_accuracy_unavailable(getattr(self.extractor, "name", "?"), self.ds.name)
 
     @cached_property
     def held_out_logits(self) -> np.ndarray:
@@ -157,7 +163,7 @@ def _check_adm_extractor(extractor, cfg: Config, path: str) -> None:
     """ADM statistics are Inception pool3 features after the TF1 bilinear resize (torch-fidelity's)."""
     if not extractor.id.startswith(INCEPTION_ID_PREFIX):
         raise UserError(f"eval.reference {path} is an ADM batch of Inception statistics but eval.extractor is "
-                        f"{cfg.eval.extractor!r}; use eval.extractor: inception or eval.reference: val")
+                        f"{extractor.name!r}; use eval.extractor: inception or eval.reference: val")
     if cfg.eval.backend != "torch-fidelity":
         raise UserError(f"eval.reference {path} is an ADM batch (TF1 bilinear resize) but eval.backend is "
                         f"{cfg.eval.backend!r}, which resizes differently; use eval.backend: torch-fidelity")

@@ -38,7 +38,7 @@ from .data import Dataset, load_data
 from .device import resolve_device, to_float
 from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from .latents import cached_latents
-from .metrics import compute_image_metrics, get_extractor, reference_stats
+from .metrics import compute_image_metrics, extractor_for, reference_stats
 from .model import Bundle, read_metadata
 from .references import RealSets, splits
 from .store import ResultStore, build_record, cell_id, provenance
@@ -115,8 +115,7 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
     dist.init(device)
     with dist.main_first():  # rank 0 builds any data cache, the others read it
         ds = load_data(cfg.data)
-    extractor = get_extractor(cfg.eval.extractor, weights=cfg.eval.inception_weights, backend=cfg.eval.backend,
-                              device=device)
+    extractor = extractor_for(cfg, device)  # refuses an extractor outside the dataset's domain, before training
     sets = RealSets(cfg, ds, extractor)
     mspec = metric_spec(cfg, extractor, sets)
     for method in spec.methods:
@@ -461,6 +460,9 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     for name, why in {**guided["reasons"], **rec_q.get("reasons", {})}.items():
         if name in metrics and metrics[name] is None:
             unavailable[name] = why
+    if not classes:  # absent with the reason, never 0 (folder class indices are no digits)
+        why = sets.class_accuracy_unavailable
+        unavailable.update(dict.fromkeys(("class_acc", "rclass_acc", "real_class_acc"), why))
     if xlen is None:
         unavailable["xlen_distance"] = f"needs more than {bundle.num_classes} samples (a same-class partner)"
     notes += [f"{key}: {val}" for key, val in bundle.method.describe().items()]

@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # annotations only: importing vltbench.metrics.specs (tables,
     import torch
 
 _EXPORTS = {
-    "get_extractor": "features", "metric_label": "features", "Extractor": "features",
+    "get_extractor": "features", "extractor_for": "features", "metric_label": "features", "Extractor": "features",
+    "resolve_extractor": "domains",
     "FeatureStats": "fid", "frechet_distance": "fid", "fid_from_stats": "fid", "fid_bootstrap_std": "fid",
     "reference_stats": "refstats", "load_adm_npz": "refstats", "adm_reference": "refstats", "Reference": "refstats",
     "ReconMeter": "recon", "lpips_model": "recon",

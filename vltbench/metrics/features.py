@@ -73,6 +73,7 @@ def _make_classifier(*, weights=None, backend=None, device="cpu", expected_sha=N
     return ClassifierExtractor(weights=weights, device=device)
 
 
+# Their domains (which datasets each is valid for) are declared in vltbench.metrics.domains.
 EXTRACTORS: dict[str, Callable[..., Extractor]] = {"inception": _make_inception, "randproj": _make_randproj,
                                                    "mnist-cnn": _make_classifier}
 _CACHE: dict[tuple, Extractor] = {}
@@ -88,6 +89,14 @@ def get_extractor(name: str, *, weights=None, backend: str = "torch-fidelity", d
     if key not in _CACHE:
         _CACHE[key] = EXTRACTORS[name](weights=weights, backend=backend, device=device, expected_sha=expected_sha)
     return _CACHE[key]
+
+
+def extractor_for(cfg, device="cpu") -> Extractor:
+    """The extractor a config measures with (`eval.extractor` resolved and checked against the dataset)."""
+    from vltbench.metrics.domains import resolve_extractor
+
+    return get_extractor(resolve_extractor(cfg), weights=cfg.eval.inception_weights, backend=cfg.eval.backend,
+                         device=device)
 
 
 def metric_label(extractor_id: str) -> str:
