@@ -82,5 +82,5 @@ def class_accuracy_unavailable(extractor_name: str, dataset: str) -> str | None:
     extractor whose logits are the dataset's own classes can tell a sample's class."""
     if DOMAINS.get(extractor_name, Domain()).classes == dataset:
         return None
-    return (f"class accuracy needs a classifier whose classes are those of data.name {dataset}; "
-            f"{extractor_name} gives no such classes (it is measured with mnist-cnn on mnist)")
+    return (f"class accuracy needs a classifier trained on the classes of data.name {dataset}; "
+            f"{extractor_name} has no such classes")
