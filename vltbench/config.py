@@ -122,6 +122,11 @@ class TokenizerCfg(Strict):
     # without it merge's members stay identical (README, "The shared warm start"). Same for all
     # methods: methods whose backbones match (same tokenizer_kwargs) reuse one cached warm stage.
     warm_start: int = Field(0, ge=0)
+    # The encoder's start: a local pretrained timm ViT (model: its timm name, e.g. vit_base_patch14_dinov2
+    # as upstream; weights: a local file), its blocks copied into encoder blocks 0..enc_depth-1 when a
+    # tokenizer trains from scratch (vltbench/pretrained.py). Off (both null): random init. The
+    # identity holds the file's sha256, not its path.
+    encoder_init: NetworkCfg = NetworkCfg()
     # Save a resumable training state every N steps (0: only when the stage ends). Not part of the
     # training identity (excluded from dumps): it does not change the weights.
     ckpt_every: int = Field(500, ge=0, exclude=True)
@@ -133,6 +138,11 @@ class TokenizerCfg(Strict):
         if self.warm_start >= self.steps:
             raise ValueError(f"warm_start={self.warm_start} must be below steps={self.steps}: the length "
                              "mechanism needs steps of its own")
+        init = self.encoder_init
+        if bool(init.model) != bool(init.weights):
+            raise ValueError("encoder_init needs both model (a timm ViT name) and weights (a local file), or neither")
+        if init.weights and self.arch != "timm":
+            raise ValueError(f"encoder_init needs arch: timm (timm ViT blocks), got {self.arch!r}; set tokenizer.arch: timm")
         return self
 
 

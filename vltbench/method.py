@@ -45,6 +45,7 @@ class Method(nn.Module):
         self.tokenizer_schedule = "own"
         self.tokenizer_weights = "raw weights (the tokenizer keeps no EMA)"  # or its EMA: set by the harness
         self.warm_start = (0, 0)  # (tokenizer.warm_start, tokenizer.steps): set by the harness
+        self.encoder_start = "random init"  # or the pretrained ViT it starts from: set by the harness
 
     @property
     def shared_schedule(self) -> bool:
@@ -94,7 +95,8 @@ class Method(nn.Module):
         warm, steps = self.warm_start
         start = (f"shared warm start: steps 1-{warm} of {steps} a plain autoencoder at K = N (every method "
                  f"alike), then the length mechanism" if warm else "none: the length mechanism from step 1")
-        return {"tokenizer_length_schedule": self.tokenizer_schedule_text(), "tokenizer_warm_start": start}
+        return {"tokenizer_length_schedule": self.tokenizer_schedule_text(), "tokenizer_warm_start": start,
+                "tokenizer_encoder_start": self.encoder_start}
 
 
 class TruncationMethod(Method):

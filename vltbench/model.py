@@ -24,6 +24,7 @@ from .hashing import hash_obj, sha256_file
 from .method import Method
 from .nn.dit import DiT
 from .nn.tokenizer import Tokenizer
+from .pretrained import encoder_start_text, weights_sha256
 
 FORMAT = "vltbench-checkpoint/1"
 # Bumped whenever the training code changes what a config trains to, so a checkpoint trained by older
@@ -35,7 +36,8 @@ TRAINING_RECIPE = 2
 # Options added after checkpoints were shipped: left out of the identity while they hold these
 # defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
 IDENTITY_DEFAULTS = {
-    "tokenizer": {"arch": "vit", "warm_start": 0, "betas": [0.9, 0.99], "lr_schedule": "cosine",
+    "tokenizer": {"arch": "vit", "warm_start": 0, "encoder_init": {"model": None, "weights": None},
+                  "betas": [0.9, 0.99], "lr_schedule": "cosine",
                   "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
                              "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
                              "repa": {"model": None, "weights": None, "weight": 0.0, "proj_dim": None}}},
@@ -51,6 +53,8 @@ def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
         for key, value in defaults.items():
             if r[section].get(key) == value:
                 r[section].pop(key)
+    if (init := r["tokenizer"].get("encoder_init")) is not None:  # the file's content, not its path
+        r["tokenizer"]["encoder_init"] = {"model": init["model"], "sha256": weights_sha256(init["weights"])}
     return {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
             "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
             "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}
@@ -116,6 +120,7 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
         method = cls(t.n_tokens, t.latent_dim, options, cfg.lengths.train, cfg.lengths.probs)
     method.tokenizer_schedule = cfg.lengths.tokenizer_schedule
     method.warm_start = (t.warm_start, t.steps)
+    method.encoder_start = encoder_start_text(t)
     if t.ema is not None:
         method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)

@@ -45,6 +45,7 @@ from .hashing import hash_obj
 from .latents import cached_latents
 from .model import Bundle
 from .paths import cache_dir
+from .pretrained import load_encoder_init
 
 STATE_FORMAT = "vltbench-train-state/1"
 
@@ -483,6 +484,12 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
             with atomic_path(log_path) as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in w["rows"]))
         progress.log(f"{bundle.method_name}: shared warm start (steps 1-{start}) reused from {warm_path(bundle)}")
+    if not st and start == 0 and cfg.encoder_init.weights:  # from scratch only: a resumed or reused state has its own
+        progress.log(f"{bundle.method_name}: encoder {load_encoder_init(cfg, tok)}")
+        if ema is not None:  # the EMA starts from the same weights
+            with torch.no_grad():
+                for p, q in zip(ema.model.parameters(), step_module.parameters()):
+                    p.copy_(q)
     saver = _Saver(path, ident, cfg.ckpt_every, start, st is not None)
     model = _wrap(step_module, find_unused=True)
     disc_model = _wrap(disc, find_unused=False) if disc is not None else None
