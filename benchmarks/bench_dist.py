@@ -41,7 +41,7 @@ def worker(a) -> None:
     from vltbench.train import train_dits, train_tokenizer
 
     overrides = parse_sets(a.set)
-    overrides.update({"tokenizer.steps": a.steps, "dit.steps": a.steps, "tokenizer.ckpt_every": 0,
+    overrides.update({"tokenizer.steps": a.steps, "tokenizer.warm_start": a.steps // 3, "dit.steps": a.steps, "tokenizer.ckpt_every": 0,
                       "dit.ckpt_every": 0, "device": a.device})
     cfg = load_config(a.preset, a.config, overrides)
     device = resolve_device(cfg.device)

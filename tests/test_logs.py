@@ -18,7 +18,8 @@ from vltbench.model import build_bundle
 from vltbench.store import ResultStore, load_frame
 from vltbench.train import loss_log_path, read_loss_log, state_dir
 
-OVER = {**SMALL, "tokenizer.steps": 6, "tokenizer.batch_size": 8, "tokenizer.warmup": 1, "tokenizer.ckpt_every": 2,
+OVER = {**SMALL, "tokenizer.steps": 6, "tokenizer.warm_start": 0,  # resume, not warm-start reuse (test_warm_start)
+        "tokenizer.batch_size": 8, "tokenizer.warmup": 1, "tokenizer.ckpt_every": 2,
         "dit.steps": 5, "dit.batch_size": 8, "dit.warmup": 1, "dit.ckpt_every": 2}
 
 

@@ -102,7 +102,7 @@ def test_identity_holds_the_file_content_not_its_path(vit, tmp_path):
 
 def test_records_say_how_the_encoder_started(vit):
     _, path = vit
-    notes = build_bundle(_cfg(path, **{"tokenizer.patch_size": 16}), "merge", 10).method.describe()
+    notes = build_bundle(_cfg(path, **{"tokenizer.patch_size": 16, "tokenizer.warm_start": 0}), "merge", 10).method.describe()
     sha = pretrained.weights_sha256(path)[:12]
     assert notes["tokenizer_encoder_start"] == (f"pretrained: {MODEL} from dinov2-s.safetensors (sha256 {sha}), "
                                                 "blocks 0-1 (LayerScale folded), patch embedding resampled from 14 to 16")
@@ -116,7 +116,7 @@ def test_records_say_how_the_encoder_started(vit):
 def test_training_applies_it_once_and_loading_never(vit, tmp_path, monkeypatch):
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
     src, path = vit
-    cfg = _cfg(path, **{"tokenizer.patch_size": 16, "tokenizer.steps": 2, "tokenizer.batch_size": 2,
+    cfg = _cfg(path, **{"tokenizer.patch_size": 16, "tokenizer.steps": 2, "tokenizer.warm_start": 0, "tokenizer.batch_size": 2,
                         "tokenizer.lr": 1e-9, "tokenizer.warmup": 1, "tokenizer.ema": 0.999})  # EMA as the preset
     ds = load_dataset("embedded", image_size=32, train_count=8, val_count=4)
     b = build_bundle(cfg, "tail-drop", 10)

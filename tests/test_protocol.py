@@ -305,7 +305,7 @@ def test_table_frozen_from_the_tokenizer_ema(tmp_path):
     from vltbench.lengths import all_cuts
 
     ds = load_dataset("embedded", train_count=64, val_count=26)
-    over = {**SMALL, "tokenizer.steps": 6, "tokenizer.batch_size": 8, "tokenizer.warmup": 1}
+    over = {**SMALL, "tokenizer.steps": 6, "tokenizer.warm_start": 2, "tokenizer.batch_size": 8, "tokenizer.warmup": 1}
     raw = build_bundle(load_config("tiny", TINY, over), "merge", 13)
     train_tokenizer(raw, ds, "cpu")
     ema_cfg = load_config("tiny", TINY, {**over, "tokenizer.ema": 0.5})

@@ -31,7 +31,7 @@ def nets(tmp_path_factory):
 
 
 def _cfg(nets, **extra):
-    o = {**SMALL, "tokenizer.steps": 3, "tokenizer.batch_size": 4, "tokenizer.arch": "timm",
+    o = {**SMALL, "tokenizer.steps": 3, "tokenizer.warm_start": 0, "tokenizer.batch_size": 4, "tokenizer.arch": "timm",
          "data.train_count": 26, "data.val_count": 13,
          "tokenizer.losses.perceptual.weight": 0.5, "tokenizer.losses.perceptual.model": "test_resnet",
          "tokenizer.losses.perceptual.weights": nets["cnn"],

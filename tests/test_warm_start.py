@@ -21,10 +21,10 @@ def _data(cfg):
     return load_dataset(d.name, image_size=d.image_size, train_count=40, val_count=20)
 
 
-def _trained(method, **over):
+def _trained(method, log=None, **over):
     cfg = load_config("tiny", overrides={**WARM, **over})
     b = build_bundle(cfg, method, 10)
-    train.train_tokenizer(b, _data(cfg), "cpu")
+    train.train_tokenizer(b, _data(cfg), "cpu", loss_log=log)
     return b
 
 
@@ -49,8 +49,10 @@ def test_reused_warm_stage_gives_the_same_weights_as_training_it(tmp_path, monke
     assert path.is_file()
     stamp = path.stat().st_mtime_ns
     capfd.readouterr()
-    reused = _trained("merge")  # ... merge starts from it
+    reused = _trained("merge", log=tmp_path / "merge.safetensors")  # ... merge starts from it
     assert "shared warm start (steps 1-5) reused" in "".join(capfd.readouterr())
+    rows = train.read_loss_log(train.loss_log_path(tmp_path / "merge.safetensors", "tokenizer"))
+    assert [r["step"] for r in rows] == list(range(1, 9))  # the warm stage's lines, then merge's own
     assert train.warm_path(reused) == path and path.stat().st_mtime_ns == stamp
     a, b = alone.tokenizer.state_dict(), reused.tokenizer.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

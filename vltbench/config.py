@@ -137,7 +137,8 @@ class TokenizerCfg(Strict):
     def _warm(self):
         if self.warm_start >= self.steps:
             raise ValueError(f"warm_start={self.warm_start} must be below steps={self.steps}: the length "
-                             "mechanism needs steps of its own")
+                             "mechanism needs steps of its own; lower tokenizer.warm_start with tokenizer.steps "
+                             "(about a third of the steps, as the tiny preset) or set it to 0")
         init = self.encoder_init
         if bool(init.model) != bool(init.weights):
             raise ValueError("encoder_init needs both model (a timm ViT name) and weights (a local file), or neither")
