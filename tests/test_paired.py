@@ -151,3 +151,27 @@ def test_old_z_bootstrap_interval_under_covers():
         se = np.sqrt(max(d.var(ddof=1), np.mean(noise ** 2)) / len(d))
         hits.append(abs(d.mean() - DELTA) <= 1.96 * se)
     assert np.mean(hits) < 0.92
+
+
+def test_the_papers_claim_is_merge_vs_truncation_at_n8_and_n4(tmp_path):
+    """report.claim: only global-merge vs truncation pairs at K = N/8 and N/4, with the table's intervals;
+    the report page shows them above the leaderboard."""
+    from vltbench.html_report import build
+    from vltbench.report import claim
+
+    store = ResultStore(tmp_path)
+    fam = {"merge": "global merge", "tail-drop": "truncation", "tome": "data-dependent merge"}
+    rng = np.random.default_rng(0)
+    for ts in range(5):
+        for m in fam:
+            for k in (4, 8, 32):  # N = 32: N/8 = 4, N/4 = 8
+                v = {"merge": 10.0, "tail-drop": 14.0, "tome": 12.0}[m] + rng.normal(0, 0.3)
+                cfg = {**CFG, "seed": ts, "methods": {m: {}}}
+                store.write(build_record(identity(m, k, seed=ts, ckpt=f"{m[0]}{ts}"), {"gfid": v}, config=cfg,
+                                         family=fam[m]))
+    t = leaderboard(load_frame(tmp_path))[0]
+    (name, d), = claim(t).items()
+    assert sorted(d["K"]) == [4, 8] and set(zip(d["a"], d["b"])) == {("merge", "tail-drop")}
+    assert (d["seeds"] == 5).all() and (d["verdict"] == "merge better").all()
+    page = build(load_frame(tmp_path), tmp_path)
+    assert page.count("data-part='claim'") == 2 and "global merging vs truncation" in page

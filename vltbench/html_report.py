@@ -143,6 +143,25 @@ def differences_html(t: Table) -> str:
     return "\n".join(out)
 
 
+def claim_html(t: Table) -> str:
+    """The paper's claim (global merging beats truncation at K = N/8 and N/4) with its intervals."""
+    from .report import claim
+
+    parts = claim(t)
+    if not parts:
+        return ""
+    out = ["<h3>The paper's claim: global merging vs truncation at K = N/8 and N/4</h3>",
+           "<p class='notes'>Rows of the paired differences below: a verdict names a method only when its 95% "
+           "interval (t over training seeds) excludes 0 with at least 3 training seeds; otherwise undecided.</p><ul>"]
+    for name, d in parts.items():
+        for r in d.itertuples(index=False):
+            interval = f"[{r.lo:.3g}, {r.hi:.3g}]" if np.isfinite(r.lo) else "(no interval)"
+            out.append(f"<li data-part='claim'>{e(name)}, K = {r.K}: {e(r.a)} − {e(r.b)} = {r.diff:.3g} "
+                       f"{interval} over {r.seeds} training seed{'s' * (r.seeds != 1)}: "
+                       f"<strong>{e(r.verdict)}</strong></li>")
+    return "\n".join(out + ["</ul>"])
+
+
 def _group_dl(t: Table) -> str:
     return ("<dl class='group'>" + "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in t.group.items()
                                           if k != "comparable_key") + "</dl>")
@@ -295,7 +314,7 @@ def build(df: pd.DataFrame, results_root: str | Path | None = None, title: str |
                 if fig is not None:
                     figs.append(_figure(fig, f"{gid}-{key}", caption, width))
             sections.append("\n".join([
-                f"<section id='{gid}'><h2>{e(t.title)}</h2>", _group_dl(t),
+                f"<section id='{gid}'><h2>{e(t.title)}</h2>", _group_dl(t), claim_html(t),
                 table_html(t, f"{gid}-table"), "<h3>Figures</h3>",
                 "\n".join(figs) or "<p class='missing'>No figure: these records lack the metrics.</p>",
                 "<h3>Samples across K</h3>", _samples_html(g, root, gid),

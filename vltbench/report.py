@@ -49,6 +49,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
     # metric header -> paired method-vs-method differences per K (vltbench.paired), when 2+ methods
     differences: dict[str, pd.DataFrame] = field(default_factory=dict)
+    families: dict[str, str] = field(default_factory=dict)  # row label -> method family
+    n_tokens: int = 0
 
 
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
@@ -313,6 +315,8 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
         t.notes = ["± = std over seeds when seeds > 1, else the metric's bootstrap std"] + t.notes
         t.notes += _reference_notes(t, g) + _unavailable_notes(g, {c.key for c in cols})
         t.differences = _differences(g, cols)
+        t.families = g.groupby("_label")["family"].first().dropna().to_dict()
+        t.n_tokens = int(g["n_tokens"].max())
         tables.append(t)
     return tables
 
@@ -336,6 +340,21 @@ def _differences(g: pd.DataFrame, cols: list[Column]) -> dict[str, pd.DataFrame]
 
 
 DIFFERENCE_HEADERS = ("K", "a", "b", "seeds", "pairs", "a − b", "95% interval", "verdict")
+CLAIM = "global merge", "truncation"  # the LGM paper's claim: merging beats truncation at small K
+
+
+def claim(t: Table) -> dict[str, pd.DataFrame]:
+    """The paper's claim as the table's data decide it: every global-merge vs truncation pair at
+    K = N/8 and N/4, per differenced metric (rows of t.differences, with the same intervals)."""
+    ks = {t.n_tokens // 8, t.n_tokens // 4}
+    out = {}
+    for name, d in t.differences.items():
+        fam_a, fam_b = d["a"].map(t.families), d["b"].map(t.families)
+        pair = ((fam_a == CLAIM[0]) & (fam_b == CLAIM[1])) | ((fam_a == CLAIM[1]) & (fam_b == CLAIM[0]))
+        sel = d[pair & d["K"].isin(ks)]
+        if len(sel):
+            out[name] = sel
+    return out
 
 
 def difference_caption(name: str) -> str:
