@@ -81,7 +81,8 @@ def gates(df: pd.DataFrame, checks: dict[str, Path], folder_log: Path | None = N
         gaps = (per[n_full] - per[k_small]) if {n_full, k_small} <= set(per.columns) else pd.Series(dtype=float)
         gap = p.get(n_full, np.nan) - p.get(k_small, np.nan)
         cos = sub[sub["length"] == k_small]["align_merged_pair_cos"].mean()
-        cos_txt = "— (nothing merges)" if np.isnan(cos) else f"{fmt(cos, 3)} {'✓' if cos <= 0.9 else '✗'}"
+        mark = (" ✓" if cos <= 0.9 else " ✗") if m == "merge" else ""  # the gate is merge's; tome's is shown
+        cos_txt = "— (nothing merges)" if np.isnan(cos) else f"{fmt(cos, 3)}{mark}"
         out.append(f"| {m} | {fmt(p.get(k_small))} | {fmt(p.get(k_quarter))} | {fmt(p.get(n_full))} | "
                    f"{fmt(gap)} {'✓' if gap >= 2 else '✗'} | {' / '.join(fmt(v) for v in gaps)} | {cos_txt} | "
                    f"{fmt(sub['align_all_pair_cos'].mean(), 3)} |")
@@ -102,13 +103,14 @@ def gates(df: pd.DataFrame, checks: dict[str, Path], folder_log: Path | None = N
     edge = [(r.method, int(r.length), int(r.train_seed), x) for r, x in zip(df.itertuples(), g)
             if x["searched"] and at_edge(x["scale"], x["scored"])]
     grids = sorted({tuple(x["scored"]) for x in searched}, key=len)
-    chosen = df.groupby(["method", "length"])["cfg_scale"].agg(lambda v: " / ".join(f"{w:g}" for w in v))
+    chosen = df.sort_values("train_seed").groupby(["method", "length"])["cfg_scale"].agg(
+        lambda v: " / ".join(f"{w:g}" for w in v))
     out += ["## 3. The guidance search brackets its optimum", "",
             "Gate: no cell's chosen scale sits at the edge of the grid it scored.", "",
             f"- cells searched: {len(searched)}; chosen at an edge: {len(edge)} {'✓' if not edge else '✗'}"
             + "".join(f"; {m} K={k} seed {s} at {x['scale']:g} of {x['scored']}" for m, k, s, x in edge),
             f"- grids scored (after automatic extension): " + "; ".join(str(list(gr)) for gr in grids), "",
-            "| method | K | chosen scale per training seed |", "|---|---:|---|"]
+            f"| method | K | chosen scale per training seed ({', '.join(map(str, seeds))}) |", "|---|---:|---|"]
     out += [f"| {m} | {k} | {v} |" for (m, k), v in chosen.items()]
     # 4. the extractor follows the dataset
     out += ["", "## 4. The extractor follows the dataset", "",
