@@ -181,16 +181,26 @@ def gates(df: pd.DataFrame, checks: dict[str, Path], folder_log: Path | None = N
     return out
 
 
-def sizing(paths: list[Path]) -> list[str]:
-    """The warm-start sizing table (scripts/size_warm_start.py rows; warm 0 from the earlier reference)."""
+def sizing(paths: list[Path], ref: pd.DataFrame | None = None) -> list[str]:
+    """The warm-start sizing table (scripts/size_warm_start.py rows; warm 0 from the earlier reference);
+    the DiT stage's gFD of the warm start the reference `ref` was trained with comes from its records."""
     rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
     if not rows:
         return []
     df = pd.DataFrame(rows)
+    if ref is not None and len(ref):
+        warm = json.loads(Path(ref["path"].iloc[0]).read_text())["config"]["tokenizer"].get("warm_start", 0)
+        for m, sub in ref.groupby("method"):
+            gfd = sub.groupby("length")["gfid"].mean()
+            at = (df["warm_start"] == warm) & (df["method"] == m)
+            for k in (4, 8, 32):
+                df.loc[at, f"gfd_{k}"] = gfd.get(k, np.nan)
+        df.loc[df["warm_start"] == warm, "gfd_seeds"] = ref["train_seed"].nunique()
     df["gap"] = df["psnr_32"] - df["psnr_4"]
     out = ["## 10. Sizing the shared warm start (tokenizer stage; PSNR of the 500 held-out digits)", "",
            "Rows: `scripts/size_warm_start.py` (warm 0: the records of the reference before the warm start). "
-           "Mean over training seeds (n in the last column).", "",
+           "Mean over training seeds (n in the last column); gFD (the DiT stage) where measured: warm 0 from the "
+           "earlier reference (2 seeds), the chosen warm start from this reference (all its seeds).", "",
            "| warm start | method | PSNR K=4 | K=8 | K=32 | gap K=32 − K=4 | merge in-cluster cos K=4 | gFD K=4 / 8 / 32 | seeds |",
            "|---:|---|---:|---:|---:|---:|---:|---|---:|"]
     for (w, m), sub in df.groupby(["warm_start", "method"]):
@@ -216,7 +226,8 @@ if __name__ == "__main__":
     a = p.parse_args()
     checks = {k: v for k, v in (("degraded merge (random table)", a.check_degraded),
                                 ("unchanged merge, rerun", a.check_rerun)) if v}
-    text = "\n".join(gates(load_frame(a.results), checks, a.folder_log) + sizing(a.sizing)) + "\n"
+    frame = load_frame(a.results)
+    text = "\n".join(gates(frame, checks, a.folder_log) + sizing(a.sizing, frame)) + "\n"
     if a.out:
         Path(a.out).write_text(text)
     print(text)
