@@ -21,7 +21,9 @@ THIS_CHECKOUT = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(R
 def test_gates_report_matches_the_records(tmp_path):
     out = tmp_path / "GATES.md"
     p = subprocess.run([sys.executable, "scripts/tiny_gates.py", "--results", "results/reference", "--out", str(out),
-                        "--check-degraded", "results/check/degraded.json", "--check-rerun", "results/check/rerun.json"],
+                        "--check-degraded", "results/check/degraded.json", "--check-rerun", "results/check/rerun.json",
+                        "--folder-log", "results/check/folder-run.txt", "--sizing",
+                        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "results" / "warm_start").glob("sizing-*.jsonl"))],
                        capture_output=True, text=True, timeout=300, cwd=ROOT, env=THIS_CHECKOUT)
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()

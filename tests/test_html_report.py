@@ -157,7 +157,7 @@ def test_page_in_a_browser(results, tmp_path):
             assert "data-box" in a, f"the page's check script did not run: {tag} {a.get('id')}"
             boxes.setdefault(a["data-part"], []).append((a.get("id") or a.get("alt"), a["data-box"]))
     assert {k: len(v) for k, v in boxes.items()} == {"table": 2, "differences": 2, "figure": 10, "samples": 2,
-                                                     "strip": 8}
+                                                     "strip": 8, "claim": 3}
     height = int(re.search(r'data-height="(\d+)"', dom).group(1))
     png = screenshot(page, tmp_path / "page.png", BROWSER, height=height)
     img = np.asarray(Image.open(png).convert("RGB"))

@@ -128,7 +128,8 @@ def test_output_to_a_pipe_is_plain_whole_lines(tmp_path):
     """`vltbench train` with stderr a pipe: whole lines (a long path is never wrapped), progress as
     counts with elapsed / ETA in full, and the stages' loss logs beside the checkpoint."""
     out = tmp_path / ("a-folder-with-a-long-name-" * 4) / "tiny-merge.safetensors"
-    r = run_cli("train", "--method", "merge", "--config", TINY, "--out", out)
+    # its own cache: a warm stage cached by another test would make the tokenizer bar start "resumed"
+    r = run_cli("train", "--method", "merge", "--config", TINY, "--out", out, env={"VLTBENCH_CACHE": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert f"merge: checkpoint written to {out}" in lines, r.stderr

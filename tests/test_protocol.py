@@ -135,7 +135,7 @@ def test_guidance_is_searched_with_the_same_budget_for_every_cell(swept):
     for (method, k), r in recs.items():
         g = r["guidance"]
         assert g["protocol"] == "search" and g["grid"] == sorted([1.0, 2.0, 4.0] + g["added"])
-        assert len(g["added"]) <= 4 and all(w > 4.0 for w in g["added"])  # 1.0 is the floor: only upwards
+        assert len(g["added"]) <= cfg.sampler.cfg_extend and all(w > 4.0 for w in g["added"])  # 1.0 is the floor: only upwards
         assert set(g["scores"]) == set(g["score_std"]) == {f"{w:g}" for w in g["grid"]}  # every scale scored
         assert all(v > 0 for v in g["score_std"].values())  # each score's bootstrap noise
         best = min(g["scores"], key=lambda w: (g["scores"][w], float(w)))
@@ -144,7 +144,7 @@ def test_guidance_is_searched_with_the_same_budget_for_every_cell(swept):
         assert g["margin_over_noise"] >= 0
         assert "16 samples per scale" in g["selection"] and "train" in g["selection"]
         assert r["identity"]["sampler"]["guidance"]["protocol"] == "search"
-        assert r["identity"]["sampler"]["guidance"]["extend"]["max_extra"] == 4
+        assert r["identity"]["sampler"]["guidance"]["extend"]["max_extra"] == cfg.sampler.cfg_extend == 8
         assert r["metrics"]["gfid_noguidance"] is not None  # unguided always reported
         if g["scale"] == 1.0:
             assert r["metrics"]["gfid"] == r["metrics"]["gfid_noguidance"]

@@ -41,6 +41,9 @@ def test_warm_steps_bypass_the_length_mechanism():
 
 
 def test_reused_warm_stage_gives_the_same_weights_as_training_it(tmp_path, monkeypatch, capfd):
+    from vltbench import progress
+
+    monkeypatch.setattr(progress, "QUIET", False)  # an earlier quiet run leaves the switch on
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "fresh"))
     alone = _trained("merge")  # trains its own warm stage (and caches it)
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "shared"))
