@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild results/ from scratch on the tiny preset (README, "Reproducing the reference"; wall time there):
-#  1. size the shared warm start (tokenizer stage only, all four methods: warm 1000 of 3000 steps with training
-#     seeds 0 and 1, warm 500 and 1500 with seed 0; the W = 1000 tokenizer states it leaves are reused by step 2);
+#  1. size the shared warm start (tokenizer stage only, all four methods, warm 1000 / 500 / 1500 of 3000 steps,
+#     training seeds 0 and 1; the W = 1000 tokenizer states it leaves are reused by step 2);
 #  2. train the four built-in methods with training seeds 0-4, two trainings at a time (one thread each);
 #  3. ship the seed-0 checkpoints into the package;
 #  4. evaluate K = 4, 8, 32 with sampling seed = training seed (methods pair on shared seeds), two seeds at a time;
@@ -14,9 +14,9 @@ export OMP_NUM_THREADS=1
 METHODS="tail-drop nested-dropout merge tome"  # per seed, tail-drop first: it trains the warm stage merge and tome reuse
 SEEDS="0 1 2 3 4"
 
-python scripts/size_warm_start.py --warm 1000,500 --seeds 0 --out results/warm_start/sizing-seed0.jsonl &
-python scripts/size_warm_start.py --warm 1000 --seeds 1 --out results/warm_start/sizing-seed1.jsonl &&
-  python scripts/size_warm_start.py --warm 1500 --seeds 0 --out results/warm_start/sizing-seed0b.jsonl &
+for s in 0 1; do
+  python scripts/size_warm_start.py --warm 1000,500,1500 --seeds $s --out results/warm_start/sizing-seed$s.jsonl &
+done
 wait
 
 for s in $SEEDS; do for m in $METHODS; do echo "$s $m"; done; done |
