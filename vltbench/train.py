@@ -193,23 +193,31 @@ def save_state(path: Path, identity: str, step: int, done: bool, modules: dict[s
         save_file(tensors, str(tmp), metadata=meta)
 
 
+def _read_state(path: Path, fmt: str, identity: str, what: str, instead: str) -> tuple[dict, dict, dict] | None:
+    """(tensors, the JSON info, metadata) of a state file of `fmt` for `identity`; None (with a log
+    line saying what happens `instead`) when it is another training's or unreadable."""
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != fmt or meta.get("identity") != identity:
+            progress.log(f"{what} {path} is for another training; {instead}")
+            return None
+        return load_file(str(path)), json.loads(meta["json"]), meta
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        progress.log(f"{what} {path} is unreadable ({e}); {instead}")
+        return None
+
+
 def load_state(path: Path, identity: str, modules: dict[str, nn.Module], opt, sched,
                gens: dict[str, torch.Generator]) -> dict | None:
     """Restore a state written by save_state; None (start afresh) when absent or unusable."""
     if not path.is_file():
         return None
-    try:
-        from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") != STATE_FORMAT or meta.get("identity") != identity:
-            progress.log(f"training state {path} is for another training; starting afresh")
-            return None
-        tensors = load_file(str(path))
-        info = json.loads(meta["json"])
-    except (SafetensorError, OSError, ValueError, KeyError) as e:
-        progress.log(f"training state {path} is unreadable ({e}); starting afresh")
+    read = _read_state(path, STATE_FORMAT, identity, "training state", "starting afresh")
+    if read is None:
         return None
+    tensors, info, meta = read
     for name, m in modules.items():
         pre = f"{name}."
         m.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
@@ -418,17 +426,11 @@ def load_warm(path: Path, bundle: Bundle, step_module: nn.Module, opt, sched, ge
     """Restore a warm stage written by save_warm; None when absent or unusable (then it is trained)."""
     if not path.is_file():
         return None
-    try:
-        from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") != WARM_FORMAT or meta.get("identity") != hash_obj(warm_identity(bundle)):
-            return None
-        tensors = load_file(str(path))
-        info = json.loads(meta["json"])
-    except (SafetensorError, OSError, ValueError, KeyError) as e:
-        progress.log(f"warm-start state {path} is unreadable ({e}); training the warm stage")
+    read = _read_state(path, WARM_FORMAT, hash_obj(warm_identity(bundle)), "warm-start state",
+                       "training the warm stage")
+    if read is None:
         return None
+    tensors, info, _ = read
     with torch.no_grad():
         for name, p in step_module.named_parameters():
             if name.startswith("tok."):
