@@ -160,7 +160,42 @@ def load_config(preset: str = "tiny", config: str | Path | None = None,
 
     values = {k: v for k, v in named.items() if v is not None}
     values.update(_overrides(overrides))
-    return _load(preset, config, values)
+    cfg = _load(preset, config, values)
+    _check_methods_config(cfg)
+    return cfg
+
+
+def _check_methods_config(cfg: Config) -> None:
+    """Each `methods.<name>` section names a registered method and its options validate (strictly),
+    before any work."""
+    from . import registry
+    from .config import check_method_sections, validate_options
+
+    check_method_sections(cfg, registry.names())
+    for name, options in cfg.methods.items():
+        validate_options(registry.get(name).Options, options or {}, name)
+
+
+def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, Any] | Iterable[str] | None,
+               generator: str | None = None, data_root: str | Path | None = None) -> str:
+    """' --preset P --config F --set k=v ...': the options of a call that shape training, as CLI text,
+    so a hint to run `vltbench train` trains what the call would load (not the defaults)."""
+    import json
+    import shlex
+
+    out = []
+    if preset != "tiny":
+        out += ["--preset", preset]
+    if config is not None:
+        out += ["--config", str(config)]
+    if generator is not None:
+        out += ["--generator", generator]
+    if data_root is not None:
+        out += ["--data-root", str(data_root)]
+    for key, value in _overrides(overrides).items():
+        text = value if isinstance(value, str) else json.dumps(value)  # JSON is plain YAML, as --set reads it
+        out += ["--set", f"{key}={text}"]
+    return "".join(f" {shlex.quote(x)}" for x in out)
 
 
 def method_names(methods: str | Iterable[str] | None) -> list[str]:
@@ -282,9 +317,9 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     from .sweep import SweepSpec
 
     results = Path(results)
-    spec = run_with(SweepSpec(cfg, names, ks, seed_list, results, overwrite,
-                              None if checkpoint is None else str(checkpoint), train),
-                    executor, slurm_partition)
+    sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
+                      train, train_args=train_args(preset, config, overrides, generator, data_root))
+    spec = run_with(sweep, executor, slurm_partition)
     progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
     return _cells_frame(results, names, ks, seed_list, spec)
 
