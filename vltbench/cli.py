@@ -204,16 +204,58 @@ def report_cmd(results: Path = RESULTS,
     typer.echo(str(api.report(results, out)))
 
 
-@app.command("check")
+CHECK_HELP = """Regression check: refuse incomparable results, then flag changes beyond noise.
+
+Compares the candidate's cells with the baseline's of the same (method, generator, K), paired on
+(training seed, sampling seed); cells or seed pairs only the baseline has are listed as not checked.
+Exit codes: 0 passed, 1 failed (a regression, or with --require-all a baseline cell not checked),
+2 refused (not comparable, nothing in common, a corrupt record, a bad option)."""
+
+
+@app.command("check", help=CHECK_HELP)
 def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Baseline records: a results folder or one record file."),
               candidate: Path = typer.Option(RESULTS.default, "--candidate", help="Candidate results folder."),
               report: Optional[Path] = typer.Option(None, "--report", help="Write the machine-readable report (JSON) here."),
-              min_effect: float = typer.Option(1.0, "--min-effect", help="Smallest FID change (absolute) that can count as a regression."),
-              z: float = typer.Option(2.0, "--z", help="Noise multiple a change must exceed.")):
-    """Regression check: refuse incomparable results, then flag changes beyond noise; exit 1 on a regression."""
-    result = api.check(baseline, candidate, report=report, min_effect=min_effect, z=z)
+              metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics to check, comma-separated "
+                                                    "(default: every ranked metric the baseline carries: gfid, rfid, "
+                                                    "class_acc, kid, precision, ...)."),
+              lengths: Optional[str] = typer.Option(None, "--lengths", "-l", help="Check only these K, comma-separated."),
+              method_map: Optional[list[str]] = typer.Option(None, "--method-map", help="NEW=BASELINE: hold candidate "
+                                                             "method NEW to the baseline's BASELINE (repeatable)."),
+              require_all: bool = typer.Option(False, "--require-all", help="Fail when a baseline cell (method, K, "
+                                               "seed pair, metric) has no candidate to check."),
+              min_effect: Optional[list[str]] = typer.Option(None, "--min-effect", help="Smallest change that can count "
+                                                             "as a regression: METRIC=VALUE (repeatable), or one VALUE "
+                                                             "for every metric. Default: each metric's declared one "
+                                                             "(gfid / rfid 1.0, class_acc 0.02, kid 0.002, ...)."),
+              z: float = typer.Option(2.0, "--z", help="Noise multiple a change must exceed."),
+              quiet: bool = QUIET):
+    result = api.check(baseline, candidate, report=report, min_effect=_min_effect(min_effect), z=z, metrics=metrics,
+                       lengths=lengths, method_map=method_map, require_all=require_all)
     typer.echo(str(result))
     raise typer.Exit(1 if result.failed else 0)
+
+
+def _min_effect(items: list[str] | None) -> float | dict | None:
+    """['gfid=0.5', 'class_acc=0.05'] -> {metric: value}; ['0.5'] -> 0.5 (every metric)."""
+    if not items:
+        return None
+    out: dict = {}
+    for item in (x.strip() for i in items for x in i.split(",") if x.strip()):
+        key, eq, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or number < 0 or number != number or (eq and not key.strip()):
+            raise UserError(f"--min-effect {item!r}: give METRIC=VALUE (e.g. --min-effect class_acc=0.05) or one "
+                            "non-negative number for every metric")
+        if not eq:
+            if len(items) > 1 or out:
+                raise UserError("--min-effect: one bare VALUE applies to every metric; give the others as METRIC=VALUE")
+            return number
+        out[key.strip()] = number
+    return out
 
 
 def _one_line(text: str) -> str:
