@@ -130,3 +130,56 @@ def test_ci_recipe_passes_unchanged_code_and_fails_a_broken_change(tmp_path):
     r = run_cli("check", "--baseline", tmp_path / "baseline", "--candidate", tmp_path / "broken", env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FAILED" in r.stdout and "regression" in r.stdout
+
+
+# -- the smaller items -------------------------------------------------------------------------------
+
+def test_quiet_short_option_on_every_command():
+    import typer.main
+
+    from vltbench.cli import app
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        assert {"--quiet", "-q"} <= opts, name
+    r = run_cli("methods", "-q")
+    assert r.returncode == 0 and "merge" in r.stdout, r.stderr
+
+
+def test_eval_hint_for_a_missing_checkpoint_keeps_the_overrides(tmp_path):
+    r = cli("eval", "--method", "merge", "--lengths", "4", "--set", "dit.steps=3", "--set", "sampler.cfg_scales=[1.0, 3.0]",
+            "--results", tmp_path / "res", env={})
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "no checkpoint for merge" in line and f"--config {TINY}" in line and "--set dit.steps=3" in line, line
+    assert "--set 'sampler.cfg_scales=[1.0, 3.0]'" in line, line
+
+
+def test_help_wording():
+    r = run_cli("run", "--help", env={"COLUMNS": "200"})
+    text = " ".join(r.stdout.replace("│", " ").split())
+    assert "embedded CPU default" not in text and "MNIST digits" in text
+    assert "Default: the config's eval.extractor, auto" in text
+
+
+def test_api_signatures_are_real():
+    import inspect
+
+    import vltbench
+
+    for name, first in (("train", "method"), ("check", "baseline"), ("report", "results"), ("evaluate", "methods")):
+        params = inspect.signature(getattr(vltbench, name)).parameters
+        assert next(iter(params)) == first and "args" not in params, (name, params)
+
+
+def test_frame_says_which_distance_gfid_holds():
+    from pathlib import Path
+
+    from vltbench.store import load_frame
+
+    ref = Path(__file__).parents[1] / "results" / "reference"
+    if not ref.is_dir():
+        pytest.skip("no committed results/reference in this checkout")
+    labels = load_frame(ref).attrs["labels"]
+    assert labels["gfid"] == "gFD_mnist-cnn" and labels["rfid"] == "rFD_mnist-cnn"

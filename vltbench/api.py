@@ -327,7 +327,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
 def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int], spec) -> pd.DataFrame:
     """The records of the cells the sweep wrote or found done, in the requested order."""
     from . import dist
-    from .store import ResultStore, load_frame
+    from .store import ResultStore, load_frame, with_labels
 
     written, skipped = [str(p) for p in spec.written], list(spec.skipped)
     if dist.is_initialized():  # rank 0 alone writes records and knows their paths
@@ -347,7 +347,7 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
         order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
         pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(df["method"], df["length"], df["seed"])]
         df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
-        df = df.reset_index(drop=True)
+        df = with_labels(df.reset_index(drop=True))
     expected = len(names) * len(ks) * len(seeds)
     if len(df) < expected:
         warnings.warn(f"{expected - len(df)} of the {expected} requested cells have no record in {results} yet "
