@@ -201,9 +201,9 @@ def _gate(b: pd.DataFrame, c: pd.DataFrame) -> None:
 
 
 def checked_metrics(b: pd.DataFrame) -> tuple[str, ...]:
-    """Every ranked metric (one with a better direction) that the baseline records carry."""
+    """Every ranked leaderboard metric (one with a better direction) that the baseline records carry."""
     from .metrics.specs import metric_specs
-    return tuple(s.key for s in metric_specs() if s.is_ranked and s.key in b and b[s.key].notna().any())
+    return tuple(s.key for s in metric_specs() if s.is_ranked and s.column and s.key in b and b[s.key].notna().any())
 
 
 def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: dict | None = None,
