@@ -246,11 +246,12 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
     if len(new):
         notes.append("no baseline for: " + ", ".join(f"{m} K={k}" for m, _, k in new.itertuples(index=False)))
     compared = 0
+    absent: dict[str, list[str]] = {}  # method -> lengths the candidate has no records for
     for key, bsub in b.groupby(KEY, sort=True):
         method, gen, length = key
         name = f"{method} K={length}" + (f" [{gen}]" if gen not in ("", "joint") else "")
         if not ((cells["method"] == method) & (cells["generator"] == gen) & (cells["length"] == length)).any():
-            not_checked.append(f"{name}: no candidate records")
+            absent.setdefault(name.replace(f" K={length}", ""), []).append(str(length))
             continue
         csub = _select(c, key)
         common = set(bsub["comparable_key"]) & set(csub["comparable_key"])
@@ -283,6 +284,7 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
             worse = -delta if specs[m].better == "higher" else delta
             verdict = "regression" if worse > thr else "improved" if -worse > thr else "ok"
             rows.append(CheckRow(method, gen or None, int(length), m, base, cand, delta, noise, thr, verdict, how))
+    not_checked += [f"{m} K={', '.join(ks)}: no candidate records" for m, ks in absent.items()]
     if compared == 0:
         raise UserError("nothing to compare: baseline and candidate share no (training seed, sampling seed) pair for "
                         "any cell; rerun the candidate with the baseline's seeds (--seeds for sampling, "
