@@ -75,6 +75,11 @@ def test_misspelt_method_section_is_an_error(tmp_path):
     r = cli("run", "--method", "strided-merge", "--lengths", "4", "--set", "methods.strided-merge.layot=interleaved",
             "--results", tmp_path / "res", env=env)
     assert r.returncode == 2 and "methods.strided-merge.layot: unknown key" in r.stderr, r.stderr
+    # the API refuses it the same way, before any work
+    import vltbench
+    with pytest.raises(vltbench.UserError, match=r"methods.tail_drop: .*did you mean methods.tail-drop\?"):
+        vltbench.evaluate("tail-drop", [4], config=TINY, overrides={"methods.tail_drop.foo": 1},
+                          results=tmp_path / "api")
 
 
 @pytest.mark.slow
@@ -184,3 +189,30 @@ def test_frame_says_which_distance_gfid_holds():
         pytest.skip("no committed results/reference in this checkout")
     labels = load_frame(ref).attrs["labels"]
     assert labels["gfid"] == "gFD_mnist-cnn" and labels["rfid"] == "rFD_mnist-cnn"
+
+
+def test_shipped_checkpoints_record_the_code_that_trained_them(monkeypatch):
+    """The README's main job loads the shipped merge (no retraining): the manifest records each built-in's
+    code, which is unchanged; a changed built-in (another source hash) no longer matches it."""
+    from vltbench import checkpoints, registry
+    from vltbench.config import load_config
+    from vltbench.errors import UserError
+    from vltbench.model import load_bundle
+
+    cfg = load_config("tiny")
+    for method in ("merge", "nested-dropout", "tail-drop", "tome"):
+        found = checkpoints.find_checkpoint(cfg, method, 10)
+        assert found is not None and found[0].parent.name == "assets" and found[1], method
+    path, sha = checkpoints.find_checkpoint(cfg, "merge", 10)
+    real = registry.code
+
+    def edited(name):
+        fp = real(name)
+        return {**fp, "source_sha256": "0" * 64} if name == "merge" else fp
+
+    monkeypatch.setattr(registry, "code", edited)
+    assert checkpoints.shipped_path(cfg, "merge", 10) is None  # -> run trains a checkpoint of its own
+    with pytest.raises(UserError, match=r"is stale: merge was trained with another version of its code \(vltbench"):
+        load_bundle(path, cfg, "merge", 10, expected_sha=sha)
+    err = checkpoints.no_checkpoint(cfg, "merge", 10, "`vltbench train --method merge`")
+    assert "is stale" in str(err) and "tiny-merge.safetensors" in str(err)
