@@ -1,9 +1,10 @@
 """Regression check: is a candidate results set worse than a baseline, beyond noise?
 
 Fixed-percent thresholds drown benchmarks in false alarms (TorchBench), so a cell is flagged only
-when it is worse by more than max(z * noise, min_effect), where the noise comes from the seeds
-(paired on shared seeds) or, with one seed, from each record's bootstrap std.
-Only identically measured cells are compared: otherwise the check refuses.
+when it is worse by more than max(z * noise, min_effect), where the noise comes from the paired
+differences over the (training seed, sampling seed) pairs both sides have or, with one pair, from each
+record's bootstrap std. Only the cells both sides have are compared (the baseline's others are listed
+as not checked); only identically measured cells are compared: otherwise the check refuses.
 """
 
 from __future__ import annotations

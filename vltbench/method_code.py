@@ -35,7 +35,7 @@ def _source_files(package: str) -> tuple[Path, list[Path]] | None:
     """(root, the .py files under it) of a package, or (folder, [file]) of a plain module."""
     try:
         mod = sys.modules.get(package) or importlib.import_module(package)
-    except ImportError:
+    except (ImportError, ValueError):  # e.g. a class made in a notebook or by exec: no source files
         return None
     paths = getattr(mod, "__path__", None)
     if paths:  # a package: every .py file below it (helpers it imports included), caches excluded
