@@ -216,3 +216,24 @@ def test_shipped_checkpoints_record_the_code_that_trained_them(monkeypatch):
         load_bundle(path, cfg, "merge", 10, expected_sha=sha)
     err = checkpoints.no_checkpoint(cfg, "merge", 10, "`vltbench train --method merge`")
     assert "is stale" in str(err) and "tiny-merge.safetensors" in str(err)
+
+
+def test_plugin_options_are_strict_at_every_level():
+    from pydantic import BaseModel
+
+    from vltbench.config import validate_options
+    from vltbench.errors import UserError
+
+    class Inner(BaseModel):  # neither model forbids extra keys
+        width: int = 2
+
+    class Options(BaseModel):
+        layout: str = "contiguous"
+        inner: Inner = Inner()
+
+    assert validate_options(Options, {"inner": {"width": 3}}, "m").inner.width == 3
+    assert isinstance(validate_options(Options, {}, "m"), Options)
+    with pytest.raises(UserError, match=r"methods.m.layot: unknown key.*\(options of m: layout, inner\)"):
+        validate_options(Options, {"layot": "x"}, "m")
+    with pytest.raises(UserError, match=r"methods.m.inner.widht: unknown key.*options of m.inner: width"):
+        validate_options(Options, {"inner": {"widht": 3}}, "m")

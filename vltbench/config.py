@@ -382,7 +382,12 @@ def validate_options(model: type[BaseModel], options: dict, method: str, source:
     if not isinstance(options, dict):
         raise UserError(f"{source}: methods.{method}: expected a mapping of option: value, got {options!r}")
     try:
-        return strict_model(model).model_validate(options)
+        opts = strict_model(model).model_validate(options)
+        if bad := _unknown_nested(opts, options):
+            known = ", ".join(type(_field(opts, bad[:-1])).model_fields) or "none"
+            raise UserError(f"{source}: methods.{method}.{'.'.join(bad)}: unknown key; remove it or fix its "
+                            f"spelling (options of {method}.{'.'.join(bad[:-1])}: {known})")
+        return opts
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
@@ -391,6 +396,29 @@ def validate_options(model: type[BaseModel], options: dict, method: str, source:
             known = ", ".join(model.model_fields) or "none"
             msg = f"unknown key; remove it or fix its spelling (options of {method}: {known})"
         raise UserError(f"{source}: methods.{method}.{key}: {msg}") from None
+
+
+def _names(model: type[BaseModel]) -> set[str]:
+    return {n for name, f in model.model_fields.items() for n in (name, f.alias) if n}
+
+
+def _unknown_nested(obj: BaseModel, data: dict, path: tuple = ()) -> tuple | None:
+    """The path of the first key, inside a nested options model, that the model does not declare
+    (the top level is strict already; a plugin's nested models may not be)."""
+    for key, value in data.items():
+        if key not in _names(type(obj)):
+            return (*path, key) if path else None
+        sub = getattr(obj, key, None)
+        if isinstance(sub, BaseModel) and isinstance(value, dict):
+            if found := _unknown_nested(sub, value, (*path, key)):
+                return found
+    return None
+
+
+def _field(obj: BaseModel, path: tuple) -> BaseModel:
+    for key in path:
+        obj = getattr(obj, key)
+    return obj
 
 
 def check_method_sections(cfg: Config, registered: list[str]) -> None:
