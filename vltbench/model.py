@@ -47,7 +47,7 @@ IDENTITY_DEFAULTS = {
 }
 
 
-def training_identity(cfg: Config, method: str, num_classes: int, code: dict | None | bool = True) -> dict:
+def training_identity(cfg: Config, method: str, num_classes: int, code: dict | bool = True) -> dict:
     """What determines the trained weights (eval and sampler settings do not): the config and the
     method's code (vltbench.method_code; `code`: True = the installed code, a fingerprint = that
     code, False = leave it out, as the shipped checkpoints' identity was hashed before it existed)."""
