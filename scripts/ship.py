@@ -19,7 +19,8 @@ from vltbench.checkpoints import cached_path
 from vltbench.config import load_config
 from vltbench.data import load_data
 from vltbench.hashing import hash_obj
-from vltbench.model import load_bundle, save_bundle
+from vltbench import registry
+from vltbench.model import load_bundle, save_bundle, training_identity
 
 ASSETS = Path(__file__).resolve().parents[1] / "vltbench" / "assets"  # this checkout's, committed with it
 
@@ -35,8 +36,10 @@ def ship(preset: str, methods: list[str]) -> dict:
         bundle = load_bundle(src, cfg, method, ds.num_classes)
         name = f"{preset}-{method}.safetensors"
         sha = save_bundle(bundle, assets / name, dtype=torch.float16)
-        manifest[f"{preset}/{method}"] = {"file": name, "sha256": sha,
-                                          "identity": hash_obj(bundle.identity), "source": src.name}
+        # the config identity (as before method code was recorded) and the code it was trained with
+        manifest[f"{preset}/{method}"] = {"file": name, "sha256": sha, "source": src.name,
+                                          "identity": hash_obj(training_identity(cfg, method, ds.num_classes, code=False)),
+                                          "method_code": registry.code(method)}
         print(f"{method}: {assets / name} ({(assets / name).stat().st_size / 1e6:.1f} MB, sha256 {sha[:12]})")
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

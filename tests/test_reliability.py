@@ -869,7 +869,7 @@ BATTERY = [
     ("check-empty-candidate", ["check", "--baseline", "{base}", "--candidate", "{empty_dir}"],
      ["candidate", "holds no valid records"], None),
     ("check-corrupt-baseline", ["check", "--baseline", "{bad_record}", "--candidate", "{base}"],
-     ["baseline", "holds no valid records"], None),
+     ["baseline record", "bad.json is corrupt", "restore it"], None),
     ("check-z", ["check", "--baseline", "{base}", "--candidate", "{base}", "--z", "abc"], ["--z", "'abc'"], None),
     # the option parser
     ("unknown-command", ["bogus"], ["No such command 'bogus'", "vltbench --help"], None),

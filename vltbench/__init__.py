@@ -30,6 +30,15 @@ class _CallableModule(_types.ModuleType):
 
         return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
 
+    @property
+    def __signature__(self):
+        """inspect.signature(vltbench.train) shows the API function's parameters, not (*args, **kwargs)."""
+        import inspect
+
+        from . import api
+
+        return inspect.signature(getattr(api, self.__name__.rpartition(".")[2]))
+
 
 class _Package(_types.ModuleType):
     def __setattr__(self, name, value):

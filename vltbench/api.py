@@ -160,7 +160,42 @@ def load_config(preset: str = "tiny", config: str | Path | None = None,
 
     values = {k: v for k, v in named.items() if v is not None}
     values.update(_overrides(overrides))
-    return _load(preset, config, values)
+    cfg = _load(preset, config, values)
+    _check_methods_config(cfg)
+    return cfg
+
+
+def _check_methods_config(cfg: Config) -> None:
+    """Each `methods.<name>` section names a registered method and its options validate (strictly),
+    before any work."""
+    from . import registry
+    from .config import check_method_sections, validate_options
+
+    check_method_sections(cfg, registry.names())
+    for name, options in cfg.methods.items():
+        validate_options(registry.get(name).Options, options or {}, name)
+
+
+def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, Any] | Iterable[str] | None,
+               generator: str | None = None, data_root: str | Path | None = None) -> str:
+    """' --preset P --config F --set k=v ...': the options of a call that shape training, as CLI text,
+    so a hint to run `vltbench train` trains what the call would load (not the defaults)."""
+    import json
+    import shlex
+
+    out = []
+    if preset != "tiny":
+        out += ["--preset", preset]
+    if config is not None:
+        out += ["--config", str(config)]
+    if generator is not None:
+        out += ["--generator", generator]
+    if data_root is not None:
+        out += ["--data-root", str(data_root)]
+    for key, value in _overrides(overrides).items():
+        text = value if isinstance(value, str) else json.dumps(value)  # JSON is plain YAML, as --set reads it
+        out += ["--set", f"{key}={text}"]
+    return "".join(f" {shlex.quote(x)}" for x in out)
 
 
 def method_names(methods: str | Iterable[str] | None) -> list[str]:
@@ -282,9 +317,9 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     from .sweep import SweepSpec
 
     results = Path(results)
-    spec = run_with(SweepSpec(cfg, names, ks, seed_list, results, overwrite,
-                              None if checkpoint is None else str(checkpoint), train),
-                    executor, slurm_partition)
+    sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
+                      train, train_args=train_args(preset, config, overrides, generator, data_root))
+    spec = run_with(sweep, executor, slurm_partition)
     progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
     return _cells_frame(results, names, ks, seed_list, spec)
 
@@ -292,7 +327,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
 def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int], spec) -> pd.DataFrame:
     """The records of the cells the sweep wrote or found done, in the requested order."""
     from . import dist
-    from .store import ResultStore, load_frame
+    from .store import ResultStore, load_frame, with_labels
 
     written, skipped = [str(p) for p in spec.written], list(spec.skipped)
     if dist.is_initialized():  # rank 0 alone writes records and knows their paths
@@ -312,7 +347,7 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
         order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
         pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(df["method"], df["length"], df["seed"])]
         df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
-        df = df.reset_index(drop=True)
+        df = with_labels(df.reset_index(drop=True))
     expected = len(names) * len(ks) * len(seeds)
     if len(df) < expected:
         warnings.warn(f"{expected - len(df)} of the {expected} requested cells have no record in {results} yet "
@@ -426,37 +461,50 @@ def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path
 
 
 def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
-          report: str | Path | None = None, min_effect: float | Mapping[str, float] = 1.0, z: float = 2.0,
-          metrics: Sequence[str] = ("gfid", "rfid"), method_map: Mapping[str, str] | None = None,
-          fail_on_missing: bool = True) -> CheckReport:
+          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None, z: float = 2.0,
+          metrics: str | Sequence[str] | None = None, method_map: str | Mapping[str, str] | Sequence[str] | None = None,
+          lengths: str | int | Sequence[int] | None = None, require_all: bool = False) -> CheckReport:
     """Regression check of `vltbench check`: candidate cells vs baseline cells with the same
-    (method, generator, length), flagged only beyond max(z x noise, min_effect).
+    (method, generator, length), paired on (training seed, sampling seed), flagged only beyond
+    max(z x noise, min_effect).
 
-    baseline / candidate: results folders, record files or frames (from evaluate or load_frame).
-    min_effect: one FID change for every metric checked, or {metric: smallest change}. report: also
+    baseline / candidate: results folders, record files or frames (from evaluate or load_frame); a
+    corrupt record in either is a UserError naming it. Only the cells (and seed pairs) both sides
+    have are compared; the baseline's others are listed in `.not_checked`, a failure only with
+    require_all=True. metrics: default every ranked metric the baseline records carry (gfid, rfid,
+    class_acc, kid, precision, ...). min_effect: default each metric's declared smallest effect
+    (vltbench.metrics.specs: gFID 1.0, class_acc 0.02, KID 0.002, ...); {metric: value} overrides
+    those metrics, one number overrides all. method_map: {NEW: BASELINE} (or ['NEW=BASELINE']) holds
+    a candidate method to a baseline method's numbers. lengths: compare only these K. report: also
     write the machine-readable JSON there. Returns a `vltbench.check.CheckReport` (`.failed`,
-    `.rows`, `.notes`, `.to_json()`, `str(report)` is the table). Raises UserError when the two
-    sides are not comparable (other sample counts, extractor, sampler or guidance protocol).
+    `.rows`, `.not_checked`, `.notes`, `.to_json()`, `str(report)` is the table). Raises UserError
+    when the two sides are not comparable (other sample counts, extractor, sampler or guidance
+    protocol) or share no cell: `vltbench check` exits 0 (passed), 1 (failed) or 2 (refused).
     """
     import pandas as pd
 
     from .check import check as _check
-    from .store import load_frame
 
     for what, p in (("baseline", baseline), ("candidate", candidate)):
         if not isinstance(p, pd.DataFrame) and not Path(p).exists():
             raise UserError(f"{what} {p} does not exist; pass an existing results folder or record file")
     if report is not None:
         report = writable_file(report, "--report")
-    frames = []
-    for what, p in (("baseline", baseline), ("candidate", candidate)):
-        df = p if isinstance(p, pd.DataFrame) else load_frame(p)
+    frames = [p if isinstance(p, pd.DataFrame) else _strict_frame(p, what)
+              for what, p in (("baseline", baseline), ("candidate", candidate))]
+    for what, p, df in zip(("baseline", "candidate"), (baseline, candidate), frames):
         if df.empty:
             raise UserError(f"{what} {'frame' if isinstance(p, pd.DataFrame) else p} holds no valid records")
-        frames.append(df)
-    effect = dict(min_effect) if isinstance(min_effect, Mapping) else {m: float(min_effect) for m in metrics}
-    result = _check(frames[0], frames[1], min_effect=effect, z=z, metrics=tuple(metrics),
-                    method_map=dict(method_map) if method_map else None, fail_on_missing=fail_on_missing)
+    metric_list = _names(metrics, "--metrics")
+    if isinstance(min_effect, Mapping):
+        effect = {str(k): float(v) for k, v in min_effect.items()}
+    elif min_effect is not None:
+        effect = {m: float(min_effect) for m in (metric_list or _all_metrics(frames[0]))}
+    else:
+        effect = {}
+    ks = None if lengths is None else tuple(parse_lengths(lengths, 1 << 30))
+    result = _check(frames[0], frames[1], min_effect=effect, z=z, metrics=metric_list,
+                    method_map=parse_method_map(method_map), lengths=ks, require_all=require_all)
     if report is not None:
         from .atomic import atomic_write_text
         try:
@@ -464,6 +512,55 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
         except OSError as e:
             raise write_failed(report, "--report", e) from None
     return result
+
+
+def _all_metrics(df: pd.DataFrame) -> tuple[str, ...]:
+    from .check import checked_metrics
+    return checked_metrics(df)
+
+
+def _names(value: str | Sequence[str] | None, option: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    out = tuple(dict.fromkeys(x.strip() for item in items for x in str(item).split(",") if x.strip()))
+    if not out:
+        raise UserError(f"{option} is empty; give comma-separated metric keys, e.g. {option} gfid,class_acc")
+    return out
+
+
+def parse_method_map(value: str | Mapping[str, str] | Sequence[str] | None) -> dict | None:
+    """'new=old,b=a', ['new=old'] or {new: old} -> {new: old}."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()} or None
+    items = [value] if isinstance(value, str) else list(value)
+    out = {}
+    for item in (x.strip() for i in items for x in str(i).split(",")):
+        new, eq, old = item.partition("=")
+        if not eq or not new.strip() or not old.strip():
+            raise UserError(f"--method-map {item!r}: expected NEW=BASELINE, e.g. --method-map my-merge=merge "
+                            "(checks candidate method my-merge against the baseline's merge)")
+        out[new.strip()] = old.strip()
+    return out or None
+
+
+def _strict_frame(path: str | Path, what: str) -> pd.DataFrame:
+    """The records of a results folder for `check`: a record that does not parse or validate is a
+    refusal naming it (a check that silently skipped it would compare less than it says)."""
+    from .store import ResultStore, load_frame
+
+    store = ResultStore(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = load_frame(path, store=store)
+    if store.skipped:
+        bad, why = store.skipped[0]
+        more = f" (and {len(store.skipped) - 1} more)" if len(store.skipped) > 1 else ""
+        raise UserError(f"{what} record {bad} is corrupt ({why}){more}; restore it (e.g. from version control) "
+                        f"or remove it, then check again")
+    return df
 
 
 def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:

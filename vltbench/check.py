@@ -1,9 +1,10 @@
 """Regression check: is a candidate results set worse than a baseline, beyond noise?
 
 Fixed-percent thresholds drown benchmarks in false alarms (TorchBench), so a cell is flagged only
-when it is worse by more than max(z * noise, min_effect), where the noise comes from the seeds
-(paired on shared seeds) or, with one seed, from each record's bootstrap std.
-Only identically measured cells are compared: otherwise the check refuses.
+when it is worse by more than max(z * noise, min_effect), where the noise comes from the paired
+differences over the (training seed, sampling seed) pairs both sides have or, with one pair, from each
+record's bootstrap std. Only the cells both sides have are compared (the baseline's others are listed
+as not checked); only identically measured cells are compared: otherwise the check refuses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .metrics.specs import MetricSpec, metric_spec
 
 SPEC_PARTS = {"spec_dataset": "dataset", "spec_metric": "metric_spec", "spec_sampler": "sampler"}
 KEY = ["method", "generator", "length"]
+PAIR = ["train_seed", "seed"]  # a cell's seeds: results pair on both (the same trained model, the same samples)
 
 
 @dataclass
@@ -43,19 +45,21 @@ class CheckReport:
     z: float
     min_effect: dict
     notes: list[str] = field(default_factory=list)
-    fail_on_missing: bool = True
+    not_checked: list[str] = field(default_factory=list)  # baseline cells / pairs / metrics the candidate lacks
+    require_all: bool = False
 
     @property
     def failed(self) -> bool:
-        bad = {"regression", "missing"} if self.fail_on_missing else {"regression"}
-        return any(r.verdict in bad for r in self.rows)
+        """A regression, or (require_all) any baseline cell left unchecked: `vltbench check` exits 1."""
+        return any(r.verdict == "regression" for r in self.rows) or (self.require_all and bool(self.not_checked))
 
     def to_json(self) -> str:
         def clean(v):  # NaN is not JSON
             return None if isinstance(v, float) and math.isnan(v) else v
         rows = [{k: clean(v) for k, v in asdict(r).items()} for r in self.rows]
         return json.dumps({"failed": self.failed, "z": self.z, "min_effect": self.min_effect,
-                           "rows": rows, "notes": self.notes}, indent=1)
+                           "rows": rows, "not_checked": self.not_checked, "require_all": self.require_all,
+                           "notes": self.notes}, indent=1)
 
     def table(self):
         """A rich Table for the terminal; `str(report)` gives plain text."""
@@ -63,7 +67,7 @@ class CheckReport:
 
         t = Table(title=f"regression check: {'FAILED' if self.failed else 'passed'} "
                         f"(threshold = max({self.z:g} x noise, min effect))",
-                  caption="\n".join(self.notes) or None, caption_justify="left")
+                  caption="\n".join(self._caption()) or None, caption_justify="left")
         left = ("method", "metric", "verdict", "noise from")
         for h in ("method", "K", "metric", "baseline", "candidate", "delta", "noise", "threshold", *left[2:]):
             t.add_column(h, justify="left" if h in left else "right")
@@ -74,6 +78,10 @@ class CheckReport:
                       _f(r.delta, sign=True), _f(r.noise), _f(r.threshold),
                       f"[{style[r.verdict]}]{r.verdict}[/]" if style[r.verdict] else r.verdict, r.how)
         return t
+
+    def _caption(self) -> list[str]:
+        head = "not checked" + (" (--require-all: a failure)" if self.require_all else "")
+        return [f"{head}: {c}" for c in self.not_checked] + self.notes
 
     def __str__(self) -> str:
         from rich.console import Console
@@ -121,14 +129,19 @@ def _protocol(row: pd.Series) -> tuple[str | None, str]:
     return protocol, repr(protocol)
 
 
-def _per_seed(sub: pd.DataFrame, notes: list[str], side: str) -> pd.DataFrame:
-    """One record per seed: if a seed was run for several checkpoints, keep the newest record."""
+def _per_pair(sub: pd.DataFrame, notes: list[str], side: str) -> pd.DataFrame:
+    """One record per (training seed, sampling seed): if a pair was run for several checkpoints, keep the newest."""
     sub = sub.sort_values("created", na_position="first")
-    dup = sub["seed"].duplicated(keep="last")
+    dup = sub.duplicated(PAIR, keep="last")
     if dup.any():
         r = sub.iloc[0]
-        notes.append(f"{side} has several records per seed for {r['method']} K={r['length']}: using the newest")
-    return sub[~dup].set_index("seed")
+        notes.append(f"{side} has several records per seed pair for {r['method']} K={r['length']}: using the newest")
+    return sub[~dup].set_index(PAIR)
+
+
+def _pairs(index) -> str:
+    """'training seed 1 (sampling seed 0)' for messages."""
+    return ", ".join(f"training seed {'?' if t < 0 else t} (sampling seed {s})" for t, s in index)
 
 
 def _checked(metric: str) -> MetricSpec:
@@ -143,24 +156,21 @@ def _checked(metric: str) -> MetricSpec:
 
 
 def _compare(b: pd.DataFrame, c: pd.DataFrame, spec: MetricSpec) -> tuple[float, float, float | None, str]:
-    """(baseline, candidate, std of candidate - baseline, how); values are means over the seeds used."""
+    """(baseline, candidate, std of candidate - baseline, how) over the seed pairs both sides have
+    (the caller passes only those): paired differences cancel what the seeds share."""
     metric = spec.key
-    bv, cv = b[metric].dropna(), c[metric].dropna()
-    shared = bv.index.intersection(cv.index)
-    if len(shared) >= 2:  # paired on shared seeds: seed-to-seed variation cancels
-        d = cv[shared] - bv[shared]
-        return (float(bv[shared].mean()), float(cv[shared].mean()), float(d.std(ddof=1) / np.sqrt(len(d))),
-                f"paired, {len(d)} seeds")
+    bv, cv = b[metric], c[metric]
     base, cand = float(bv.mean()), float(cv.mean())
-    nb, nc = len(bv), len(cv)
-    dof = max(nb - 1, 0) + max(nc - 1, 0)
-    if dof > 0:  # pooled per-seed std from whichever side has several seeds
-        var = ((nb - 1) * bv.var(ddof=1) if nb > 1 else 0) + ((nc - 1) * cv.var(ddof=1) if nc > 1 else 0)
-        return base, cand, float(np.sqrt(var / dof * (1 / nb + 1 / nc))), f"seed std, {nb}+{nc} seeds"
+    if len(bv) >= 2:
+        d = cv - bv
+        return base, cand, float(d.std(ddof=1) / np.sqrt(len(d))), f"paired, {len(d)} seed pairs"
     col = spec.noise_key
-    stds = [v for side in (b, c) if col is not None and col in side for v in side[col].dropna()]
-    if stds:  # one seed each: the estimate's own bootstrap std, on both sides
+    stds = [float(side[col].iloc[0]) for side in (b, c) if col is not None and col in side
+            and not pd.isna(side[col].iloc[0])]
+    if stds:  # one pair: each record's own bootstrap std, on both sides
         return base, cand, float(np.sqrt(2 * np.mean(np.square(stds)))), "bootstrap std"
+    if spec.exact:  # a count (FLOPs, parameters) has no noise: any change is real
+        return base, cand, 0.0, "exact"
     return base, cand, None, "no noise estimate"
 
 
@@ -171,9 +181,12 @@ def _select(df: pd.DataFrame, key: tuple) -> pd.DataFrame:
 def _gate(b: pd.DataFrame, c: pd.DataFrame) -> None:
     pairs = b.merge(c, on=KEY, suffixes=("_b", "_c"))[KEY].drop_duplicates().sort_values(KEY)
     if pairs.empty:
+        bm, cm = sorted(set(b["method"])), sorted(set(c["method"]))
+        example = f"{cm[0]}={bm[0]}" if len(bm) == 1 and len(cm) == 1 else "NEW=BASELINE"
         raise UserError("nothing to compare: baseline has "
-                        f"{sorted(set(b['method']))} and candidate has {sorted(set(c['method']))} "
-                        "with no (method, generator, length) in common; pick the right baseline or use method_map")
+                        f"{bm} and candidate has {cm} with no (method, generator, length) in common; pick the right "
+                        "baseline, or hold a new method to an existing one's numbers with "
+                        f"--method-map {example} (method_map={{NEW: BASELINE}} in the API)")
     for _, p in pairs.iterrows():
         bs, cs = _select(b, tuple(p)), _select(c, tuple(p))
         if set(bs["comparable_key"]) & set(cs["comparable_key"]):
@@ -188,18 +201,23 @@ def _gate(b: pd.DataFrame, c: pd.DataFrame) -> None:
                         "baseline's settings or choose a matching baseline")
 
 
-def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: dict | None = None,
-          z: float = 2.0, metrics: tuple[str, ...] = ("gfid", "rfid"), method_map: dict | None = None,
-          fail_on_missing: bool = True) -> CheckReport:
-    """Compare candidate cells to baseline cells with the same (method, generator, length).
+def checked_metrics(b: pd.DataFrame) -> tuple[str, ...]:
+    """Every ranked leaderboard metric (one with a better direction) that the baseline records carry."""
+    from .metrics.specs import metric_specs
+    return tuple(s.key for s in metric_specs() if s.is_ranked and s.column and s.key in b and b[s.key].notna().any())
 
-    Each metric's direction, noise column (one seed) and default minimum effect come from its
-    declaration (vltbench.metrics.specs). min_effect: per metric, overrides the declared one.
-    method_map renames candidate methods (e.g. {"my-merge": "merge"}) to check a new method against
-    an existing one's numbers."""
-    specs = {m: _checked(m) for m in metrics}
-    effect = {m: s.min_effect for m, s in specs.items() if s.min_effect is not None}
-    effect.update(min_effect or {})
+
+def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: dict | None = None,
+          z: float = 2.0, metrics: tuple[str, ...] | None = None, method_map: dict | None = None,
+          lengths: tuple[int, ...] | None = None, require_all: bool = False) -> CheckReport:
+    """Compare candidate cells to baseline cells with the same (method, generator, length), paired on
+    (training seed, sampling seed): only the pairs both sides have are compared; baseline cells, pairs
+    or metrics the candidate lacks are listed as not checked (a failure only with require_all).
+
+    metrics: default every ranked metric the baseline carries. Each metric's direction, noise column
+    (one pair) and minimum effect come from its declaration (vltbench.metrics.specs); min_effect:
+    per metric, overrides the declared one. lengths: compare only these K. method_map renames
+    candidate methods (e.g. {"my-merge": "merge"}) to check a new method against an existing one's numbers."""
     b, c = baseline_df.copy(), candidate_df.copy()
     if b.empty or c.empty:
         raise UserError(f"nothing to compare: the {'baseline' if b.empty else 'candidate'} has no valid records")
@@ -207,43 +225,74 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
         c["method"] = c["method"].replace(method_map)
     for f in (b, c):
         f["generator"] = f["generator"].fillna("")
+        f["train_seed"] = pd.to_numeric(f["train_seed"], errors="coerce").fillna(-1).astype(int)
+    if lengths:
+        b, c = b[b["length"].isin(lengths)], c[c["length"].isin(lengths)]
+        if b.empty or c.empty:
+            raise UserError(f"--lengths {','.join(map(str, lengths))}: the {'baseline' if b.empty else 'candidate'} "
+                            "has no records at these lengths")
+    metrics = tuple(metrics) if metrics else checked_metrics(b)
+    specs = {m: _checked(m) for m in metrics}
+    effect = {m: s.min_effect for m, s in specs.items() if s.min_effect is not None}
+    effect.update(min_effect or {})
     _gate(b, c)
 
     notes: list[str] = []
+    not_checked: list[str] = []
+    no_noise: set[str] = set()
     rows: list[CheckRow] = []
-    cand_methods = set(c["method"])
-    if skipped := sorted(set(b["method"]) - cand_methods):
-        notes.append(f"not in candidate, not checked: {', '.join(skipped)}")
+    cells = c[KEY].drop_duplicates()
     new = c.merge(b[KEY].drop_duplicates(), on=KEY, how="left", indicator=True)
     new = new.loc[new["_merge"] == "left_only", KEY].drop_duplicates()
     if len(new):
         notes.append("no baseline for: " + ", ".join(f"{m} K={k}" for m, _, k in new.itertuples(index=False)))
-
-    for key, bsub in b[b["method"].isin(cand_methods)].groupby(KEY, sort=True):
+    compared = 0
+    absent: dict[str, list[str]] = {}  # method -> lengths the candidate has no records for
+    for key, bsub in b.groupby(KEY, sort=True):
         method, gen, length = key
+        name = f"{method} K={length}" + (f" [{gen}]" if gen not in ("", "joint") else "")
+        if not ((cells["method"] == method) & (cells["generator"] == gen) & (cells["length"] == length)).any():
+            absent.setdefault(name.replace(f" K={length}", ""), []).append(str(length))
+            continue
         csub = _select(c, key)
         common = set(bsub["comparable_key"]) & set(csub["comparable_key"])
-        if common:  # the gate guarantees a common spec whenever the candidate has this cell
-            bsub, csub = bsub[bsub["comparable_key"].isin(common)], csub[csub["comparable_key"].isin(common)]
-        bs, cs = _per_seed(bsub, notes, "baseline"), _per_seed(csub, notes, "candidate")
-        if len(cs) and (lost := sorted(set(bs.index) - set(cs.index))):
-            notes.append(f"candidate lacks seeds {lost} for {method} K={length}: compared on the others")
+        # the gate guarantees a common spec whenever the candidate has this cell
+        bsub, csub = bsub[bsub["comparable_key"].isin(common)], csub[csub["comparable_key"].isin(common)]
+        bs, cs = _per_pair(bsub, notes, "baseline"), _per_pair(csub, notes, "candidate")
+        shared = bs.index.intersection(cs.index)
+        if lost := [p for p in bs.index if p not in shared]:
+            not_checked.append(f"{name}: {_pairs(lost)}: no candidate record")
+        if len(shared) == 0:
+            continue
+        compared += 1
+        bs, cs = bs.loc[shared], cs.loc[shared]
         for m in metrics:
             if m not in bs or bs[m].isna().all():
                 continue  # nothing to hold the candidate to
-            base = float(bs[m].mean())
-            thr_min = float(effect.get(m, 0.0))
-            if m not in cs or cs[m].isna().all():
-                rows.append(CheckRow(method, gen or None, int(length), m, base, None, None, None, thr_min,
-                                     "missing", "—"))
+            have = bs[m].notna()
+            if m not in cs or cs.loc[have, m].isna().any():
+                not_checked.append(f"{name}: {m} missing in the candidate")
+                rows.append(CheckRow(method, gen or None, int(length), m, float(bs[m].mean()), None, None, None,
+                                     float(effect.get(m, 0.0)), "missing", "—"))
                 continue
-            base, cand, noise, how = _compare(bs, cs, specs[m])
+            base, cand, noise, how = _compare(bs[have], cs[have], specs[m])
+            thr_min = float(effect.get(m, 0.0))
+            if noise is None and thr_min == 0:
+                no_noise.add(m)  # any difference would fail: nothing says what is noise
+                continue
             delta = cand - base
             thr = max(z * noise, thr_min) if noise is not None else thr_min
             worse = -delta if specs[m].better == "higher" else delta
             verdict = "regression" if worse > thr else "improved" if -worse > thr else "ok"
-            rows.append(CheckRow(method, gen or None, int(length), m, base, cand, delta, noise,
-                                 thr, verdict, how))
+            rows.append(CheckRow(method, gen or None, int(length), m, base, cand, delta, noise, thr, verdict, how))
+    not_checked += [f"{m} K={', '.join(ks)}: no candidate records" for m, ks in absent.items()]
+    if compared == 0:
+        raise UserError("nothing to compare: baseline and candidate share no (training seed, sampling seed) pair for "
+                        "any cell; rerun the candidate with the baseline's seeds (--seeds for sampling, "
+                        "--set seed=N for training)")
+    if no_noise:
+        notes.append(f"not checked for want of a noise estimate (one seed pair, no bootstrap std, no min effect "
+                     f"declared): {', '.join(sorted(no_noise))}")
     notes.append("min effect: " + ", ".join(f"{m}={effect.get(m, 0.0):g}" for m in metrics))
     return CheckReport(rows=rows, z=z, min_effect={m: effect.get(m, 0.0) for m in metrics}, notes=notes,
-                       fail_on_missing=fail_on_missing)
+                       not_checked=not_checked, require_all=require_all)

@@ -9,31 +9,55 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from . import dist, locks, progress
+from . import dist, locks, progress, registry
 from .config import Config
 from .data import Dataset
 from .errors import UserError
 from .hashing import hash_obj, sha256_file
-from .model import Bundle, build_bundle, load_bundle, read_metadata, save_bundle, training_identity
+from .method_code import describe as describe_code, identity_part
+from .model import (Bundle, build_bundle, load_bundle, read_metadata, recorded_code, save_bundle,
+                    training_identity)
 from .paths import cache_dir
 from .train import state_dir, train_dits, train_tokenizer
 
 
 def cached_path(cfg: Config, method: str, num_classes: int) -> Path:
-    ident = hash_obj(training_identity(cfg, method, num_classes), 12)
-    return cache_dir("checkpoints") / cfg.preset / f"{method}-{ident}.safetensors"
+    """<method>-<config identity>-<code identity>: another version of the method's code trains a
+    checkpoint of its own (and `stale_cached` finds the others for a config)."""
+    config = hash_obj(training_identity(cfg, method, num_classes, code=False), 12)
+    code = hash_obj(identity_part(registry.code(method)), 8)
+    return cache_dir("checkpoints") / cfg.preset / f"{method}-{config}-{code}.safetensors"
+
+
+def stale_cached(cfg: Config, method: str, num_classes: int) -> Path | None:
+    """A cached checkpoint of this config trained by other code of the method (or by a vltbench that
+    did not key the cache by code), the newest; None when there is none."""
+    path = cached_path(cfg, method, num_classes)
+    config = path.stem.rsplit("-", 1)[0]
+    others = [p for p in path.parent.glob(f"{config}*.safetensors") if p != path and p.is_file()]
+    return max(others, key=lambda p: p.stat().st_mtime) if others else None
+
+
+def _manifest() -> tuple[dict, object]:
+    assets = resources.files("vltbench.assets")
+    manifest_file = assets.joinpath("checkpoints.json")
+    return (json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}), assets
+
+
+def shipped_entry_by_sha(sha: str) -> dict | None:
+    """The manifest entry of the shipped checkpoint with this sha256 (None if it is not shipped)."""
+    return next((e for e in _manifest()[0].values() if e.get("sha256") == sha), None)
 
 
 def shipped_path(cfg: Config, method: str, num_classes: int) -> tuple[Path, str] | None:
-    """A checkpoint shipped in vltbench/assets whose training identity matches, with its recorded sha."""
-    assets = resources.files("vltbench.assets")
-    manifest_file = assets.joinpath("checkpoints.json")
-    if not manifest_file.is_file():
-        return None
-    manifest = json.loads(manifest_file.read_text())
+    """A checkpoint shipped in vltbench/assets whose training identity matches, with its recorded sha:
+    the manifest's config identity and the method code it records must both be this run's."""
+    manifest, assets = _manifest()
     entry = manifest.get(f"{cfg.preset}/{method}")
-    if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes)):
+    if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes, code=False)):
         return None
+    if identity_part(entry.get("method_code") or {}) != identity_part(registry.code(method)):
+        return None  # the method's code changed since it was trained: a cached or new checkpoint instead
     return Path(str(assets.joinpath(entry["file"]))), entry["sha256"]
 
 
@@ -43,6 +67,32 @@ def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, s
         return shipped
     path = cached_path(cfg, method, num_classes)
     return (path, None) if path.is_file() else None
+
+
+def shipped_stale(cfg: Config, method: str, num_classes: int) -> Path | None:
+    """The shipped checkpoint of this config when only the method's code differs from what trained it."""
+    manifest, assets = _manifest()
+    entry = manifest.get(f"{cfg.preset}/{method}")
+    if entry and entry["identity"] == hash_obj(training_identity(cfg, method, num_classes, code=False)):
+        return Path(str(assets.joinpath(entry["file"])))
+    return None
+
+
+def no_checkpoint(cfg: Config, method: str, num_classes: int, hint: str | None = None) -> UserError:
+    """The error of `eval` without a usable checkpoint: none at all, or only stale ones (other code)."""
+    train = hint or f"`vltbench train --method {method}`"
+    stale = stale_cached(cfg, method, num_classes) or shipped_stale(cfg, method, num_classes)
+    if stale is not None:
+        try:
+            meta = read_metadata(stale)
+            recorded = recorded_code(meta, None if "method_code" in meta else sha256_file(stale))
+        except UserError:
+            recorded = None
+        return UserError(f"the checkpoint of {method} for this config ({stale}) is stale: it was trained with "
+                         f"{describe_code(recorded)}, the installed code is {describe_code(registry.code(method))}; "
+                         f"`vltbench eval` never trains: run {train} to retrain (then eval), or "
+                         f"`vltbench run` with the same options, which retrains and evaluates")
+    return UserError(f"no checkpoint for {method} with this config; run {train} first")
 
 
 @contextmanager
@@ -99,8 +149,10 @@ def _train(cfg: Config, method: str, ds: Dataset, device, out: Path | None,
 
 
 def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: str | None = None,
-                  train: bool = True, lengths: list[int] | None = None) -> tuple[Bundle, Path, str, dict]:
-    """Load the given / shipped / cached checkpoint, or train one. Returns (bundle, path, sha256, timing)."""
+                  train: bool = True, lengths: list[int] | None = None,
+                  hint: str | None = None) -> tuple[Bundle, Path, str, dict]:
+    """Load the given / shipped / cached checkpoint, or train one. Returns (bundle, path, sha256, timing).
+    hint: the `vltbench train ...` command (with the caller's options) that messages name."""
     if checkpoint is not None:
         path, expected = Path(checkpoint), None
     else:
@@ -108,13 +160,13 @@ def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: 
         found = dist.broadcast_object(find_checkpoint(cfg, method, ds.num_classes) if dist.is_main() else None)
         if found is None:
             if not train:
-                raise UserError(f"no checkpoint for {method} with this config; run `vltbench train --method {method}` first")
+                raise no_checkpoint(cfg, method, ds.num_classes, hint)
             bundle, path, timing = train_bundle(cfg, method, ds, device, lengths=lengths)
             return bundle.to(device), path, sha256_file(path), timing
         path, expected = found
-    bundle = load_bundle(path, cfg, method, ds.num_classes, expected_sha=expected)
+    bundle = load_bundle(path, cfg, method, ds.num_classes, expected_sha=expected, hint=hint)
     if "dit" not in bundle.stages:
-        raise UserError(f"checkpoint {path} holds no trained DiT; train it with `vltbench train --method {method}`")
+        raise UserError(f"checkpoint {path} holds no trained DiT; train it with {hint or f'`vltbench train --method {method}`'}")
     progress.log(f"{method}: loaded checkpoint {path}")
     return bundle.to(device), path, expected or sha256_file(path), {}
 

@@ -18,7 +18,8 @@ from .errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
 
-PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: tiny (embedded CPU default), imagenet256, imagenet256-xl.")
+PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "
+                      "a CPU-sized model; checkpoints shipped), imagenet256 or imagenet256-xl (paper scale, GPUs).")
 CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as configs/tiny.yaml).")
 SET = typer.Option(None, "--set", help="Override one config value, e.g. --set dit.steps=200 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
@@ -26,13 +27,21 @@ DEVICE = typer.Option(None, "--device", help="auto (CUDA when present), cpu or c
 RESULTS = typer.Option(Path("results/runs"), "--results", "-r", help="Results folder (one JSON record per cell).")
 
 
+def _quiet(quiet: bool) -> None:
+    """--quiet / -q on every command (those that print only their result have no log lines to hide)."""
+    if quiet:
+        from . import progress
+        progress.set_quiet(True)
+
+
 # kept importable from here (benchmarks/bench_dist.py uses parse_sets)
 parse_lengths, parse_sets = api.parse_lengths, api.parse_sets
 
 
 @app.command("methods")
-def methods_cmd(preset: str = PRESET):
+def methods_cmd(preset: str = PRESET, quiet: bool = QUIET):
     """List registered methods: name, family, description, maximum length."""
+    _quiet(quiet)
     from rich.console import Console
     from rich.table import Table
 
@@ -102,9 +111,10 @@ SWEEP_OPTS = dict(
     overwrite=typer.Option(False, "--overwrite", help="Recompute cells that already have a record."),
     checkpoint=typer.Option(None, "--checkpoint", help="Use this checkpoint file instead of the shipped/cached one."),
     n_samples=typer.Option(None, "--n-samples", help="Generated samples (and reconstructions) per cell."),
-    extractor=typer.Option(None, "--extractor", help="Feature extractor: auto (the default: mnist-cnn on mnist, "
-                           "inception on any other dataset), inception (FID), mnist-cnn (FD_mnist-cnn and class "
-                           "accuracy; mnist only) or randproj (cheap, FD_randproj, not FID)."),
+    extractor=typer.Option(None, "--extractor", help="Feature extractor. Default: the config's eval.extractor, auto "
+                           "in every preset: mnist-cnn on mnist (the tiny preset), inception on any other dataset. "
+                           "inception (FID), mnist-cnn (FD_mnist-cnn and class accuracy; mnist only) or randproj "
+                           "(cheap, FD_randproj, not FID). gfid / rfid hold this extractor's Fréchet distance."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
     data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
     executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "
@@ -147,8 +157,10 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
               num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Class count (the DiT's label "
                                                         "embedding) of a folder or imagenet dataset whose data is not "
                                                         "here. Default: from the dataset (embedded 13, digits 10, the "
-                                                        "class folders under --data-root; imagenet without it 1000).")):
+                                                        "class folders under --data-root; imagenet without it 1000)."),
+              quiet: bool = QUIET):
     """Print GFLOPs per stage (fvcore convention: 1 multiply-add = 1 FLOP) and parameter counts per length."""
+    _quiet(quiet)
     from rich.console import Console
     from rich.table import Table
 
@@ -171,8 +183,10 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
 def leaderboard_cmd(results: Path = RESULTS,
                     fmt: str = typer.Option("rich", "--format", "-f",
                                              help="rich (a terminal; markdown when piped), md, csv or html."),
-                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file.")):
+                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file."),
+                    quiet: bool = QUIET):
     """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
+    _quiet(quiet)
     from .report import render
 
     tables = api.leaderboard(results)
@@ -190,8 +204,9 @@ def leaderboard_cmd(results: Path = RESULTS,
 @app.command("plot")
 def plot_cmd(results: Path = RESULTS,
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <results>/plots, "
-                                                "beside the records).")):
+                                                "beside the records)."), quiet: bool = QUIET):
     """Trade-off figures (PNG + SVG): gFID vs GFLOPs, rFID vs K, alignment vs K, sample grid."""
+    _quiet(quiet)
     for p in api.plot(results, out):
         typer.echo(str(p))
 
@@ -199,21 +214,65 @@ def plot_cmd(results: Path = RESULTS,
 @app.command("report")
 def report_cmd(results: Path = RESULTS,
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file (default: "
-                                                  "<results>/report.html, beside the records).")):
+                                                  "<results>/report.html, beside the records)."), quiet: bool = QUIET):
     """One self-contained HTML page: leaderboards, figures, sample strips across K, provenance, loss curves."""
+    _quiet(quiet)
     typer.echo(str(api.report(results, out)))
 
 
-@app.command("check")
+CHECK_HELP = """Regression check: refuse incomparable results, then flag changes beyond noise.
+
+Compares the candidate's cells with the baseline's of the same (method, generator, K), paired on
+(training seed, sampling seed); cells or seed pairs only the baseline has are listed as not checked.
+Exit codes: 0 passed, 1 failed (a regression, or with --require-all a baseline cell not checked),
+2 refused (not comparable, nothing in common, a corrupt record, a bad option)."""
+
+
+@app.command("check", help=CHECK_HELP)
 def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Baseline records: a results folder or one record file."),
               candidate: Path = typer.Option(RESULTS.default, "--candidate", help="Candidate results folder."),
               report: Optional[Path] = typer.Option(None, "--report", help="Write the machine-readable report (JSON) here."),
-              min_effect: float = typer.Option(1.0, "--min-effect", help="Smallest FID change (absolute) that can count as a regression."),
-              z: float = typer.Option(2.0, "--z", help="Noise multiple a change must exceed.")):
-    """Regression check: refuse incomparable results, then flag changes beyond noise; exit 1 on a regression."""
-    result = api.check(baseline, candidate, report=report, min_effect=min_effect, z=z)
+              metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics to check, comma-separated "
+                                                    "(default: every ranked metric the baseline carries: gfid, rfid, "
+                                                    "class_acc, kid, precision, ...)."),
+              lengths: Optional[str] = typer.Option(None, "--lengths", "-l", help="Check only these K, comma-separated."),
+              method_map: Optional[list[str]] = typer.Option(None, "--method-map", help="NEW=BASELINE: hold candidate "
+                                                             "method NEW to the baseline's BASELINE (repeatable)."),
+              require_all: bool = typer.Option(False, "--require-all", help="Fail when a baseline cell (method, K, "
+                                               "seed pair, metric) has no candidate to check."),
+              min_effect: Optional[list[str]] = typer.Option(None, "--min-effect", help="Smallest change that can count "
+                                                             "as a regression: METRIC=VALUE (repeatable), or one VALUE "
+                                                             "for every metric. Default: each metric's declared one "
+                                                             "(gfid / rfid 1.0, class_acc 0.02, kid 0.002, ...)."),
+              z: float = typer.Option(2.0, "--z", help="Noise multiple a change must exceed."),
+              quiet: bool = QUIET):
+    _quiet(quiet)
+    result = api.check(baseline, candidate, report=report, min_effect=_min_effect(min_effect), z=z, metrics=metrics,
+                       lengths=lengths, method_map=method_map, require_all=require_all)
     typer.echo(str(result))
     raise typer.Exit(1 if result.failed else 0)
+
+
+def _min_effect(items: list[str] | None) -> float | dict | None:
+    """['gfid=0.5', 'class_acc=0.05'] -> {metric: value}; ['0.5'] -> 0.5 (every metric)."""
+    if not items:
+        return None
+    out: dict = {}
+    for item in (x.strip() for i in items for x in i.split(",") if x.strip()):
+        key, eq, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or number < 0 or number != number or (eq and not key.strip()):
+            raise UserError(f"--min-effect {item!r}: give METRIC=VALUE (e.g. --min-effect class_acc=0.05) or one "
+                            "non-negative number for every metric")
+        if not eq:
+            if len(items) > 1 or out:
+                raise UserError("--min-effect: one bare VALUE applies to every metric; give the others as METRIC=VALUE")
+            return number
+        out[key.strip()] = number
+    return out
 
 
 def _one_line(text: str) -> str:

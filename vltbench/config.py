@@ -360,12 +360,76 @@ def load_config(preset: str = "tiny", config_file: str | Path | None = None,
         raise UserError(f"{source}: {key}: {msg}") from None
 
 
+_STRICT: dict[type, type] = {}
+
+
+def strict_model(model: type[BaseModel]) -> type[BaseModel]:
+    """The options model with unknown keys forbidden, whatever its own model_config says: a misspelt
+    option must never fall back silently to its default (a subclass, so instances stay `model`s)."""
+    if model.model_config.get("extra") == "forbid":
+        return model
+    if model not in _STRICT:
+        _STRICT[model] = type(model.__name__, (model,), {"model_config": {**model.model_config, "extra": "forbid"},
+                                                         "__module__": model.__module__,
+                                                         "__qualname__": model.__qualname__})
+    return _STRICT[model]
+
+
 def validate_options(model: type[BaseModel], options: dict, method: str, source: str = "config") -> BaseModel:
-    """Validate a method's own section with the method's options model (plugins bring theirs)."""
+    """Validate a method's own section with the method's options model (plugins bring theirs), strictly."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise UserError(f"method {method!r}: its Options must be a pydantic BaseModel subclass, got {model!r}")
+    if not isinstance(options, dict):
+        raise UserError(f"{source}: methods.{method}: expected a mapping of option: value, got {options!r}")
     try:
-        return model.model_validate(options)
+        opts = strict_model(model).model_validate(options)
+        if bad := _unknown_nested(opts, options):
+            known = ", ".join(type(_field(opts, bad[:-1])).model_fields) or "none"
+            raise UserError(f"{source}: methods.{method}.{'.'.join(bad)}: unknown key; remove it or fix its "
+                            f"spelling (options of {method}.{'.'.join(bad[:-1])}: {known})")
+        return opts
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key; remove it or fix its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(model.model_fields) or "none"
+            msg = f"unknown key; remove it or fix its spelling (options of {method}: {known})"
         raise UserError(f"{source}: methods.{method}.{key}: {msg}") from None
+
+
+def _names(model: type[BaseModel]) -> set[str]:
+    return {n for name, f in model.model_fields.items() for n in (name, f.alias) if n}
+
+
+def _unknown_nested(obj: BaseModel, data: dict, path: tuple = ()) -> tuple | None:
+    """The path of the first key, inside a nested options model, that the model does not declare
+    (the top level is strict already; a plugin's nested models may not be)."""
+    for key, value in data.items():
+        if key not in _names(type(obj)):
+            return (*path, key) if path else None
+        sub = getattr(obj, key, None)
+        if isinstance(sub, BaseModel) and isinstance(value, dict):
+            if found := _unknown_nested(sub, value, (*path, key)):
+                return found
+    return None
+
+
+def _field(obj: BaseModel, path: tuple) -> BaseModel:
+    for key in path:
+        obj = getattr(obj, key)
+    return obj
+
+
+def check_method_sections(cfg: Config, registered: list[str]) -> None:
+    """Every `methods.<name>` section names a registered method (else it would be ignored silently)."""
+    import difflib
+
+    for key in cfg.methods:
+        if key in registered:
+            continue
+        spelt = [n for n in registered if n.replace("-", "_") == key.replace("-", "_")]
+        close = spelt or difflib.get_close_matches(key, registered, n=1, cutoff=0.6)
+        hint = (f"did you mean methods.{close[0]}?" if close else f"registered: {', '.join(registered)}")
+        raise UserError(f"methods.{key}: no registered method is named {key!r}; {hint} (a section is spelt "
+                        "exactly as `vltbench methods` lists the method's name, hyphens included)")

@@ -177,7 +177,8 @@ def _checkpoint_shas(spec: SweepSpec, ds) -> tuple[dict[str, str], list[str]]:
         if found is not None:
             shas[method] = found[1] or sha256_file(found[0])
         elif not spec.train:
-            raise UserError(f"no checkpoint for {method} with this config; run `vltbench train --method {method}` first")
+            from .checkpoints import no_checkpoint
+            raise no_checkpoint(spec.cfg, method, ds.num_classes, spec.hint(method))
         else:
             untrained.append(method)
     return shas, untrained

@@ -22,6 +22,7 @@ from .config import Config, validate_options
 from .errors import UserError
 from .hashing import hash_obj, sha256_file
 from .method import Method
+from .method_code import describe as describe_code, identity_part
 from .nn.dit import DiT
 from .nn.tokenizer import Tokenizer
 from .pretrained import encoder_start_text, weights_sha256
@@ -46,8 +47,10 @@ IDENTITY_DEFAULTS = {
 }
 
 
-def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
-    """What determines the trained weights (eval and sampler settings do not)."""
+def training_identity(cfg: Config, method: str, num_classes: int, code: dict | bool = True) -> dict:
+    """What determines the trained weights (eval and sampler settings do not): the config and the
+    method's code (vltbench.method_code; `code`: True = the installed code, a fingerprint = that
+    code, False = leave it out, as the shipped checkpoints' identity was hashed before it existed)."""
     r = cfg.resolved(method)
     for section, defaults in IDENTITY_DEFAULTS.items():
         for key, value in defaults.items():
@@ -55,9 +58,12 @@ def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
                 r[section].pop(key)
     if (init := r["tokenizer"].get("encoder_init")) is not None:  # the file's content, not its path
         r["tokenizer"]["encoder_init"] = {"model": init["model"], "sha256": weights_sha256(init["weights"])}
-    return {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
-            "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
-            "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}
+    ident = {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
+             "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
+             "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}
+    if code is not False:
+        ident["method_code"] = identity_part(registry.code(method) if code is True else code)
+    return ident
 
 
 @dataclass
@@ -144,6 +150,7 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
     meta = {"format": FORMAT, "method": bundle.method_name, "n_tokens": str(bundle.n_tokens),
             "preset": bundle.cfg.preset, "config": json.dumps(bundle.cfg.resolved(bundle.method_name)),
             "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
+            "method_code": json.dumps(registry.code(bundle.method_name), sort_keys=True),
             "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
     try:
         with atomic_path(path) as tmp:
@@ -213,9 +220,34 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def recorded_code(meta: dict, sha: str | None) -> dict | None:
+    """The method code a checkpoint was trained with: its metadata's, or for a shipped checkpoint
+    written before checkpoints recorded it, its manifest's (bound to the file by its sha256)."""
+    if "method_code" in meta:
+        try:
+            return json.loads(meta["method_code"])
+        except json.JSONDecodeError:
+            return {}
+    if sha is None:
+        return None
+    from .checkpoints import shipped_entry_by_sha
+    entry = shipped_entry_by_sha(sha)
+    return entry.get("method_code") if entry else None
+
+
+def stale_error(path, method_name: str, recorded: dict | None, hint: str | None) -> UserError:
+    what = "another version of its code" if recorded is not None else "code it did not record"
+    todo = hint or f"`vltbench train --method {method_name}` with the options it was trained with"
+    return UserError(f"checkpoint {path} is stale: {method_name} was trained with {what} "
+                     f"({describe_code(recorded)}), the installed code is {describe_code(registry.code(method_name))}; "
+                     f"retrain it: run {todo}, or install the code it was trained with")
+
+
 def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: int,
-                expected_sha: str | None = None) -> Bundle:
-    """Load a checkpoint for (method, config); any mismatch is a one-line error naming both sides."""
+                expected_sha: str | None = None, hint: str | None = None) -> Bundle:
+    """Load a checkpoint for (method, config); any mismatch is a one-line error naming both sides.
+    A checkpoint that records other method code than the installed one is stale (`hint`: the command
+    that retrains it, for the message)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; train one with `vltbench train --method {method_name}`")
@@ -232,7 +264,15 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     if int(meta["n_tokens"]) != cfg.tokenizer.n_tokens:
         raise UserError(f"checkpoint {path} has N={meta['n_tokens']} tokens but the config has "
                         f"tokenizer.n_tokens={cfg.tokenizer.n_tokens}; use the matching preset/config")
-    want = hash_obj(training_identity(cfg, method_name, num_classes))
+    recorded = recorded_code(meta, expected_sha or (None if "method_code" in meta else sha256_file(path)))
+    if recorded is not None and identity_part(recorded) != identity_part(registry.code(method_name)):
+        raise stale_error(path, method_name, recorded, hint)
+    if recorded is None:
+        from . import progress
+        progress.log(f"{method_name}: checkpoint {path} records no method code (written by an older vltbench); "
+                     "loading it as given")
+    # metadata without method_code: written before checkpoints recorded it (its identity left it out)
+    want = hash_obj(training_identity(cfg, method_name, num_classes, code="method_code" in meta))
     if meta["identity"] != want:
         raise UserError(f"checkpoint {path} was trained with another config (identity {meta['identity']} vs {want}); "
                         f"retrain with `vltbench train` or use the config it was trained with")

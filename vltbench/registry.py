@@ -25,6 +25,7 @@ class Entry:
     name: str
     target: Any  # "module:attr" string (lazy) or the class itself
     source: str  # "entry point (dist)" or "register()"
+    dist: str | None = None  # the distribution of an entry point (its method code's name and version)
 
     def load(self):
         if isinstance(self.target, str):
@@ -53,7 +54,7 @@ def _discover() -> dict[str, Entry]:
             if old is not None and old.target != ep.value:
                 raise UserError(f"method name {ep.name!r} is registered twice ({old.source}: {old.target}; "
                                 f"{source}: {ep.value}); uninstall or rename one of them")
-            _entries[ep.name] = Entry(ep.name, ep.value, source)
+            _entries[ep.name] = Entry(ep.name, ep.value, source, dist.name if dist else None)
     return _entries
 
 
@@ -81,6 +82,14 @@ def get(name: str):
         hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(sorted(entries))}"
         raise UserError(f"unknown method {name!r}; {hint} (see `vltbench methods`)")
     return entries[name].load()
+
+
+def code(name: str) -> dict:
+    """The fingerprint of the code behind a registered method (vltbench.method_code)."""
+    from .method_code import fingerprint
+
+    cls = get(name)
+    return fingerprint(cls, _discover()[name].dist)
 
 
 def reset() -> None:

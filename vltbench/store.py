@@ -334,7 +334,25 @@ def load_frame(root: str | Path, store: ResultStore | None = None):
     df = pd.DataFrame([flatten(rec, path) for path, rec in entries])
     numeric = set().union(*(measurements(rec) for _, rec in entries))
     # float even when a metric is null everywhere: NaN marks "unavailable", never 0
-    return df.astype({c: float for c in numeric})
+    return with_labels(df.astype({c: float for c in numeric}))
+
+
+def with_labels(df):
+    """df.attrs["labels"]: what each metric column holds, e.g. {"gfid": "gFD_mnist-cnn", "kid":
+    "KID_mnist-cnn"}: gfid / rfid / real_fid / rfid_full are the Fréchet distance of the records'
+    extractor (FID only with Inception; the metric_label column names it per row). Set when every
+    row shares one extractor."""
+    from .metrics.specs import fd_name, metric_spec
+
+    labels = df["metric_label"].dropna().unique() if "metric_label" in df else []
+    if len(labels) == 1:
+        out = {c: spec.header_for(labels[0]) for c in df.columns
+               if (spec := metric_spec(c)) is not None and ("{" in spec.header)}
+        fd = fd_name(labels[0], "")
+        out.update({k: v for k, v in (("real_fid", f"{fd} of held-out real images (the floor)"),
+                                      ("rfid_full", f"r{fd} at K = N (the ceiling)")) if k in df})
+        df.attrs["labels"] = out
+    return df
 
 
 _EMPTY = {"cell_id": "", "identity": {"method": "", "length": 0, "seed": 0}, "metrics": {}}

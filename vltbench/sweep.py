@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import dist, progress
+from . import dist, progress, registry
 from .atomic import atomic_path
 from .checkpoints import obtain_bundle
 from .config import Config
@@ -68,6 +68,11 @@ class SweepSpec:
     train: bool = True
     written: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    train_args: str = ""  # the caller's options that shape training (--preset, --config, --set, ...), for hints
+
+    def hint(self, method: str) -> str:
+        """The command that trains `method` as this sweep would, for messages."""
+        return f"`vltbench train --method {method}{self.train_args}`"
 
 
 def metric_spec(cfg: Config, extractor, sets: RealSets) -> dict:
@@ -120,7 +125,8 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
     mspec = metric_spec(cfg, extractor, sets)
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
-                                                        train=spec.train)
+                                                        train=spec.train, hint=spec.hint(method))
+        code = registry.code(method)  # what trained the checkpoint too: load_bundle refuses other code
         bank = None
         if bundle.method.data_dependent:
             with dist.main_first():
@@ -148,6 +154,7 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
                 if record is None:  # not rank 0: rank 0 writes the record
                     continue
                 record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
+                record["provenance"]["method_code"] = code
                 grid_name = f"{cid}.samples.png"
                 record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
                 with atomic_path(store.artifact_path(record, grid_name)) as tmp:
