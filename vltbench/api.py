@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
     from .report import Table
 
-__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "UserError"]
+__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
 
 DEFAULT_RESULTS = Path("results/runs")
 BUILT_IN = ("embedded", "mnist", "digits")  # datasets whose class list is in the package
@@ -349,6 +349,18 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
     return Path(path)
+
+
+def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | Path, *,
+               latent_stats: str | Path | None = None, ema: bool = True, preset: str = "lgm-official-xl",
+               config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
+    """Import the official LGM release as `vltbench import lgm` does: tokenizer.pt (+ xl.pth and
+    latents_stats.pt) -> one merge checkpoint at `out` (vltbench/official_lgm.py); returns its path."""
+    from .official_lgm import import_lgm as run
+
+    out = writable_file(out, "--out")
+    return run(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset, config=config,
+               overrides=_overrides(overrides))
 
 
 def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,

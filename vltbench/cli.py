@@ -59,6 +59,29 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
         typer.echo(str(path))
 
 
+import_app = typer.Typer(no_args_is_help=True, help="Import checkpoints released by others as vltbench checkpoints.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("lgm")
+def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The official tokenizer.pt (huggingface.co/movinghoon/LGM)."),
+                   generator: Optional[Path] = typer.Option(None, "--generator", help="The official xl.pth (LightningDiT-XL); "
+                                                            "without it only the tokenizer is imported."),
+                   latent_stats: Optional[Path] = typer.Option(None, "--latent-stats", help="latents_stats.pt of the dataset "
+                                                               "movinghoon/ours2-d32 (needed with --generator)."),
+                   ema: bool = typer.Option(True, "--ema/--no-ema", help="The EMA weights (default, as the official "
+                                            "evaluation) or the raw training weights."),
+                   out: Path = typer.Option(..., "--out", "-o", help="The vltbench checkpoint to write (.safetensors)."),
+                   preset: str = typer.Option("lgm-official-xl", "--preset", "-p", help="Config the checkpoint is for "
+                                              "(its sizes must match the files)."),
+                   config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET):
+    """Import the official LGM release (tokenizer.pt, xl.pth) into one vltbench merge checkpoint."""
+    path = api.import_lgm(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset,
+                          config=config, overrides=sets)
+    typer.echo(f"{path}: official LGM release imported (method merge, preset {preset}); evaluate it with "
+               f"`vltbench eval --method merge --checkpoint {path} --preset {preset} --lengths 32,64,128 --data-root DIR`")
+
+
 def _is_main() -> bool:
     from .dist import is_main
     return is_main()

@@ -36,12 +36,13 @@ TRAINING_RECIPE = 2
 # Options added after checkpoints were shipped: left out of the identity while they hold these
 # defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
 IDENTITY_DEFAULTS = {
-    "tokenizer": {"arch": "vit", "warm_start": 0, "encoder_init": {"model": None, "weights": None},
+    "tokenizer": {"arch": "vit", "warm_start": 0, "prefix_token": False, "norm_eps": None, "pixel_order": "cpq",
+                  "quantizer": {"kind": "none", "codebooks": 4, "codebook_size": 8192, "temperature": 0.07}, "encoder_init": {"model": None, "weights": None},
                   "betas": [0.9, 0.99], "lr_schedule": "cosine",
                   "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
                              "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
                              "repa": {"model": None, "weights": None, "weight": 0.0, "proj_dim": None}}},
-    "dit": {"arch": "dit", "betas": [0.9, 0.99], "lr_schedule": "cosine"},
+    "dit": {"arch": "dit", "betas": [0.9, 0.99], "lr_schedule": "cosine", "norm_eps": None},
     "lengths": {"dit_cycle": None},
 }
 
@@ -99,7 +100,7 @@ class Bundle:
     def new_dit(self) -> DiT:
         c = self.cfg
         return DiT(c.tokenizer.n_tokens, c.tokenizer.latent_dim, c.dit.width, c.dit.depth, c.dit.heads, self.num_classes,
-                   arch=c.dit.arch)
+                   arch=c.dit.arch, norm_eps=c.dit.norm_eps)
 
     # latents are standardised per channel for the DiT; merging commutes with it (columns of P sum to 1)
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
@@ -124,13 +125,18 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
     if t.ema is not None:
         method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)
+    q = t.quantizer
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
-                    t.dec_depth, t.heads, arch=t.arch, **method.tokenizer_kwargs())
+                    t.dec_depth, t.heads, arch=t.arch, prefix_token=t.prefix_token, quantizer=q.kind,
+                    codebooks=q.codebooks, codebook_size=q.codebook_size, temperature=q.temperature,
+                    norm_eps=t.norm_eps, pixel_order=t.pixel_order, **method.tokenizer_kwargs())
     return Bundle(cfg, method_name, num_classes, tok, method)
 
 
-def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.float32) -> str:
-    """Write the checkpoint atomically; returns its sha256."""
+def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.float32,
+                extra_meta: dict[str, str] | None = None) -> str:
+    """Write the checkpoint atomically; returns its sha256. extra_meta: further metadata strings (an
+    imported model's `origin`, vltbench/official_lgm.py)."""
     tensors = {}
     for prefix, module in [("tokenizer", bundle.tokenizer), ("method", bundle.method)]:
         for k, v in module.state_dict().items():
@@ -144,7 +150,7 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
     meta = {"format": FORMAT, "method": bundle.method_name, "n_tokens": str(bundle.n_tokens),
             "preset": bundle.cfg.preset, "config": json.dumps(bundle.cfg.resolved(bundle.method_name)),
             "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
-            "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
+            "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits)), **(extra_meta or {})}
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)

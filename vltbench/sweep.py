@@ -95,6 +95,8 @@ def sampler_identity(cfg: Config) -> dict:
                     "extend": {"max_extra": s.cfg_extend, "rule": EXTEND_RULE}}
     else:
         guidance = {"protocol": "fixed", "scale": s.cfg_scale}
+        if s.cfg_scale_per_length:  # only when set: cells measured before the option keep their ids
+            guidance["per_length"] = {str(k): w for k, w in sorted(s.cfg_scale_per_length.items())}
     return {"steps": s.steps, "shift": s.shift, "cfg_interval": list(s.cfg_interval), "guidance": guidance}
 
 
@@ -315,6 +317,10 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
     fair by construction, although per-position CFG (merged views) acts as 1 + (w - 1) / m_j."""
     s, e = bundle.cfg.sampler, bundle.cfg.eval
     if s.guidance == "fixed":
+        if s.cfg_scale_per_length and k in s.cfg_scale_per_length:
+            w = s.cfg_scale_per_length[k]
+            return {"protocol": "fixed", "scale": w, "grid": None, "scores": None,
+                    "selection": f"fixed scale {w} at K = {k} (sampler.cfg_scale_per_length): not searched"}
         return {"protocol": "fixed", "scale": s.cfg_scale, "grid": None, "scores": None,
                 "selection": f"fixed scale {s.cfg_scale} for every (method, K): not searched"}
     with dist.main_first():

@@ -1,0 +1,263 @@
+"""`vltbench import lgm`: the official LGM checkpoints, imported, reproduce the official code's outputs.
+
+tests/fixtures/lgm holds numbers produced by the official code (github.com/movinghoon/lgm at the commit in
+official.json) outside this project: its tokenizer (SoftVQModel2 with merging) and LightningDiT built at a
+tiny size with seeded random weights (fp16-representable values, stored as fp16), the inputs, and the
+official encode / decode at several K / velocity on merged views / sampling outputs. These tests write the
+same weights in the official file layout (a torch pickle with the argparse Namespace and the EMA dict,
+xl.pth's {model, model_ema}), import them, and compare in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import run_cli
+from vltbench.errors import UserError
+from vltbench.lengths import view_from_labels
+
+FIX = Path(__file__).parent / "fixtures" / "lgm"
+META = json.loads((FIX / "official.json").read_text())
+OUT = load_file(str(FIX / "outputs.safetensors"))
+TOL = 1e-5
+
+TINY = """
+data: {image_size: 32}
+tokenizer: {patch_size: 8, n_tokens: 32, latent_dim: 8, width: 64, enc_depth: 2, dec_depth: 2, heads: 2,
+            quantizer: {codebook_size: 64}}
+dit: {size: null, depth: 2, width: 64, heads: 2}
+lengths: {train: [4, 8, 16, 32], probs: [0.25, 0.25, 0.25, 0.25], dit_cycle: [16, 8]}
+methods: {merge: {embed_dim: 16}}
+sampler: {steps: 8, shift: 0.2, cfg_interval: [0.15, 1.0], cfg_scale: 4.0, cfg_scale_per_length: null}
+"""
+
+
+def _weights(name):
+    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(FIX / name)).items()}
+
+
+def _yaml_float_class(monkeypatch):
+    """ruamel.yaml's ScalarFloat (what the official args hold), or a class pickled under its name."""
+    try:
+        from ruamel.yaml.scalarfloat import ScalarFloat
+        return ScalarFloat
+    except ImportError:
+        pass
+    cls = type("ScalarFloat", (float,), {"__module__": "ruamel.yaml.scalarfloat"})
+    for name in ("ruamel", "ruamel.yaml", "ruamel.yaml.scalarfloat"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules["ruamel.yaml.scalarfloat"].ScalarFloat = cls
+    return cls
+
+
+def official_files(tmp_path: Path, monkeypatch) -> dict:
+    """The fixture weights in the official release's layout."""
+    scalar_float = _yaml_float_class(monkeypatch)
+    args = argparse.Namespace()
+    for k, (v, typ) in META["tokenizer_args"].items():
+        setattr(args, k, scalar_float(v) if typ.endswith("ScalarFloat") else v)
+    ema = _weights("tokenizer_ema.safetensors")
+    for k, shape in META["tokenizer_training_only_keys"].items():  # REPA / DINO heads: present, never used
+        ema[k] = torch.zeros(shape)
+    opt = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(4)}}, "param_groups": [{"lr": 1e-4, "params": [0]}]}
+    tok = {"model": dict(ema), "optimizer": opt, "discriminator": {"conv.weight": torch.zeros(2, 2)},
+           "optimizer_disc": opt, "steps": 250000, "args": args, "ema": ema}
+    torch.save(tok, tmp_path / "tokenizer.pt")
+    gen = _weights("generator.safetensors")
+    torch.save({"model": gen, "model_ema": dict(gen)}, tmp_path / "xl.pth")
+    g = torch.Generator().manual_seed(7)
+    stats = {"mean": torch.randn(1, 1, 8, generator=g) * 0.1, "std": torch.rand(1, 1, 8, generator=g) + 0.5}
+    torch.save(stats, tmp_path / "latents_stats.pt")
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    return {"tokenizer": tmp_path / "tokenizer.pt", "generator": tmp_path / "xl.pth",
+            "latent_stats": tmp_path / "latents_stats.pt", "config": tmp_path / "tiny.yaml", "stats": stats}
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    from vltbench.official_lgm import import_lgm
+    from vltbench.config import load_config
+    from vltbench.model import load_bundle
+
+    tmp = tmp_path_factory.mktemp("lgm")
+    mp = pytest.MonkeyPatch()
+    try:
+        f = official_files(tmp, mp)
+        out = import_lgm(f["tokenizer"], f["generator"], tmp / "lgm.safetensors", latent_stats=f["latent_stats"],
+                         config=f["config"])
+    finally:
+        mp.undo()
+    cfg = load_config("lgm-official-xl", f["config"])
+    bundle = load_bundle(out, cfg, "merge", 10)
+    return bundle, out, f
+
+
+def _max_dev(a, b):
+    return (a - b).abs().max().item()
+
+
+def test_encode_matches_official(imported):
+    bundle, _, _ = imported
+    with torch.no_grad():
+        z = bundle.tokenizer.encode(OUT["images"])
+    assert _max_dev(z, OUT["encode"]) < TOL
+
+
+@pytest.mark.parametrize("k", [4, 8, 16, 32])
+def test_decode_at_k_matches_official(imported, k):
+    bundle, _, _ = imported
+    m = bundle.method
+    with torch.no_grad():
+        z = bundle.tokenizer.encode(OUT["images"])
+        view = m.view(k)
+        x = bundle.tokenizer.decode(m.expand(view.merge(z), view))
+    assert _max_dev(x, OUT[f"decode_k{k}"]) < TOL
+
+
+def test_merge_table_gives_official_groupings(imported):
+    """vltbench's frozen table, from merge_module.embeddings with blocks 4, partitions the positions as
+    the official MergeModule does at every K (cluster numbering may differ)."""
+    table = imported[0].method.table
+    for k in range(4, 32):
+        ours, theirs = table[k - 1], OUT[f"labels_k{k}"]
+        pairs = {(int(a), int(b)) for a, b in zip(ours, theirs)}
+        assert len(pairs) == k == len(set(ours.tolist())), k
+
+
+def _official_view(k):
+    return None if k == 32 else view_from_labels(OUT[f"labels_k{k}"], k)
+
+
+@pytest.mark.parametrize("k", [8, 16, 32])
+def test_velocity_on_merged_views_matches_official(imported, k):
+    dit = imported[0].dits["joint"]
+    with torch.no_grad():
+        v = dit(OUT[f"vel_x_k{k}"], OUT[f"vel_t_k{k}"], OUT[f"vel_y_k{k}"], _official_view(k))
+    assert _max_dev(v, OUT[f"velocity_k{k}"]) < TOL
+
+
+@pytest.mark.parametrize("k", [8, 32])
+def test_sampler_matches_official(imported, k):
+    """8 Euler points, shift 0.2, per-position CFG 4.0 from t = 0.15, pooled noise: the official
+    LightningDiT.generate on the same full-space noise."""
+    from vltbench.flow import sample
+    from vltbench.lengths import LengthView
+
+    dit = imported[0].dits["joint"]
+    view = _official_view(k) or LengthView(32, 32)
+    s = META["sampler"]
+    x = sample(dit, view, OUT[f"sample_y_k{k}"], OUT[f"sample_noise_k{k}"], steps=s["steps"], shift=s["shift"],
+               cfg_scale=s["cfg"], cfg_interval=tuple(s["cfg_interval"]))
+    assert _max_dev(x, OUT[f"sample_k{k}"]) < TOL
+
+
+def test_bundle_records_origin_and_key_accounting(imported):
+    from vltbench.model import read_metadata
+    from vltbench.hashing import sha256_file
+
+    bundle, out, f = imported
+    origin = json.loads(read_metadata(out)["origin"])
+    assert origin["kind"] == "official LGM release"
+    assert origin["tokenizer"]["sha256"] == sha256_file(f["tokenizer"])
+    assert origin["generator"]["sha256"] == sha256_file(f["generator"])
+    assert origin["tokenizer"]["args"]["tau"] == pytest.approx(0.07) and origin["tokenizer"]["args"]["vq_model"] == "SoftVQ-2"
+    assert origin["skipped"]["count"] == len(META["tokenizer_training_only_keys"]) + 2  # + decoder patch embedding
+    assert torch.equal(bundle.latent_mean, f["stats"]["mean"].reshape(-1))
+    assert bundle.stages == ["tokenizer", "dit"]
+
+
+def test_every_official_inference_key_is_consumed_once():
+    """At the real sizes (the official key names and shapes, from the official code at the fixture's
+    commit): every tokenizer key is consumed or skipped by name, every generator key consumed."""
+    from vltbench.config import load_config
+    from vltbench.model import build_bundle
+    from vltbench.official_lgm import Keys, dit_state, tokenizer_state
+
+    cfg = load_config("lgm-official-xl")
+    with torch.device("meta"):
+        bundle = build_bundle(cfg, "merge", 1000)
+        tok_sd = {k: torch.empty(s) for k, s in META["tokenizer_full_keys"].items()}
+        gen_sd = {k: torch.empty(s) for k, s in META["generator_full_keys"].items()}
+        consumed = []
+        orig = Keys.take
+        try:
+            Keys.take = lambda self, key, shape=None: consumed.append(key) or orig(self, key, shape)
+            _, _, skipped = tokenizer_state(tok_sd, bundle, "tokenizer.pt")
+            assert sorted(consumed + list(skipped)) == sorted(tok_sd) and len(set(consumed)) == len(consumed)
+            assert {k.split(".")[0] for k in skipped} == {"repa_model", "decoder_dino", "post_quant_conv_dino",
+                                                        "to_pixel_dino", "quantize", "decoder"}
+            consumed.clear()
+            dit_state(gen_sd, bundle.new_dit(), 28, "xl.pth")
+            assert sorted(consumed) == sorted(gen_sd)
+        finally:
+            Keys.take = orig
+
+
+def _import(f, tmp_path, **kw):
+    from vltbench.official_lgm import import_lgm
+
+    args = dict(tokenizer=f["tokenizer"], generator=f["generator"], latent_stats=f["latent_stats"], config=f["config"])
+    args.update(kw)
+    return import_lgm(out=tmp_path / "x.safetensors", **args)
+
+
+def test_unknown_missing_and_misshaped_keys_are_one_error(tmp_path, monkeypatch):
+    f = official_files(tmp_path, monkeypatch)
+    ckpt = torch.load(f["generator"], weights_only=True)
+    for change, needle in [(lambda d: d.update({"extra.weight": torch.zeros(1)}), "unknown key extra.weight"),
+                           (lambda d: d.pop("final_layer.linear.bias"), "missing key final_layer.linear.bias"),
+                           (lambda d: d.update({"pos_embed": torch.zeros(1, 32, 63)}), "pos_embed has shape (1, 32, 63)")]:
+        bad = {"model": dict(ckpt["model"]), "model_ema": dict(ckpt["model_ema"])}
+        change(bad["model_ema"])
+        torch.save(bad, tmp_path / "bad.pth")
+        with pytest.raises(UserError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            _import(f, tmp_path, generator=tmp_path / "bad.pth")
+
+
+def test_payload_pickle_is_refused_without_running(tmp_path, monkeypatch):
+    f = official_files(tmp_path, monkeypatch)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    ckpt = torch.load(f["tokenizer"], weights_only=False)
+    ckpt["steps"] = Payload()
+    torch.save(ckpt, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="refused without running it: its pickle asks for the global getattr"):
+        _import(f, tmp_path, tokenizer=tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_lora_checkpoint_is_refused_with_the_reason(tmp_path, monkeypatch):
+    f = official_files(tmp_path, monkeypatch)
+    gen = torch.load(f["generator"], weights_only=True)
+    gen["model"]["transformer.blocks.0.attn.qkv.lora_A.weight"] = torch.zeros(4, 64)
+    torch.save(gen, tmp_path / "lora_32.pth")
+    with pytest.raises(UserError, match="LoRA.*plain.*noise"):
+        _import(f, tmp_path, generator=tmp_path / "lora_32.pth")
+
+
+def test_cli_import_lgm(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vltbench.cli import app
+
+    f = official_files(tmp_path, monkeypatch)
+    out = tmp_path / "cli.safetensors"
+    r = CliRunner().invoke(app, ["import", "lgm", "--tokenizer", str(f["tokenizer"]), "--generator", str(f["generator"]),
+                                 "--latent-stats", str(f["latent_stats"]), "--config", str(f["config"]), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and "official LGM release" in r.output
+    r = run_cli("import", "lgm", "--tokenizer", tmp_path / "nope.pt", "--out", out)
+    assert r.returncode == 2 and r.stderr.startswith("error: --tokenizer:") and "does not exist" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
