@@ -261,3 +261,31 @@ def test_cli_import_lgm(tmp_path, monkeypatch):
     r = run_cli("import", "lgm", "--tokenizer", tmp_path / "nope.pt", "--out", out)
     assert r.returncode == 2 and r.stderr.startswith("error: --tokenizer:") and "does not exist" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
+    """`vltbench eval --method merge --checkpoint lgm.safetensors --preset lgm-official-xl` runs the normal
+    sweep (here on a tiny ImageNet-layout folder, randproj features); the per-K official scales are used,
+    and records, leaderboard, report page and check label the model as imported."""
+    import vltbench
+    from test_data import write_images
+    from vltbench.report import render
+
+    _, out, f = imported
+    for split in ("train", "val"):
+        for c in range(10):
+            write_images(tmp_path / "imnet" / split / f"n{c:02d}", 4, size=(40, 36), seed=c)
+    res = tmp_path / "res"
+    with pytest.warns(UserWarning):  # 20 samples < the 64-d randproj features: the harness says so
+        df = vltbench.evaluate("merge", [8, 16], preset="lgm-official-xl", config=f["config"], checkpoint=out,
+                               train=False, data_root=tmp_path / "imnet", extractor="randproj", n_samples=20,
+                               results=res, quiet=True,
+                               overrides={"eval.n_ref": 20, "eval.batch_size": 20, "eval.kid_subset_size": 10,
+                                          "sampler.cfg_scale_per_length": {8: 4.0, 16: 3.0}})
+    assert list(df["method"]) == ["merge [official LGM release]"] * 2 and df["gfid"].notna().all()
+    rec = json.loads(Path(df["path"][0]).read_text())
+    assert rec["origin"] == "official LGM release" and rec["guidance"]["scale"] == 4.0
+    assert any(n.startswith("imported model: official LGM release") for n in rec["notes"])
+    assert "merge [official LGM release]" in render(vltbench.leaderboard(res), "md")
+    assert "merge [official LGM release]" in vltbench.report(res).read_text()
+    assert {r.method for r in vltbench.check(res, res).rows} == {"merge [official LGM release]"}

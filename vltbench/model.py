@@ -47,9 +47,13 @@ IDENTITY_DEFAULTS = {
 }
 
 
-def training_identity(cfg: Config, method: str, num_classes: int) -> dict:
-    """What determines the trained weights (eval and sampler settings do not)."""
+def training_identity(cfg: Config, method: str, num_classes: int, imported: bool = False) -> dict:
+    """What determines the trained weights (eval and sampler settings do not). imported: a model trained
+    elsewhere (`vltbench import lgm`): the data it is evaluated on did not train it, so only the dataset's
+    kind and image size are part of it, not its folder or counts."""
     r = cfg.resolved(method)
+    if imported:
+        r["data"] = {"name": r["data"]["name"], "image_size": r["data"]["image_size"]}
     for section, defaults in IDENTITY_DEFAULTS.items():
         for key, value in defaults.items():
             if r[section].get(key) == value:
@@ -72,6 +76,8 @@ class Bundle:
     latent_mean: torch.Tensor | None = None  # (d,) per-channel standardisation of latents
     latent_std: torch.Tensor | None = None
     stages: list[str] = field(default_factory=list)  # "tokenizer", "dit"
+    # where an imported model comes from (vltbench/official_lgm.py); None: trained by vltbench
+    origin: dict | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -79,7 +85,7 @@ class Bundle:
 
     @property
     def identity(self) -> dict:
-        return training_identity(self.cfg, self.method_name, self.num_classes)
+        return training_identity(self.cfg, self.method_name, self.num_classes, imported=self.origin is not None)
 
     def to(self, device) -> "Bundle":
         self.tokenizer.to(device)
@@ -133,10 +139,8 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
     return Bundle(cfg, method_name, num_classes, tok, method)
 
 
-def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.float32,
-                extra_meta: dict[str, str] | None = None) -> str:
-    """Write the checkpoint atomically; returns its sha256. extra_meta: further metadata strings (an
-    imported model's `origin`, vltbench/official_lgm.py)."""
+def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.float32) -> str:
+    """Write the checkpoint atomically; returns its sha256."""
     tensors = {}
     for prefix, module in [("tokenizer", bundle.tokenizer), ("method", bundle.method)]:
         for k, v in module.state_dict().items():
@@ -150,7 +154,9 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
     meta = {"format": FORMAT, "method": bundle.method_name, "n_tokens": str(bundle.n_tokens),
             "preset": bundle.cfg.preset, "config": json.dumps(bundle.cfg.resolved(bundle.method_name)),
             "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
-            "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits)), **(extra_meta or {})}
+            "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
+    if bundle.origin is not None:
+        meta["origin"] = json.dumps(bundle.origin, sort_keys=True)
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -238,7 +244,11 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     if int(meta["n_tokens"]) != cfg.tokenizer.n_tokens:
         raise UserError(f"checkpoint {path} has N={meta['n_tokens']} tokens but the config has "
                         f"tokenizer.n_tokens={cfg.tokenizer.n_tokens}; use the matching preset/config")
-    want = hash_obj(training_identity(cfg, method_name, num_classes))
+    try:
+        origin = json.loads(meta["origin"]) if "origin" in meta else None
+    except json.JSONDecodeError:
+        raise UserError(f"checkpoint {path} has unreadable origin metadata; import it again") from None
+    want = hash_obj(training_identity(cfg, method_name, num_classes, imported=origin is not None))
     if meta["identity"] != want:
         raise UserError(f"checkpoint {path} was trained with another config (identity {meta['identity']} vs {want}); "
                         f"retrain with `vltbench train` or use the config it was trained with")
@@ -247,6 +257,7 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain") from None
     bundle = build_bundle(cfg, method_name, num_classes)
+    bundle.origin = origin
     tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
     def part(prefix):

@@ -25,7 +25,6 @@ match is one UserError naming it.
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import re
 from pathlib import Path
@@ -380,7 +379,8 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                              f"{cfg.method_options(METHOD).get('blocks')} blocks, average linkage",
               "skipped": {"count": len(skipped), "prefixes": sorted({_prefix(k) for k in skipped}),
                           "why": sorted(set(skipped.values()))}}
-    save_bundle(bundle, out, extra_meta={"origin": json.dumps(origin, sort_keys=True)})
+    bundle.origin = origin
+    save_bundle(bundle, out)
     return Path(out)
 
 
@@ -391,8 +391,9 @@ def _prefix(key: str) -> str:
     return key
 
 
-def origin_label(origin: dict | None) -> str | None:
-    """The short label tables and pages show beside an imported model's method name."""
-    if not origin:
-        return None
-    return origin.get("kind", ORIGIN)
+def origin_note(origin: dict) -> str:
+    """The record note of an imported model: what it is and which files (by sha256) it came from."""
+    files = [f"{part['file']} (sha256 {part['sha256'][:12]}, {part.get('weights', 'statistics')})"
+             for part in (origin.get("tokenizer"), origin.get("generator"), origin.get("latent_stats")) if part]
+    return (f"imported model: {origin.get('kind', ORIGIN)}, not trained by vltbench; converted by `vltbench import lgm` "
+            f"from {', '.join(files)}; sampler settings as the official evaluation (preset lgm-official-xl)")

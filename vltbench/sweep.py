@@ -494,11 +494,17 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     notes.append("xlen_distance: unguided samples at K vs at K = N with the same seeds and classes, feature "
                  "distance / distance to another same-class sample at N (0 = identical)")
     timing["total_s"] = time.perf_counter() - t_cell
+    extra = {}
+    if bundle.origin is not None:  # an imported model: labelled in every table, page and check
+        from .official_lgm import origin_note
+        extra["origin"] = bundle.origin.get("kind", "imported")
+        notes.append(origin_note(bundle.origin))
     record = build_record(identity, _plain(metrics), unavailable=unavailable, compute=_plain(compute),
                           alignment=_plain(align), timing=timing, notes=notes, guidance=_plain(guidance),
                           subsets=sets.describe(), family=bundle.method.family,
                           alignment_representation=alignment_representation(bundle, k),
-                          provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name))
+                          provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name),
+                          **extra)
     grid = grid[:GRID_SAMPLES].transpose(0, 2, 3, 1)
     return record, np.concatenate(list(grid), axis=1)
 
