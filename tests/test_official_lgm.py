@@ -10,75 +10,18 @@ xl.pth's {model, model_ema}), import them, and compare in float32.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from helpers import run_cli
+from lgm_layout import META, OUT, write_official_files
 from vltbench.errors import UserError
 from vltbench.lengths import view_from_labels
 
-FIX = Path(__file__).parent / "fixtures" / "lgm"
-META = json.loads((FIX / "official.json").read_text())
-OUT = load_file(str(FIX / "outputs.safetensors"))
 TOL = 1e-5
-
-TINY = """
-data: {image_size: 32}
-tokenizer: {patch_size: 8, n_tokens: 32, latent_dim: 8, width: 64, enc_depth: 2, dec_depth: 2, heads: 2,
-            quantizer: {codebook_size: 64}}
-dit: {size: null, depth: 2, width: 64, heads: 2}
-lengths: {train: [4, 8, 16, 32], probs: [0.25, 0.25, 0.25, 0.25], dit_cycle: [16, 8]}
-methods: {merge: {embed_dim: 16}}
-sampler: {steps: 8, shift: 0.2, cfg_interval: [0.15, 1.0], cfg_scale: 4.0, cfg_scale_per_length: null}
-"""
-
-
-def _weights(name):
-    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(FIX / name)).items()}
-
-
-def _yaml_float_class(monkeypatch):
-    """ruamel.yaml's ScalarFloat (what the official args hold), or a class pickled under its name."""
-    try:
-        from ruamel.yaml.scalarfloat import ScalarFloat
-        return ScalarFloat
-    except ImportError:
-        pass
-    cls = type("ScalarFloat", (float,), {"__module__": "ruamel.yaml.scalarfloat"})
-    for name in ("ruamel", "ruamel.yaml", "ruamel.yaml.scalarfloat"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    sys.modules["ruamel.yaml.scalarfloat"].ScalarFloat = cls
-    return cls
-
-
-def official_files(tmp_path: Path, monkeypatch) -> dict:
-    """The fixture weights in the official release's layout."""
-    scalar_float = _yaml_float_class(monkeypatch)
-    args = argparse.Namespace()
-    for k, (v, typ) in META["tokenizer_args"].items():
-        setattr(args, k, scalar_float(v) if typ.endswith("ScalarFloat") else v)
-    ema = _weights("tokenizer_ema.safetensors")
-    for k, shape in META["tokenizer_training_only_keys"].items():  # REPA / DINO heads: present, never used
-        ema[k] = torch.zeros(shape)
-    opt = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(4)}}, "param_groups": [{"lr": 1e-4, "params": [0]}]}
-    tok = {"model": dict(ema), "optimizer": opt, "discriminator": {"conv.weight": torch.zeros(2, 2)},
-           "optimizer_disc": opt, "steps": 250000, "args": args, "ema": ema}
-    torch.save(tok, tmp_path / "tokenizer.pt")
-    gen = _weights("generator.safetensors")
-    torch.save({"model": gen, "model_ema": dict(gen)}, tmp_path / "xl.pth")
-    g = torch.Generator().manual_seed(7)
-    stats = {"mean": torch.randn(1, 1, 8, generator=g) * 0.1, "std": torch.rand(1, 1, 8, generator=g) + 0.5}
-    torch.save(stats, tmp_path / "latents_stats.pt")
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    return {"tokenizer": tmp_path / "tokenizer.pt", "generator": tmp_path / "xl.pth",
-            "latent_stats": tmp_path / "latents_stats.pt", "config": tmp_path / "tiny.yaml", "stats": stats}
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +31,9 @@ def imported(tmp_path_factory):
     from vltbench.model import load_bundle
 
     tmp = tmp_path_factory.mktemp("lgm")
-    mp = pytest.MonkeyPatch()
-    try:
-        f = official_files(tmp, mp)
-        out = import_lgm(f["tokenizer"], f["generator"], tmp / "lgm.safetensors", latent_stats=f["latent_stats"],
-                         config=f["config"])
-    finally:
-        mp.undo()
+    f = write_official_files(tmp)
+    out = import_lgm(f["tokenizer"], f["generator"], tmp / "lgm.safetensors", latent_stats=f["latent_stats"],
+                     config=f["config"])
     cfg = load_config("lgm-official-xl", f["config"])
     bundle = load_bundle(out, cfg, "merge", 10)
     return bundle, out, f
@@ -209,8 +148,8 @@ def _import(f, tmp_path, **kw):
     return import_lgm(out=tmp_path / "x.safetensors", **args)
 
 
-def test_unknown_missing_and_misshaped_keys_are_one_error(tmp_path, monkeypatch):
-    f = official_files(tmp_path, monkeypatch)
+def test_unknown_missing_and_misshaped_keys_are_one_error(tmp_path):
+    f = write_official_files(tmp_path)
     ckpt = torch.load(f["generator"], weights_only=True)
     for change, needle in [(lambda d: d.update({"extra.weight": torch.zeros(1)}), "unknown key extra.weight"),
                            (lambda d: d.pop("final_layer.linear.bias"), "missing key final_layer.linear.bias"),
@@ -222,24 +161,22 @@ def test_unknown_missing_and_misshaped_keys_are_one_error(tmp_path, monkeypatch)
             _import(f, tmp_path, generator=tmp_path / "bad.pth")
 
 
-def test_payload_pickle_is_refused_without_running(tmp_path, monkeypatch):
-    f = official_files(tmp_path, monkeypatch)
+def test_payload_pickle_is_refused_without_running(tmp_path):
+    f = write_official_files(tmp_path)
     marker = tmp_path / "ran"
 
     class Payload:
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    ckpt = torch.load(f["tokenizer"], weights_only=False)
-    ckpt["steps"] = Payload()
-    torch.save(ckpt, tmp_path / "evil.pt")
+    torch.save({"model": {}, "steps": Payload(), "ema": {}}, tmp_path / "evil.pt")
     with pytest.raises(UserError, match="refused without running it: its pickle asks for the global getattr"):
         _import(f, tmp_path, tokenizer=tmp_path / "evil.pt")
     assert not marker.exists()
 
 
-def test_lora_checkpoint_is_refused_with_the_reason(tmp_path, monkeypatch):
-    f = official_files(tmp_path, monkeypatch)
+def test_lora_checkpoint_is_refused_with_the_reason(tmp_path):
+    f = write_official_files(tmp_path)
     gen = torch.load(f["generator"], weights_only=True)
     gen["model"]["transformer.blocks.0.attn.qkv.lora_A.weight"] = torch.zeros(4, 64)
     torch.save(gen, tmp_path / "lora_32.pth")
@@ -247,12 +184,11 @@ def test_lora_checkpoint_is_refused_with_the_reason(tmp_path, monkeypatch):
         _import(f, tmp_path, generator=tmp_path / "lora_32.pth")
 
 
-def test_cli_import_lgm(tmp_path, monkeypatch):
+def test_cli_import_lgm(tmp_path):
     from typer.testing import CliRunner
 
     from vltbench.cli import app
-
-    f = official_files(tmp_path, monkeypatch)
+    f = write_official_files(tmp_path)
     out = tmp_path / "cli.safetensors"
     r = CliRunner().invoke(app, ["import", "lgm", "--tokenizer", str(f["tokenizer"]), "--generator", str(f["generator"]),
                                  "--latent-stats", str(f["latent_stats"]), "--config", str(f["config"]), "--out", str(out)])
@@ -283,9 +219,31 @@ def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
                                overrides={"eval.n_ref": 20, "eval.batch_size": 20, "eval.kid_subset_size": 10,
                                           "sampler.cfg_scale_per_length": {8: 4.0, 16: 3.0}})
     assert list(df["method"]) == ["merge [official LGM release]"] * 2 and df["gfid"].notna().all()
-    rec = json.loads(Path(df["path"][0]).read_text())
-    assert rec["origin"] == "official LGM release" and rec["guidance"]["scale"] == 4.0
+    recs = {int(r["identity"]["length"]): r for r in (json.loads(Path(p).read_text()) for p in df["path"])}
+    assert {k: r["guidance"]["scale"] for k, r in recs.items()} == {8: 4.0, 16: 3.0}
+    rec = recs[8]
+    assert rec["origin"] == "official LGM release"
     assert any(n.startswith("imported model: official LGM release") for n in rec["notes"])
     assert "merge [official LGM release]" in render(vltbench.leaderboard(res), "md")
     assert "merge [official LGM release]" in vltbench.report(res).read_text()
     assert {r.method for r in vltbench.check(res, res).rows} == {"merge [official LGM release]"}
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_gpu_benchmark_dry_run(tmp_path):
+    """benchmarks/lgm_official.py (PSNR per K, gFID@10k of the real release on a GPU) runs every step on
+    the tiny official-layout files."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLTBENCH_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "lgm_official.py"), "--dry-run", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    rep = json.loads((tmp_path / "lgm_official.json").read_text())
+    assert rep["dry_run"] and set(rep["psnr"]["per_k"]) == {"8", "16", "32"}
+    assert {row["length"] for row in rep["generation"]["rows"]} == {8, 16}
+    assert all(row["method"] == "merge [official LGM release]" for row in rep["generation"]["rows"])
