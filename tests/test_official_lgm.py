@@ -247,3 +247,15 @@ def test_gpu_benchmark_dry_run(tmp_path):
     assert rep["dry_run"] and set(rep["psnr"]["per_k"]) == {"8", "16", "32"}
     assert {row["length"] for row in rep["generation"]["rows"]} == {8, 16}
     assert all(row["method"] == "merge [official LGM release]" for row in rep["generation"]["rows"])
+
+
+def test_args_that_disagree_with_the_configuration_are_one_error(tmp_path):
+    f = write_official_files(tmp_path)
+    with pytest.raises(UserError, match=r"tokenizer.pt args: num_latent_tokens is 32 but the configuration needs 64; "
+                                        r"set tokenizer.n_tokens: 32"):
+        _import(f, tmp_path, overrides={"tokenizer.n_tokens": 64})
+    with pytest.raises(UserError, match="--latent-stats is needed with --generator"):
+        _import(f, tmp_path, latent_stats=None)
+    tok_only = _import(f, tmp_path, generator=None, latent_stats=None)  # the tokenizer alone
+    from vltbench.model import read_metadata
+    assert read_metadata(tok_only)["stages"] == "tokenizer"

@@ -257,7 +257,9 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain") from None
     bundle = build_bundle(cfg, method_name, num_classes)
-    bundle.origin = origin
+    if origin is not None:
+        from .official_lgm import describe_imported
+        describe_imported(bundle, origin)
     tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
     def part(prefix):

@@ -379,7 +379,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                              f"{cfg.method_options(METHOD).get('blocks')} blocks, average linkage",
               "skipped": {"count": len(skipped), "prefixes": sorted({_prefix(k) for k in skipped}),
                           "why": sorted(set(skipped.values()))}}
-    bundle.origin = origin
+    describe_imported(bundle, origin)
     save_bundle(bundle, out)
     return Path(out)
 
@@ -389,6 +389,14 @@ def _prefix(key: str) -> str:
         if key.startswith(p):
             return p
     return key
+
+
+def describe_imported(bundle, origin: dict) -> None:
+    """Mark a bundle as imported: its records say how the model was trained (upstream), not vltbench's recipe."""
+    bundle.origin = origin
+    weights = (origin.get("tokenizer") or {}).get("weights", "ema")
+    bundle.method.encoder_start = f"{origin.get('kind', ORIGIN)}: trained upstream (its encoder started from DINOv2 ViT-B)"
+    bundle.method.tokenizer_weights = f"{origin.get('kind', ORIGIN)}'s {'EMA' if weights == 'ema' else 'raw'} weights"
 
 
 def origin_note(origin: dict) -> str:
