@@ -72,7 +72,9 @@ def safe_load(path: str | Path, option: str) -> dict:
         raise UserError(f"{option}: {p} does not exist; pass the downloaded file")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            # mmap: the release's tokenizer.pt also holds the optimizer, discriminator and REPA teacher
+            # (several GB); only the tensors used are read from disk
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as e:
         m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e)) or re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f"the global {m.group(1)}" if m else "an object that is not a tensor or container"
@@ -288,6 +290,15 @@ def dit_state(sd: dict, dit, depth: int, source: str) -> dict:
     return new
 
 
+def _unwrap(sd):
+    """A state dict saved from a DDP or torch.compile wrapper has every key under module. / _orig_mod.:
+    the same weights, so the prefix is dropped (only when every key has it)."""
+    for prefix in ("module.", "_orig_mod."):
+        if isinstance(sd, dict) and sd and all(isinstance(k, str) and k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
 def _lora(sd: dict) -> bool:
     return any("lora_" in k for k in sd)
 
@@ -308,13 +319,13 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                         "tokenizer alone is imported")
     tok_ckpt = safe_load(tokenizer, "--tokenizer")
     which = "ema" if ema else "model"
-    if which not in tok_ckpt:
+    if tok_ckpt.get(which) is None:
         raise UserError(f"--tokenizer: {tokenizer} has no {which!r} weights (keys: {', '.join(map(str, tok_ckpt))}); "
                         f"pass the official tokenizer.pt{' or use --no-ema' if ema else ''}")
     if not isinstance(tok_ckpt.get("args"), argparse.Namespace):
         raise UserError(f"--tokenizer: {tokenizer} has no argparse args; pass the official tokenizer.pt")
     args = {k: plain(v) for k, v in sorted(vars(tok_ckpt["args"]).items())}
-    sd = tok_ckpt[which]
+    sd = _unwrap(tok_ckpt[which])
     if isinstance(sd, dict) and _lora(sd):
         raise UserError(f"--tokenizer: {tokenizer} holds LoRA weights; pass the official tokenizer.pt")
     widths = {p: int(sd[f"{p.split('_')[0]}.model.pos_embed"].shape[-1]) for p in ("encoder_model", "decoder_model")
@@ -330,10 +341,10 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                             "(not pooled) noise, one model per K, which vltbench's single joint generator and pooled-noise "
                             "sampler do not reproduce; import xl.pth, the noise-scale-corrected generator")
         part = "model_ema" if ema else "model"
-        if part not in gen_ckpt:
+        if gen_ckpt.get(part) is None:
             raise UserError(f"--generator: {generator} has no {part!r} weights (keys: {', '.join(map(str, gen_ckpt))}); "
                             f"pass the official xl.pth{' or use --no-ema' if ema else ''}")
-        dit_sd = gen_ckpt[part]
+        dit_sd = _unwrap(gen_ckpt[part])
         sizes = generator_sizes(dit_sd, f"--generator {Path(generator).name} [{part}]")
         d, t = cfg.dit, cfg.tokenizer
         for key, ours in (("width", d.width), ("depth", d.depth), ("heads", d.heads), ("n_tokens", t.n_tokens),
