@@ -224,7 +224,8 @@ def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
     rec = recs[8]
     assert rec["origin"] == "official LGM release"
     assert any(n.startswith("imported model: official LGM release") for n in rec["notes"])
-    assert "merge [official LGM release]" in render(vltbench.leaderboard(res), "md")
+    md = render(vltbench.leaderboard(res), "md")
+    assert "merge [official LGM release]" in md and "guidance fixed per K (K=8: 4, K=16: 3; else 4)" in md
     assert "merge [official LGM release]" in vltbench.report(res).read_text()
     assert {r.method for r in vltbench.check(res, res).rows} == {"merge [official LGM release]"}
 

@@ -18,7 +18,7 @@ from .errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
 
-PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: tiny (embedded CPU default), imagenet256, imagenet256-xl.")
+PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: tiny (embedded CPU default), imagenet256, imagenet256-xl, lgm-official-xl (the imported official LGM release).")
 CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as configs/tiny.yaml).")
 SET = typer.Option(None, "--set", help="Override one config value, e.g. --set dit.steps=200 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
