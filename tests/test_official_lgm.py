@@ -260,3 +260,21 @@ def test_args_that_disagree_with_the_configuration_are_one_error(tmp_path):
     tok_only = _import(f, tmp_path, generator=None, latent_stats=None)  # the tokenizer alone
     from vltbench.model import read_metadata
     assert read_metadata(tok_only)["stages"] == "tokenizer"
+
+
+def test_official_tokenizer_options_train_and_default_state_dict_is_unchanged():
+    """The options are trainable parts (prefix tokens and codebooks receive gradients); without them the
+    tokenizer's parameters are exactly the earlier ones (shipped checkpoints load: test_api / identity tests)."""
+    from vltbench.nn.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    plain = Tokenizer(16, 4, 8, 4, 32, 1, 1, 2, arch="timm")
+    assert not any(k.startswith(("enc_prefix", "dec_prefix", "codebook")) for k in plain.state_dict())
+    tok = Tokenizer(16, 4, 8, 4, 32, 1, 1, 2, arch="timm", prefix_token=True, quantizer="softvq", codebooks=2,
+                    codebook_size=16, norm_eps=1e-6, pixel_order="pqc")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    z = tok.encode(x)
+    assert z.shape == (2, 8, 4) and (z.norm(dim=-1) <= 1 + 1e-5).all()  # a mixture of unit codewords
+    ((tok.decode(z) - x) ** 2).mean().backward()
+    for name in ("enc_prefix", "dec_prefix", "codebook"):
+        assert getattr(tok, name).grad.abs().sum() > 0, name
