@@ -260,6 +260,14 @@ def test_args_that_disagree_with_the_configuration_are_one_error(tmp_path):
     tok_only = _import(f, tmp_path, generator=None, latent_stats=None)  # the tokenizer alone
     from vltbench.model import read_metadata
     assert read_metadata(tok_only)["stages"] == "tokenizer"
+    import vltbench
+    from test_data import write_images
+    for split in ("train", "val"):
+        for c in range(10):
+            write_images(tmp_path / "imnet" / split / f"n{c:02d}", 2, size=(40, 36), seed=c)
+    with pytest.raises(UserError, match="imported tokenizer without a generator; import it again with"):
+        vltbench.evaluate("merge", [8], preset="lgm-official-xl", config=f["config"], checkpoint=tok_only, train=False,
+                          data_root=tmp_path / "imnet", results=tmp_path / "res", extractor="randproj")
 
 
 def test_official_tokenizer_options_train_and_default_state_dict_is_unchanged():

@@ -326,7 +326,10 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
         raise UserError(f"--tokenizer: {tokenizer} has no argparse args; pass the official tokenizer.pt")
     args = {k: plain(v) for k, v in sorted(vars(tok_ckpt["args"]).items())}
     sd = _unwrap(tok_ckpt[which])
-    if isinstance(sd, dict) and _lora(sd):
+    if not isinstance(sd, dict):
+        raise UserError(f"--tokenizer: {tokenizer}'s {which!r} is a {type(sd).__name__}, not a state dict; pass the "
+                        "official tokenizer.pt")
+    if _lora(sd):
         raise UserError(f"--tokenizer: {tokenizer} holds LoRA weights; pass the official tokenizer.pt")
     widths = {p: int(sd[f"{p.split('_')[0]}.model.pos_embed"].shape[-1]) for p in ("encoder_model", "decoder_model")
               if f"{p.split('_')[0]}.model.pos_embed" in sd}
@@ -367,21 +370,23 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
     bundle.method.freeze()  # the official inference clustering: average linkage within the 4 blocks, no noise
     bundle.stages = ["tokenizer"]
     stats_info = None
-    if generator is not None:
+    if latent_stats is not None:
         stats = safe_load(latent_stats, "--latent-stats")
-        if not {"mean", "std"} <= set(stats):
-            raise UserError(f"--latent-stats: {latent_stats} has no mean / std; pass latents_stats.pt of movinghoon/ours2-d32")
+        if not all(isinstance(stats.get(k), torch.Tensor) for k in ("mean", "std")):
+            raise UserError(f"--latent-stats: {latent_stats} has no mean / std tensors; pass latents_stats.pt of "
+                            "movinghoon/ours2-d32")
         mean, std = stats["mean"].float().reshape(-1), stats["std"].float().reshape(-1)
         if mean.numel() != cfg.tokenizer.latent_dim or std.numel() != cfg.tokenizer.latent_dim:
             raise UserError(f"--latent-stats: mean / std hold {mean.numel()} / {std.numel()} channels but the latents "
                             f"have {cfg.tokenizer.latent_dim}; pass the statistics of these latents")
         bundle.latent_mean, bundle.latent_std = mean, std
+        stats_info = {"file": Path(latent_stats).name, "sha256": sha256_file(latent_stats),
+                      "mean": mean.tolist(), "std": std.tolist()}
+    if generator is not None:
         dit = bundle.new_dit()
         dit.load_state_dict(dit_state(dit_sd, dit, cfg.dit.depth, f"--generator {Path(generator).name} [{part}]"))
         bundle.dits["joint"] = dit.eval().requires_grad_(False)
         bundle.stages = ["tokenizer", "dit"]
-        stats_info = {"file": Path(latent_stats).name, "sha256": sha256_file(latent_stats),
-                      "mean": mean.tolist(), "std": std.tolist()}
     origin = {"kind": ORIGIN, "source": "huggingface.co/movinghoon/LGM (code: github.com/movinghoon/lgm)",
               "tokenizer": {"file": Path(tokenizer).name, "sha256": sha256_file(tokenizer), "weights": which,
                             "steps": plain(tok_ckpt.get("steps")), "args": args},
