@@ -78,8 +78,9 @@ def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The 
     """Import the official LGM release (tokenizer.pt, xl.pth) into one vltbench merge checkpoint."""
     path = api.import_lgm(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset,
                           config=config, overrides=sets)
+    extra = "".join(f" --config {config}" if config else "") + "".join(f" --set {s}" for s in sets or [])
     typer.echo(f"{path}: official LGM release imported (method merge, preset {preset}); evaluate it with "
-               f"`vltbench eval --method merge --checkpoint {path} --preset {preset} --lengths 32,64,128 --data-root DIR`")
+               f"`vltbench eval --method merge --checkpoint {path} --preset {preset}{extra} --lengths K,... --data-root DIR`")
 
 
 def _is_main() -> bool:
