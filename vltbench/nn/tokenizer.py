@@ -161,12 +161,13 @@ class Tokenizer(nn.Module):
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
         """SoftVQ: each of the `codebooks` contiguous segments of positions mixes its L2-normalised
-        codebook with softmax(z . E / temperature) (z already unit-norm)."""
+        codebook with softmax(z . E / temperature) (z already unit-norm). As upstream, the codebook
+        trains through the mixture only (detached in the logits)."""
         b, n, d = z.shape
         c = self.codebook.shape[0]
         e = F.normalize(self.codebook, dim=-1)
         zs = z.reshape(b, c, n // c, d)
-        probs = torch.einsum("bcnd,ckd->bcnk", zs, e).div(self.temperature).softmax(-1)
+        probs = torch.einsum("bcnd,ckd->bcnk", zs, e.detach()).div(self.temperature).softmax(-1)
         return torch.einsum("bcnk,ckd->bcnd", probs, e).reshape(b, n, d)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
