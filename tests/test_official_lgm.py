@@ -219,6 +219,7 @@ def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
                                overrides={"eval.n_ref": 20, "eval.batch_size": 20, "eval.kid_subset_size": 10,
                                           "sampler.cfg_scale_per_length": {8: 4.0, 16: 3.0}})
     assert list(df["method"]) == ["merge [official LGM release]"] * 2 and df["gfid"].notna().all()
+    assert list(df["length"]) == [8, 16]  # the requested order
     recs = {int(r["identity"]["length"]): r for r in (json.loads(Path(p).read_text()) for p in df["path"])}
     assert {k: r["guidance"]["scale"] for k, r in recs.items()} == {8: 4.0, 16: 3.0}
     rec = recs[8]

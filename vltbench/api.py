@@ -310,7 +310,9 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
     if not df.empty:
         df = df.drop_duplicates("cell_id")
         order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
-        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(df["method"], df["length"], df["seed"])]
+        # an imported model's rows are labelled "merge [official LGM release]" (store.flatten): order by the method
+        plain = [m[: -len(f" [{o}]")] if isinstance(o, str) and o else m for m, o in zip(df["method"], df["origin"])]
+        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(plain, df["length"], df["seed"])]
         df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
         df = df.reset_index(drop=True)
     expected = len(names) * len(ks) * len(seeds)
