@@ -17,7 +17,7 @@ import types as _types
 
 __version__ = "0.1.0"
 
-_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot", "report")
+_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm")
 _CALLABLE_SUBMODULES = ("train", "check", "report")  # API names that are submodules too
 __all__ = ["__version__", *_API, "UserError"]
 

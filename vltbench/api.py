@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
     from .report import Table
 
-__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "UserError"]
+__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
 
 DEFAULT_RESULTS = Path("results/runs")
 BUILT_IN = ("embedded", "mnist", "digits")  # datasets whose class list is in the package
@@ -345,7 +345,9 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
     if not df.empty:
         df = df.drop_duplicates("cell_id")
         order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
-        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(df["method"], df["length"], df["seed"])]
+        # an imported model's rows are labelled "merge [official LGM release]" (store.flatten): order by the method
+        plain = [m[: -len(f" [{o}]")] if isinstance(o, str) and o else m for m, o in zip(df["method"], df["origin"])]
+        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(plain, df["length"], df["seed"])]
         df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
         df = with_labels(df.reset_index(drop=True))
     expected = len(names) * len(ks) * len(seeds)
@@ -384,6 +386,18 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
     return Path(path)
+
+
+def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | Path, *,
+               latent_stats: str | Path | None = None, ema: bool = True, preset: str = "lgm-official-xl",
+               config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
+    """Import the official LGM release as `vltbench import lgm` does: tokenizer.pt (+ xl.pth and
+    latents_stats.pt) -> one merge checkpoint at `out` (vltbench/official_lgm.py); returns its path."""
+    from .official_lgm import import_lgm as run
+
+    out = writable_file(out, "--out")
+    return run(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset, config=config,
+               overrides=_overrides(overrides))
 
 
 def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,

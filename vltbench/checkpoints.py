@@ -164,6 +164,10 @@ def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: 
             bundle, path, timing = train_bundle(cfg, method, ds, device, lengths=lengths)
             return bundle.to(device), path, sha256_file(path), timing
         path, expected = found
+    meta = read_metadata(path) if path.is_file() else {}  # a missing file: load_bundle says so
+    if "origin" in meta and "dit" not in meta.get("stages", "").split(","):
+        raise UserError(f"checkpoint {path} is an imported tokenizer without a generator; import it again with "
+                        "`vltbench import lgm --generator xl.pth --latent-stats latents_stats.pt`")
     bundle = load_bundle(path, cfg, method, ds.num_classes, expected_sha=expected, hint=hint)
     if "dit" not in bundle.stages:
         raise UserError(f"checkpoint {path} holds no trained DiT; train it with {hint or f'`vltbench train --method {method}`'}")

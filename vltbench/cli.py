@@ -19,7 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
 
 PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "
-                      "a CPU-sized model; checkpoints shipped), imagenet256 or imagenet256-xl (paper scale, GPUs).")
+                      "a CPU-sized model; checkpoints shipped), imagenet256 or imagenet256-xl (paper scale, GPUs), "
+                      "lgm-official-xl (the imported official LGM release).")
 CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as configs/tiny.yaml).")
 SET = typer.Option(None, "--set", help="Override one config value, e.g. --set dit.steps=200 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
@@ -66,6 +67,30 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
                      out=out, data_root=data_root, device=device, quiet=quiet)
     if _is_main():  # under torchrun rank 0 speaks for all
         typer.echo(str(path))
+
+
+import_app = typer.Typer(no_args_is_help=True, help="Import checkpoints released by others as vltbench checkpoints.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("lgm")
+def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The official tokenizer.pt (huggingface.co/movinghoon/LGM)."),
+                   generator: Optional[Path] = typer.Option(None, "--generator", help="The official xl.pth (LightningDiT-XL); "
+                                                            "without it only the tokenizer is imported."),
+                   latent_stats: Optional[Path] = typer.Option(None, "--latent-stats", help="latents_stats.pt of the dataset "
+                                                               "movinghoon/ours2-d32 (needed with --generator)."),
+                   ema: bool = typer.Option(True, "--ema/--no-ema", help="The EMA weights (default, as the official "
+                                            "evaluation) or the raw training weights."),
+                   out: Path = typer.Option(..., "--out", "-o", help="The vltbench checkpoint to write (.safetensors)."),
+                   preset: str = typer.Option("lgm-official-xl", "--preset", "-p", help="Config the checkpoint is for "
+                                              "(its sizes must match the files)."),
+                   config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET):
+    """Import the official LGM release (tokenizer.pt, xl.pth) into one vltbench merge checkpoint."""
+    path = api.import_lgm(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset,
+                          config=config, overrides=sets)
+    extra = "".join(f" --config {config}" if config else "") + "".join(f" --set {s}" for s in sets or [])
+    typer.echo(f"{path}: official LGM release imported (method merge, preset {preset}); evaluate it with "
+               f"`vltbench eval --method merge --checkpoint {path} --preset {preset}{extra} --lengths K,... --data-root DIR`")
 
 
 def _is_main() -> bool:

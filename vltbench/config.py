@@ -91,11 +91,28 @@ class TokenizerLossesCfg(Strict):
         return self
 
 
+class QuantizerCfg(Strict):
+    """none: the L2-normalised latents go to the decoder as they are. softvq: upstream LGM's SoftVQ after
+    the L2 normalisation: `codebooks` contiguous segments of positions, one L2-normalised codebook of
+    `codebook_size` entries each, z_q = softmax(z . E / temperature) . E (vltbench/nn/tokenizer.py)."""
+    kind: Literal["none", "softvq"] = "none"
+    codebooks: int = Field(4, ge=1)
+    codebook_size: int = Field(8192, ge=1)
+    temperature: float = Field(0.07, gt=0)
+
+
 class TokenizerCfg(Strict):
     # vit: vltbench's own pre-norm ViT blocks (the shipped tiny checkpoints); timm: timm's
     # vision_transformer.Block and PatchEmbed (qkv bias, LayerNorm eps 1e-6, exact GELU), attention
     # through vltbench's `attend` (the CPU matmul path, SDPA elsewhere).
     arch: Literal["vit", "timm"] = "vit"
+    # The official LGM tokenizer's differences (`vltbench import lgm`; README "Official checkpoints"),
+    # all off by default: a prefix (cls) token in encoder and decoder, the SoftVQ quantizer, the final
+    # LayerNorms' eps (None: torch's 1e-5) and the pixel head's channel order within a patch.
+    prefix_token: bool = False
+    quantizer: QuantizerCfg = QuantizerCfg()
+    norm_eps: float | None = Field(None, gt=0)
+    pixel_order: Literal["cpq", "pqc"] = "cpq"
     patch_size: int
     n_tokens: int
     latent_dim: int
@@ -151,6 +168,9 @@ class DiTCfg(Strict):
     # dit: the plain DiT (LayerNorm, GELU); lightning: LightningDiT-style (RMSNorm, QK-norm, SwiGLU),
     # the LGM paper's generator. Both take every length view (merged positions, proportional attention).
     arch: Literal["dit", "lightning"] = "dit"
+    # lightning's RMSNorm eps; None: timm's 1e-6 (upstream uses torch.nn.RMSNorm's default, the float32
+    # machine epsilon 1.1920929e-07: the lgm-official-xl preset sets it)
+    norm_eps: float | None = Field(None, gt=0)
     size: Literal["S", "B", "L", "XL"] | None = None  # a published size, or depth/width/heads below
     depth: int | None = None
     width: int | None = None
@@ -214,6 +234,8 @@ class SamplerCfg(Strict):
     # budget, at most cfg_extend of them; the record says whether the optimum was bracketed.
     cfg_extend: int = Field(4, ge=0)
     cfg_scale: float = 1.5  # the scale of guidance: fixed
+    # guidance: fixed only: a scale per K (upstream's evaluation fixes one per length); K not listed: cfg_scale
+    cfg_scale_per_length: dict[int, float] | None = None
     cfg_interval: tuple[float, float] = (0.15, 1.0)
 
     @field_validator("cfg_scales")

@@ -37,21 +37,27 @@ TRAINING_RECIPE = 2
 # Options added after checkpoints were shipped: left out of the identity while they hold these
 # defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
 IDENTITY_DEFAULTS = {
-    "tokenizer": {"arch": "vit", "warm_start": 0, "encoder_init": {"model": None, "weights": None},
+    "tokenizer": {"arch": "vit", "warm_start": 0, "prefix_token": False, "norm_eps": None, "pixel_order": "cpq",
+                  "quantizer": {"kind": "none", "codebooks": 4, "codebook_size": 8192, "temperature": 0.07}, "encoder_init": {"model": None, "weights": None},
                   "betas": [0.9, 0.99], "lr_schedule": "cosine",
                   "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
                              "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
                              "repa": {"model": None, "weights": None, "weight": 0.0, "proj_dim": None}}},
-    "dit": {"arch": "dit", "betas": [0.9, 0.99], "lr_schedule": "cosine"},
+    "dit": {"arch": "dit", "betas": [0.9, 0.99], "lr_schedule": "cosine", "norm_eps": None},
     "lengths": {"dit_cycle": None},
 }
 
 
-def training_identity(cfg: Config, method: str, num_classes: int, code: dict | bool = True) -> dict:
+def training_identity(cfg: Config, method: str, num_classes: int, code: dict | bool = True,
+                      imported: bool = False) -> dict:
     """What determines the trained weights (eval and sampler settings do not): the config and the
     method's code (vltbench.method_code; `code`: True = the installed code, a fingerprint = that
-    code, False = leave it out, as the shipped checkpoints' identity was hashed before it existed)."""
+    code, False = leave it out, as the shipped checkpoints' identity was hashed before it existed).
+    imported: a model trained elsewhere (`vltbench import lgm`): the data it is evaluated on did not
+    train it, so only the dataset's kind and image size are part of it, not its folder or counts."""
     r = cfg.resolved(method)
+    if imported:
+        r["data"] = {"name": r["data"]["name"], "image_size": r["data"]["image_size"]}
     for section, defaults in IDENTITY_DEFAULTS.items():
         for key, value in defaults.items():
             if r[section].get(key) == value:
@@ -77,6 +83,8 @@ class Bundle:
     latent_mean: torch.Tensor | None = None  # (d,) per-channel standardisation of latents
     latent_std: torch.Tensor | None = None
     stages: list[str] = field(default_factory=list)  # "tokenizer", "dit"
+    # where an imported model comes from (vltbench/official_lgm.py); None: trained by vltbench
+    origin: dict | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -84,7 +92,7 @@ class Bundle:
 
     @property
     def identity(self) -> dict:
-        return training_identity(self.cfg, self.method_name, self.num_classes)
+        return training_identity(self.cfg, self.method_name, self.num_classes, imported=self.origin is not None)
 
     def to(self, device) -> "Bundle":
         self.tokenizer.to(device)
@@ -105,7 +113,7 @@ class Bundle:
     def new_dit(self) -> DiT:
         c = self.cfg
         return DiT(c.tokenizer.n_tokens, c.tokenizer.latent_dim, c.dit.width, c.dit.depth, c.dit.heads, self.num_classes,
-                   arch=c.dit.arch)
+                   arch=c.dit.arch, norm_eps=c.dit.norm_eps)
 
     # latents are standardised per channel for the DiT; merging commutes with it (columns of P sum to 1)
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
@@ -130,8 +138,11 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
     if t.ema is not None:
         method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)
+    q = t.quantizer
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
-                    t.dec_depth, t.heads, arch=t.arch, **method.tokenizer_kwargs())
+                    t.dec_depth, t.heads, arch=t.arch, prefix_token=t.prefix_token, quantizer=q.kind,
+                    codebooks=q.codebooks, codebook_size=q.codebook_size, temperature=q.temperature,
+                    norm_eps=t.norm_eps, pixel_order=t.pixel_order, **method.tokenizer_kwargs())
     return Bundle(cfg, method_name, num_classes, tok, method)
 
 
@@ -152,6 +163,8 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
             "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
             "method_code": json.dumps(registry.code(bundle.method_name), sort_keys=True),
             "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
+    if bundle.origin is not None:
+        meta["origin"] = json.dumps(bundle.origin, sort_keys=True)
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -264,6 +277,10 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     if int(meta["n_tokens"]) != cfg.tokenizer.n_tokens:
         raise UserError(f"checkpoint {path} has N={meta['n_tokens']} tokens but the config has "
                         f"tokenizer.n_tokens={cfg.tokenizer.n_tokens}; use the matching preset/config")
+    try:
+        origin = json.loads(meta["origin"]) if "origin" in meta else None
+    except json.JSONDecodeError:
+        raise UserError(f"checkpoint {path} has unreadable origin metadata; import it again") from None
     recorded = recorded_code(meta, expected_sha or (None if "method_code" in meta else sha256_file(path)))
     if recorded is not None and identity_part(recorded) != identity_part(registry.code(method_name)):
         raise stale_error(path, method_name, recorded, hint)
@@ -272,7 +289,8 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
         progress.log(f"{method_name}: checkpoint {path} records no method code (written by an older vltbench); "
                      "loading it as given")
     # metadata without method_code: written before checkpoints recorded it (its identity left it out)
-    want = hash_obj(training_identity(cfg, method_name, num_classes, code="method_code" in meta))
+    want = hash_obj(training_identity(cfg, method_name, num_classes, code="method_code" in meta,
+                                      imported=origin is not None))
     if meta["identity"] != want:
         raise UserError(f"checkpoint {path} was trained with another config (identity {meta['identity']} vs {want}); "
                         f"retrain with `vltbench train` or use the config it was trained with")
@@ -281,6 +299,9 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain") from None
     bundle = build_bundle(cfg, method_name, num_classes)
+    if origin is not None:
+        from .official_lgm import describe_imported
+        describe_imported(bundle, origin)
     tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
     def part(prefix):

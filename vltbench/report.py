@@ -219,6 +219,10 @@ def guidance_text(sampler: dict, short: bool = False) -> str:
                 f"seeds ({spec.get('select_seed')}) vs {ref}; unguided column at w=1")
     if protocol == "fixed":
         w = spec.get("scale", sampler.get("cfg_scale"))
+        if per_k := spec.get("per_length"):  # sampler.cfg_scale_per_length (upstream's evaluation)
+            ws = ", ".join(f"K={k}: {v:g}" for k, v in sorted(per_k.items(), key=lambda kv: int(kv[0])))
+            return (f"guidance fixed per K ({ws}; else {w:g})" if short
+                    else f"fixed per K ({ws}; other K w={w:g}) for every method (per-position for merged views)")
         return f"guidance fixed w={w:g}" if short else f"fixed w={w:g} for every method (per-position for merged views)"
     return "guidance unknown" if short else f"unknown protocol {protocol!r}"
 

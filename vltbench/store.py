@@ -81,7 +81,7 @@ def build_record(identity: dict, metrics: dict, *, provenance: dict | None = Non
            "metrics": metrics}
     for key in ("unavailable", "compute", "alignment", "timing", "artifacts", "guidance", "subsets"):
         rec[key] = sections.pop(key, None) or {}
-    for key in ("family", "alignment_representation"):  # plain text, absent in older records
+    for key in ("family", "alignment_representation", "origin"):  # plain text, absent in older records
         if key in sections:
             rec[key] = sections.pop(key)
     rec["notes"] = list(sections.pop("notes", None) or [])
@@ -295,8 +295,12 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
     ds, spec, sampler = ident.get("dataset") or {}, ident.get("metric_spec") or {}, ident.get("sampler") or {}
     prov = rec.get("provenance") or {}
     protocol, scale = _guidance(rec, sampler)
+    # an imported model (`vltbench import lgm`) is labelled, so tables, plots and check never take it
+    # for the method as vltbench trains it
+    origin = rec.get("origin")
     row = {
-        "method": ident["method"], "length": ident["length"], "n_tokens": ident.get("n_tokens"),
+        "method": f"{ident['method']} [{origin}]" if origin else ident["method"], "origin": origin,
+        "length": ident["length"], "n_tokens": ident.get("n_tokens"),
         "generator": ident.get("generator"), "seed": ident["seed"], "preset": ident.get("preset"),
         "checkpoint_hash": ident.get("checkpoint_hash"),
         "train_seed": (rec.get("config") or {}).get("seed"), "recipe_hash": recipe_hash(rec),

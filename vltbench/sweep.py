@@ -100,6 +100,8 @@ def sampler_identity(cfg: Config) -> dict:
                     "extend": {"max_extra": s.cfg_extend, "rule": EXTEND_RULE}}
     else:
         guidance = {"protocol": "fixed", "scale": s.cfg_scale}
+        if s.cfg_scale_per_length:  # only when set: cells measured before the option keep their ids
+            guidance["per_length"] = {str(k): w for k, w in sorted(s.cfg_scale_per_length.items())}
     return {"steps": s.steps, "shift": s.shift, "cfg_interval": list(s.cfg_interval), "guidance": guidance}
 
 
@@ -322,6 +324,10 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
     fair by construction, although per-position CFG (merged views) acts as 1 + (w - 1) / m_j."""
     s, e = bundle.cfg.sampler, bundle.cfg.eval
     if s.guidance == "fixed":
+        if s.cfg_scale_per_length and k in s.cfg_scale_per_length:
+            w = s.cfg_scale_per_length[k]
+            return {"protocol": "fixed", "scale": w, "grid": None, "scores": None,
+                    "selection": f"fixed scale {w} at K = {k} (sampler.cfg_scale_per_length): not searched"}
         return {"protocol": "fixed", "scale": s.cfg_scale, "grid": None, "scores": None,
                 "selection": f"fixed scale {s.cfg_scale} for every (method, K): not searched"}
     with dist.main_first():
@@ -495,11 +501,17 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     notes.append("xlen_distance: unguided samples at K vs at K = N with the same seeds and classes, feature "
                  "distance / distance to another same-class sample at N (0 = identical)")
     timing["total_s"] = time.perf_counter() - t_cell
+    extra = {}
+    if bundle.origin is not None:  # an imported model: labelled in every table, page and check
+        from .official_lgm import origin_note
+        extra["origin"] = bundle.origin.get("kind", "imported")
+        notes.append(origin_note(bundle.origin))
     record = build_record(identity, _plain(metrics), unavailable=unavailable, compute=_plain(compute),
                           alignment=_plain(align), timing=timing, notes=notes, guidance=_plain(guidance),
                           subsets=sets.describe(), family=bundle.method.family,
                           alignment_representation=alignment_representation(bundle, k),
-                          provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name))
+                          provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name),
+                          **extra)
     grid = grid[:GRID_SAMPLES].transpose(0, 2, 3, 1)
     return record, np.concatenate(list(grid), axis=1)
 

@@ -17,7 +17,7 @@ class Attention(nn.Module):
     logits, as LightningDiT does (QK-norm); off by default, and then no module is added, so the plain
     DiT's and the tokenizer's state dicts and speed are unchanged."""
 
-    def __init__(self, dim: int, heads: int, qk_norm: bool = False):
+    def __init__(self, dim: int, heads: int, qk_norm: bool = False, norm_eps: float = 1e-6):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by heads {heads}")
@@ -26,7 +26,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         if qk_norm:
             from timm.layers import RmsNorm
-            self.q_norm, self.k_norm = RmsNorm(dim // heads), RmsNorm(dim // heads)
+            self.q_norm, self.k_norm = RmsNorm(dim // heads, eps=norm_eps), RmsNorm(dim // heads, eps=norm_eps)
         else:
             self.q_norm = self.k_norm = None
 
@@ -115,12 +115,12 @@ class LightningBlock(nn.Module):
     Read from movinghoon/lgm LightningDiT/models/lightningdit_ours.py (Block, use_modulation=True,
     norm_layer=nn.RMSNorm, use_swiglu=True, qk_norm=True)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = True):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = True, norm_eps: float = 1e-6):
         super().__init__()
         from timm.layers import RmsNorm, SwiGLUPacked
-        self.norm1 = RmsNorm(dim)
-        self.attn = Attention(dim, heads, qk_norm=qk_norm)
-        self.norm2 = RmsNorm(dim)
+        self.norm1 = RmsNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, heads, qk_norm=qk_norm, norm_eps=norm_eps)
+        self.norm2 = RmsNorm(dim, eps=norm_eps)
         self.mlp = SwiGLUPacked(in_features=dim, hidden_features=2 * swiglu_hidden(dim, mlp_ratio))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.ada[1].weight)

@@ -41,7 +41,7 @@ class TimestepEmbedder(nn.Module):
 
 class DiT(nn.Module):
     def __init__(self, n_tokens: int, in_dim: int, width: int, depth: int, heads: int, num_classes: int,
-                 mlp_ratio: float = 4.0, arch: str = "dit"):
+                 mlp_ratio: float = 4.0, arch: str = "dit", norm_eps: float | None = None):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown DiT arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -51,12 +51,16 @@ class DiT(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
         self.t_embed = TimestepEmbedder(width, t_scale=1.0 if lightning else 1000.0)
         self.y_embed = nn.Embedding(num_classes + 1, width)  # index num_classes = the null class (CFG)
-        block = LightningBlock if lightning else AdaLNBlock
-        self.blocks = nn.ModuleList(block(width, heads, mlp_ratio) for _ in range(depth))
         if lightning:
+            # RMSNorm eps: timm's 1e-6 unless given (upstream's torch.nn.RMSNorm: float32 machine eps)
+            eps = 1e-6 if norm_eps is None else norm_eps
+            self.blocks = nn.ModuleList(LightningBlock(width, heads, mlp_ratio, norm_eps=eps) for _ in range(depth))
             from timm.layers import RmsNorm
-            self.final_norm = RmsNorm(width)  # upstream ModulatedLinear(use_rmsnorm=True)
+            self.final_norm = RmsNorm(width, eps=eps)  # upstream ModulatedLinear(use_rmsnorm=True)
         else:
+            if norm_eps is not None:
+                raise ValueError("norm_eps applies to the lightning arch only")
+            self.blocks = nn.ModuleList(AdaLNBlock(width, heads, mlp_ratio) for _ in range(depth))
             self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, in_dim)
