@@ -145,8 +145,14 @@ def test_quiet_short_option_on_every_command():
 
     from vltbench.cli import app
 
-    group = typer.main.get_command(app)
-    for name, cmd in group.commands.items():
+    def commands(group, prefix=""):  # sub-apps (`import lgm`) included
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, f"{prefix}{name} ")
+            else:
+                yield prefix + name, cmd
+
+    for name, cmd in commands(typer.main.get_command(app)):
         opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
         assert {"--quiet", "-q"} <= opts, name
     r = run_cli("methods", "-q")

@@ -84,8 +84,9 @@ def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The 
                    out: Path = typer.Option(..., "--out", "-o", help="The vltbench checkpoint to write (.safetensors)."),
                    preset: str = typer.Option("lgm-official-xl", "--preset", "-p", help="Config the checkpoint is for "
                                               "(its sizes must match the files)."),
-                   config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET):
+                   config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET, quiet: bool = QUIET):
     """Import the official LGM release (tokenizer.pt, xl.pth) into one vltbench merge checkpoint."""
+    _quiet(quiet)
     path = api.import_lgm(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset,
                           config=config, overrides=sets)
     extra = "".join(f" --config {config}" if config else "") + "".join(f" --set {s}" for s in sets or [])
