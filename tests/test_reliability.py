@@ -745,6 +745,8 @@ def _battery_files(tmp: Path, reference) -> dict[str, Path]:
     torch.save({"w": torch.zeros(2)}, f["pickle_ckpt"])
     f["garbage"] = tmp / "garbage.pt"
     f["garbage"].write_bytes(b"not weights\n")
+    f["nan_yaml"] = tmp / "nan.yaml"
+    f["nan_yaml"].write_text("sampler: {shift: .inf}\n")
     f["bad_record"] = tmp / "bad.json"
     f["bad_record"].write_text('{"schema_version": 1, "cell_id": ')
     f.update(_check_records(tmp / "check"))
@@ -813,6 +815,35 @@ BATTERY = [
      ["eval.n_samples"], None),
     ("eval-seeds-abc", [*E, "--lengths", "4", "--seeds", "abc"], ["--seeds 'abc'"], None),
     ("run-seeds-dup", [*R, "--lengths", "4", "--seeds", "1,1"], ["--seeds '1,1'", "each once"], None),
+    # issue 23: seeds outside [0, 2**32) and non-finite / out-of-range numbers fail before any work
+    ("run-seeds-negative", [*R, "--lengths", "4", *C, "--seeds", "-1", "--results", "{tmp}/r"],
+     ["--seeds", "-1 is outside 0..4294967295"], None),
+    ("eval-seeds-too-big", [*E, "--lengths", "4", *C, "--seeds", "0,4294967296", "--results", "{tmp}/r"],
+     ["--seeds", "4294967296 is outside 0..4294967295"], None),
+    ("run-set-seed-negative", [*R, "--lengths", "4", *C, "--set", "seed=-5", "--results", "{tmp}/r"],
+     ["--set seed=-5", "seed", "0..4294967295"], None),
+    ("run-set-eval-seed-big", [*R, "--lengths", "4", *C, "--set", "eval.seed=99999999999", "--results", "{tmp}/r"],
+     ["eval.seed", "0..4294967295"], None),
+    ("run-set-scales-nan", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_scales=[1.0,.nan]", "--results", "{tmp}/r"],
+     ["--set sampler.cfg_scales=[1.0, .nan]", "sampler.cfg_scales.1", "finite number"], None),
+    ("run-set-scales-inf", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_scales=[1.0,.inf]", "--results", "{tmp}/r"],
+     ["sampler.cfg_scales.1", "finite number"], None),
+    ("run-set-scales-nan-text", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_scales=[1.0,nan]", "--results", "{tmp}/r"],
+     ["sampler.cfg_scales.1", "finite number"], None),
+    ("run-set-shift-nan", [*R, "--lengths", "4", *C, "--set", "sampler.shift=.nan", "--results", "{tmp}/r"],
+     ["sampler.shift", "finite number"], None),
+    ("run-set-shift-zero", [*R, "--lengths", "4", *C, "--set", "sampler.shift=0", "--results", "{tmp}/r"],
+     ["sampler.shift", "greater than 0"], None),
+    ("run-set-interval-nan", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_interval=[0.1,.nan]", "--results", "{tmp}/r"],
+     ["sampler.cfg_interval", "finite number"], None),
+    ("run-set-interval-order", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_interval=[0.9,0.2]", "--results", "{tmp}/r"],
+     ["sampler.cfg_interval", "0 <= low <= high <= 1"], None),
+    ("run-set-cfg-scale-inf", [*R, "--lengths", "4", *C, "--set", "sampler.guidance=fixed", "--set", "sampler.cfg_scale=-.inf",
+                               "--results", "{tmp}/r"], ["sampler.cfg_scale", "finite number"], None),
+    ("run-set-lr-nan", [*R, "--lengths", "4", *C, "--set", "dit.lr=.nan", "--results", "{tmp}/r"],
+     ["dit.lr", "finite number"], None),
+    ("run-config-shift-inf", [*R, "--lengths", "4", "--config", "{nan_yaml}", "--results", "{tmp}/r"],
+     ["nan.yaml", "sampler.shift", "finite number"], None),
     ("run-device", [*R, "--lengths", "4", *C, "--device", "tpu", "--results", "{tmp}/r"],
      ["unknown device 'tpu'", "cpu"], None),
     # checkpoints
@@ -965,3 +996,31 @@ def test_same_command_twice_gives_identical_records(tmp_path, reference):
         assert again[cid][0]["artifacts"] == rec["artifacts"]
         same = {"created": None, "git_sha": None}
         assert again[cid][0]["provenance"] | same == rec["provenance"] | same
+
+
+# ---- 7. the second reliability round (issue 23) ----------------------------------------------------
+
+def test_user_error_is_a_value_error():
+    assert issubclass(UserError, ValueError)
+    with pytest.raises(ValueError, match="unknown preset"):
+        import vltbench
+        vltbench.flops("merge", [4], preset="huge")
+
+
+@pytest.mark.parametrize("kw,expect", [
+    ({"overrides": {"sampler.shift": float("nan")}}, "sampler.shift: Input should be a finite number"),
+    ({"overrides": {"sampler.cfg_scales": [1.0, float("inf")]}}, "sampler.cfg_scales.1: Input should be a finite number"),
+    ({"overrides": {"sampler.cfg_interval": [0.2, float("nan")]}}, "sampler.cfg_interval.1: Input should be a finite number"),
+    ({"overrides": {"data.seed": 2**32}}, "data.seed"),
+    ({"seeds": [0, -1]}, "--seeds: -1 is outside 0..4294967295"),
+    ({"seeds": 2**32}, "--seeds: 4294967296 is outside 0..4294967295"),
+])
+def test_api_refuses_non_finite_values_and_bad_seeds_before_any_work(tmp_path, kw, expect):
+    """The Python API validates like the CLI: a UserError (a ValueError) before any folder is made."""
+    import vltbench
+
+    res = tmp_path / "res"
+    with pytest.raises(ValueError, match=re.escape(expect)) as e:
+        vltbench.evaluate("merge", [4], config=TINY, results=res, quiet=True, **kw)
+    assert isinstance(e.value, UserError) and "\n" not in str(e.value)
+    assert not res.exists()

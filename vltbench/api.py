@@ -98,8 +98,8 @@ def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset:
 def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
     """'0,1,2' or [0, 1, 2] -> [0, 1, 2]: at least one seed, each once."""
     if _is_int(seeds):
-        return [int(seeds)]
-    if isinstance(seeds, str):
+        out, text = [int(seeds)], str(seeds)
+    elif isinstance(seeds, str):
         text = seeds
         try:
             out = [int(x) for x in seeds.split(",") if x.strip()]
@@ -116,6 +116,11 @@ def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
         text = ",".join(map(str, out))  # the message reads as the CLI's
     if not out or len(set(out)) != len(out):
         raise UserError(f"--seeds {text!r}: give at least one seed, each once")
+    from .config import SEED_MAX
+
+    for s in out:  # numpy / torch generators take 32-bit seeds: refuse now, not after a cell's work
+        if not 0 <= s <= SEED_MAX:
+            raise UserError(f"--seeds: {s} is outside 0..{SEED_MAX} (seeds are 32-bit); give e.g. --seeds 0,1,2")
     return out
 
 
@@ -159,8 +164,20 @@ def load_config(preset: str = "tiny", config: str | Path | None = None,
     from .config import load_config as _load
 
     values = {k: v for k, v in named.items() if v is not None}
-    values.update(_overrides(overrides))
-    return _load(preset, config, values)
+    given = _overrides(overrides)
+    values.update(given)
+    return _load(preset, config, values, labels={k: f"--set {k}={_yaml_text(v)}" for k, v in given.items()})
+
+
+def _yaml_text(value: Any) -> str:
+    """A value as --set would take it (flow-style YAML: [1.0, .nan])."""
+    import yaml
+
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    except yaml.YAMLError:
+        return repr(value)
+    return text[:-3].strip() if text.endswith("\n...") else text
 
 
 def method_names(methods: str | Iterable[str] | None) -> list[str]:
@@ -264,6 +281,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
 
     _set_quiet(quiet)
     names = method_names(methods)
+    seed_list = parse_seeds(seeds)
     _positive(n_samples, "--n-samples", "samples per cell, e.g. --n-samples 1000")
     cfg = load_config(preset, config, overrides, generator=generator, device=device, **{
         "eval.n_samples": n_samples, "eval.extractor": extractor,
@@ -276,7 +294,6 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     cfg.eval.extractor = name  # records' configs name the extractor measured with, not "auto"
     if checkpoint is not None and len(names) > 1:
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
-    seed_list = parse_seeds(seeds)
 
     from .executors import run as run_with
     from .sweep import SweepSpec
