@@ -209,6 +209,17 @@ def assert_finished_clean(res: Path) -> None:
     assert not held, f"cell locks held after the sweep: {held}"
 
 
+def assert_no_leftovers(res: Path, cache: Path | None = None) -> None:
+    """After the last run: no lock file, write probe or temp file of a killed run is left, in the results
+    folder or the cache (the next run that sees one removes it)."""
+    for root in filter(None, (res, cache)):
+        if not root.exists():
+            continue
+        left = [p for p in root.rglob("*") if p.is_file() and (p.suffix in (".lock", ".tmp")
+                                                             or p.name.startswith(".write-probe"))]
+        assert not left, f"leftovers under {root}: {left}"
+
+
 class Life:
     """One `vltbench` process (through WRAPPER), its stderr collected line by line as it comes."""
 
@@ -1162,3 +1173,223 @@ def test_cached_converted_inception_weights_are_safetensors_and_reverified(tmp_p
         got = InceptionExtractor(weights=pt)(x)["features"]
     assert len(list(weights.glob(f"{conv.name}.bad-*"))) == 2
     assert (got == want).all()
+
+
+# 5. a corrupt record is not a done cell
+
+def _eval_args(lengths: str = "4,8,32") -> list:
+    return ["eval", "--method", "merge", "--lengths", lengths, *SWEEP[5:]]
+
+
+@pytest.mark.timeout(900)
+def test_a_corrupt_record_is_reported_moved_aside_and_recomputed(tmp_path, reference):
+    from vltbench.store import read_record
+
+    res = tmp_path / "res"
+    shutil.copytree(reference.res, res)
+    torn, edited = sorted(res.glob("merge/*.json"))[:2]
+    torn_bytes = torn.read_bytes()[:500]
+    torn.write_bytes(torn_bytes)  # a torn copy, as a full disk or a bad sync leaves
+    rec = json.loads(edited.read_text())
+    rec["identity"]["length"] = 99  # hand-edited: the cell id no longer matches its identity
+    edited_text = json.dumps(rec)
+    edited.write_text(edited_text)
+    store = ResultStore(res)
+    assert not store.exists(torn.stem) and not store.exists(edited.stem)
+    with pytest.raises(UserError, match="unreadable JSON") as e:
+        read_record(torn)
+    assert isinstance(e.value, ValueError) and str(torn) in str(e.value)
+    with pytest.raises(UserError, match="cell_id does not match"):
+        read_record(edited)
+    r = run_cli(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    warned = [ln for ln in r.stderr.splitlines() if "is corrupt" in ln]
+    assert len(warned) == 2 and all(ln.startswith("warning: ") and "moved to" in ln and "computing it again" in ln
+                                    for ln in warned), r.stderr[-3000:]
+    assert "2 cells written, 1 already done" in r.stderr, r.stderr[-3000:]
+    aside = sorted((res / ".corrupt" / "merge").iterdir())
+    assert sorted(p.read_bytes() for p in aside) == sorted([torn_bytes, edited_text.encode()])  # kept, never deleted
+    assert assert_visible_state_clean(res) == N_CELLS
+    assert_same_records(snapshot(res), reference.records, "recomputed after corruption")
+
+
+# 6. disk full (a real file-size limit in a subprocess: every write past it fails with EFBIG)
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("limit,what", [(200, "the sample image"), (8000, "the record after its sample image")])
+def test_disk_full_while_writing_a_cell_is_one_error_line_and_leaves_nothing(tmp_path, reference, limit, what):
+    import resource
+
+    cache = tmp_path / "cache"
+    shutil.copytree(reference.cache, cache)
+    res = tmp_path / "res"
+
+    def limit_size():  # the child's every write past `limit` bytes fails (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, "-m", "vltbench", *_eval_args("4"), "--results", str(res), "--quiet"],
+                       env=_env(cache), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       preexec_fn=limit_size)
+    line = _one_line_error(r)
+    assert "File too large" in line and str(res) in line and "--results" in line, (what, line)
+    left = sorted(p.relative_to(res) for p in res.rglob("*") if p.is_file())
+    assert left == [], f"{what}: files left behind: {left}"
+
+
+# 7. write probes: unique per host and process, made before a cell is computed
+
+def test_write_probe_names_carry_host_and_pid(tmp_path):
+    """A process with our pid in another container or host (same shared folder) may hold a probe with our
+    old name (.write-probe-<pid>): that must not make the folder look unwritable, before or after a cell."""
+    from test_store import record
+
+    store = ResultStore(tmp_path)
+    (tmp_path / f".write-probe-{os.getpid()}").mkdir()  # in use elsewhere, under the pid-only name
+    store.ensure_writable()
+    store.write(record())
+    assert store.exists(record()["cell_id"])
+    names = store.probe_name()
+    import socket
+    assert socket.gethostname() in names and str(os.getpid()) in names
+
+
+# 8. what killed runs leave behind is cleaned by the next run that sees it
+
+def _plant_leftovers(res: Path, cache: Path) -> tuple[list[Path], list[Path]]:
+    """(stale files a killed run could leave, files of live processes that must stay)."""
+    import socket
+
+    host = socket.gethostname()
+    cid = sorted(res.glob("merge/*.json"))[0].stem
+    stale = [res / ".locks" / f"{cid}.lock", res / ".locks" / "0123456789abcdef.lock",
+             res / f".write-probe-{12345}", res / f".write-probe-{host}-999999-x1",
+             res / "merge" / f".{cid}.json.abc123.tmp", res / "merge" / f".{cid}.samples.png.q.tmp",
+             cache / "refstats" / ".0123.npz.zz.tmp", cache / "checkpoints" / "merge-x.train.lock"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("12345 otherhost\n")
+    live = [res / "merge" / ".live.json.held.tmp", res / ".locks" / "fedcba9876543210.lock"]
+    return stale, live
+
+
+@pytest.mark.timeout(900)
+def test_leftovers_of_killed_runs_are_cleaned_by_the_next_run(tmp_path, reference):
+    res, cache = tmp_path / "res", tmp_path / "cache"
+    shutil.copytree(reference.res, res)
+    shutil.copytree(reference.cache, cache)
+    stale, live = _plant_leftovers(res, cache)
+    held = []
+    for p in live:  # a live writer / lock holder: its files stay
+        p.parent.mkdir(parents=True, exist_ok=True)
+        f = open(p, "a+")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        held.append(f)
+    try:
+        r = run_cli(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "0 cells written, 3 already done" in r.stderr
+        assert [p for p in stale if p.exists()] == []
+        assert all(p.exists() for p in live)
+    finally:
+        for f in held:
+            f.close()
+
+
+def test_leftovers_check_of_a_finished_folder(tmp_path):
+    """The check the kill tests run after their last run (assert_no_leftovers) sees each kind of leftover."""
+    res, cache = tmp_path / "res", tmp_path / "cache"
+    (res / "merge").mkdir(parents=True)
+    (res / "merge" / "abc.json").write_text("{}")
+    assert_no_leftovers(res, cache)
+    stale, _ = _plant_leftovers(res, cache)
+    for p in stale:
+        with pytest.raises(AssertionError):
+            assert_no_leftovers(res, cache)
+        p.unlink()
+    assert_no_leftovers(res, cache)
+
+
+# 10. smaller ones
+
+@pytest.mark.timeout(900)
+def test_sample_image_has_the_records_permissions(tmp_path, reference):
+    for rec_path in reference.res.glob("merge/*.json"):
+        png = rec_path.with_name(f"{rec_path.stem}.samples.png")
+        assert png.stat().st_mode & 0o777 == rec_path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_start_leaves_no_empty_results_folder(tmp_path):
+    res = tmp_path / "new" / "res"
+    r = run_cli(*_eval_args("4"), "--checkpoint", tmp_path / "nope.safetensors", "--results", res, cwd=tmp_path)
+    assert "nope.safetensors does not exist" in _one_line_error(r)
+    assert not res.exists() and not res.parent.exists()
+
+
+REF_CHILD = r'''
+import sys, time
+from pathlib import Path
+import torch
+from vltbench.metrics import get_extractor, reference_stats
+log = Path(sys.argv[1])
+def batches():
+    with open(log, "a") as f:
+        f.write("computed\n")
+    time.sleep(2.0)
+    yield torch.zeros((8, 3, 16, 16), dtype=torch.uint8) + torch.arange(8).view(8, 1, 1, 1).to(torch.uint8)
+ref = reference_stats({"dataset": "d", "split": "s", "count": 8, "preprocessing": "p"}, batches,
+                      get_extractor("randproj"))
+print(ref.stats.n)
+'''
+
+
+@pytest.mark.timeout(300)
+def test_two_runs_compute_a_reference_set_once(tmp_path):
+    """Cached real-image sets and full-length reference samples: a second process needing the same set
+    waits for the first and reads its result instead of computing it too."""
+    child, log = tmp_path / "child.py", tmp_path / "log"
+    child.write_text(REF_CHILD)
+    env = _env(tmp_path / "cache")
+    procs = [subprocess.Popen([sys.executable, str(child), str(log)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o[0].strip() for o in outs] == ["8", "8"]
+    assert log.read_text().count("computed") == 1, log.read_text()
+
+
+# 9. every split large enough for every metric the run computes, checked before training
+
+@pytest.mark.timeout(300)
+def test_a_too_small_split_is_refused_before_training(tmp_path):
+    from test_data import write_images
+
+    root = tmp_path / "data"
+    for c in ("a", "b"):
+        write_images(root / "train" / c, 30, size=(16, 16), seed=ord(c))
+    write_images(root / "val" / "a", 2, size=(16, 16), seed=1)
+    write_images(root / "val" / "b", 1, size=(16, 16), seed=2)  # a 3-image val split
+    import yaml
+
+    cfg = yaml.safe_load(Path(TINY).read_text())
+    cfg["data"] = {"name": "folder", "image_size": 16}  # the whole splits, as found
+    conf = tmp_path / "folder.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    cache = tmp_path / "cache"
+    r = run_cli("run", "--method", "merge", "--lengths", "4", "--config", conf,
+                "--data-root", root, "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+    line = _one_line_error(r)
+    assert "val split" in line and "has 3 images" in line, line
+    assert "eval.reference" in line or "data.val_count" in line or str(root / "val") in line, line
+    assert "precision/recall" in line, line
+    assert "tokenizer" not in r.stderr and not list(cache.rglob("*.safetensors")), "trained before refusing"
+    # a request below what a metric needs names its option
+    r = run_cli("run", "--method", "merge", "--lengths", "4", "--config", TINY, "--n-samples", "3",
+                "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+    line = _one_line_error(r)
+    assert "--n-samples" in line and "at least 4" in line, line

@@ -302,7 +302,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     spec = run_with(SweepSpec(cfg, names, ks, seed_list, results, overwrite,
                               None if checkpoint is None else str(checkpoint), train),
                     executor, slurm_partition)
-    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
+    busy = f", {len(spec.busy)} left to other processes computing them" if spec.busy else ""
+    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done{busy}; results in {results}")
     return _cells_frame(results, names, ks, seed_list, spec)
 
 
@@ -311,7 +312,7 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
     from . import dist
     from .store import ResultStore, load_frame
 
-    written, skipped = [str(p) for p in spec.written], list(spec.skipped)
+    written, skipped = [str(p) for p in spec.written], list(spec.skipped) + list(spec.busy)
     if dist.is_initialized():  # rank 0 alone writes records and knows their paths
         written, skipped = dist.broadcast_object((written, skipped))
     paths = {Path(p) for p in written}
