@@ -123,8 +123,9 @@ def claim(self, cid):
 _store.ResultStore.claim = claim
 if COUNT_FILE:
     atexit.register(lambda: open(COUNT_FILE, "w").write(str(n)))
-if sys.argv[1:2] == ["--store-only"]:  # emulate the sweep's part for one cell: skip if done, claim, write
+if sys.argv[1:2] == ["--store-only"]:  # emulate the sweep's part for one cell: tidy, skip if done, claim, write
     rec, store = json.loads(open(sys.argv[2]).read()), _store.ResultStore(sys.argv[3])
+    store.tidy()
     if not store.exists(rec["cell_id"]):
         with store.claim(rec["cell_id"]) as mine:
             if mine:
@@ -377,6 +378,7 @@ def test_kill_minus_9_at_random_points_then_restart(tmp_path, wrapper, reference
         assert re.search(r"\d+ cells written, \d+ already done", life.text)
         assert assert_visible_state_clean(res) == N_CELLS
         assert_finished_clean(res)
+        assert_no_leftovers(res, cache)  # what the killed runs left, the last run removed
         stats["records_compared"] += assert_same_records(snapshot(res), reference.records, f"series {rep}")
     stats["restarts"] = stats["runs"] - FAULT_REPS
     print(f"\nfault injection: {FAULT_REPS} series, {stats['runs']} runs, {stats['faults']} SIGKILLs, "
@@ -418,6 +420,7 @@ def test_kill_at_every_line_of_claim_and_write(tmp_path, wrapper):
         store = ResultStore(root)
         assert [json.loads(p.read_text()) for p in store.files()] == [rec], f"line {n}: record missing after restart"
         assert_finished_clean(root)
+        assert_no_leftovers(root)
         assert [p.name for p in (root / "merge").iterdir()] == [f"{rec['cell_id']}.json"], f"line {n}"
     print(f"\nstore kill points: {kills} SIGKILLs (every traced line of claim + write), {kills} restarts")
 
@@ -457,8 +460,13 @@ def test_two_runs_on_one_results_folder(tmp_path, wrapper, reference):
     written = [int(re.search(r"(\d+) cells written", life.text).group(1)) for life in lives]
     assert sum(written) == N_CELLS, written
     for life, w in zip(lives, written):
-        said = len(re.findall(r"K=\d+ seed=0: (done earlier|another process is computing it, skipped)", life.text))
-        assert w + said == N_CELLS, life.text[-3000:]
+        # "already done" counts records found; cells another live process held are counted apart
+        m = re.search(r"(\d+) cells written, (\d+) already done(?:, (\d+) left to other processes computing them)?",
+                      life.text)
+        done, busy = int(m[2]), int(m[3] or 0)
+        assert w + done + busy == N_CELLS, life.text[-3000:]
+        assert busy == len(re.findall(r"K=\d+ seed=0: another process is computing it, skipped", life.text))
+        assert done == len(re.findall(r"K=\d+ seed=0: (done earlier|finished by another process)", life.text))
     assert assert_visible_state_clean(res) == N_CELLS
     assert_finished_clean(res)
     assert_same_records(snapshot(res), reference.records, "two concurrent runs")
@@ -1393,3 +1401,25 @@ def test_a_too_small_split_is_refused_before_training(tmp_path):
                 "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
     line = _one_line_error(r)
     assert "--n-samples" in line and "at least 4" in line, line
+
+
+@pytest.mark.timeout(900)
+def test_disk_full_while_writing_a_cache_file_is_one_error_line(tmp_path, reference):
+    """The same limit hit by a cache write (reference statistics, not yet cached): one error line naming
+    the file, no temp file left in the cache, no results folder."""
+    import resource
+
+    cache = tmp_path / "cache"
+    shutil.copytree(reference.cache / "checkpoints", cache / "checkpoints")  # the checkpoint, nothing else
+    res = tmp_path / "res"
+
+    def limit_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8000, 8000))
+
+    r = subprocess.run([sys.executable, "-m", "vltbench", *_eval_args("4"), "--results", str(res), "--quiet"],
+                       env=_env(cache), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       preexec_fn=limit_size)
+    line = _one_line_error(r)
+    assert "File too large" in line and str(cache / "refstats") in line and "free space" in line, line
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    assert not res.exists()

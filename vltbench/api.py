@@ -17,11 +17,13 @@ CLI's start stay fast.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import numbers
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -245,6 +247,23 @@ def _records(results: str | Path | pd.DataFrame, what: str = "results", option: 
     return df
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+@contextmanager
+def _write_errors():
+    """Disk full (or a quota, a file-size limit, a read-only file system) while writing a cache file
+    or a checkpoint: one UserError naming the file. Finished records and checkpoints are kept."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        raise UserError(f"could not write{where} ({e.strerror or e}); free space (or raise the quota / file-size "
+                        "limit) and run again: what was finished is kept") from None
+
+
 # -- the functions ---------------------------------------------------------------------------------
 
 def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = "tiny",
@@ -299,9 +318,10 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     from .sweep import SweepSpec
 
     results = Path(results)
-    spec = run_with(SweepSpec(cfg, names, ks, seed_list, results, overwrite,
-                              None if checkpoint is None else str(checkpoint), train),
-                    executor, slurm_partition)
+    with _write_errors():
+        spec = run_with(SweepSpec(cfg, names, ks, seed_list, results, overwrite,
+                                  None if checkpoint is None else str(checkpoint), train),
+                        executor, slurm_partition)
     busy = f", {len(spec.busy)} left to other processes computing them" if spec.busy else ""
     progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done{busy}; results in {results}")
     return _cells_frame(results, names, ks, seed_list, spec)
@@ -363,8 +383,9 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     from .data import load_data
     from .device import resolve_device
 
-    ds = load_data(cfg.data)
-    _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
+    with _write_errors():
+        ds = load_data(cfg.data)
+        _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
     return Path(path)
 

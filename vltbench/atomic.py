@@ -48,9 +48,11 @@ def atomic_path(path: str | Path):
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write() names no file: name the target
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     finally:
         os.close(fd)  # releases the flock
