@@ -1423,3 +1423,19 @@ def test_disk_full_while_writing_a_cache_file_is_one_error_line(tmp_path, refere
     assert "File too large" in line and str(cache / "refstats") in line and "free space" in line, line
     assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
     assert not res.exists()
+
+
+def test_lpips_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
+    """LPIPS's libraries load the hub-cache files with torch.load(weights_only=False): forced tensors-only."""
+    from vltbench.metrics import recon
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    for name in (recon.BACKBONE_FILES["vgg"], recon.TFID_LPIPS_FILE):
+        _evil_state_dict(hub / name, marker)
+    with pytest.raises(UserError, match="not plain state dicts of tensors"):
+        recon.ReconMeter()
+    assert not marker.exists(), "loading LPIPS weights ran code"
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ  # the switch is restored

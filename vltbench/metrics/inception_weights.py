@@ -43,6 +43,7 @@ from vltbench.atomic import atomic_path
 from vltbench.errors import UserError
 from vltbench.hashing import sha256_file
 from vltbench.paths import cache_dir
+from vltbench.safeload import tensors_only
 
 TFID_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 CLEANFID_FILENAME = "inception-2015-12-05.pt"
@@ -214,7 +215,8 @@ def _skeleton(features: list[str]):
     empty = io.BytesIO()
     torch.save({}, empty)
     empty.seek(0)
-    return _Skeleton("inception-v3-compat", features, feature_extractor_weights_path=empty)
+    with tensors_only():  # its torch.load(weights_only=False), made tensors-only all the same
+        return _Skeleton("inception-v3-compat", features, feature_extractor_weights_path=empty)
 
 
 @functools.lru_cache(maxsize=1)
