@@ -43,7 +43,7 @@ from vltbench.atomic import atomic_path
 from vltbench.errors import UserError
 from vltbench.hashing import sha256_file
 from vltbench.paths import cache_dir
-from vltbench.safeload import tensors_only
+from vltbench.safeload import refusal, tensors_only
 
 TFID_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 CLEANFID_FILENAME = "inception-2015-12-05.pt"
@@ -255,8 +255,7 @@ def _load_tensors_only(path: Path) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for a forbidden global, RuntimeError / EOFError for garbage
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"Inception weights {path} are not a plain state dict of tensors ({first}); vltbench "
+        raise UserError(f"Inception weights {path} are not a plain state dict of tensors ({refusal(e)}); vltbench "
                         "reads weights tensors-only and never runs code from a file: pass torch-fidelity's "
                         f"{TFID_FILENAME} or a TorchScript file with a known sha256") from None
     _check_layout(sd, path)

@@ -18,7 +18,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vltbench.errors import UserError
-from vltbench.safeload import tensors_only
+from vltbench.safeload import refusal, tensors_only
 
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 TFID_LPIPS_FILE = "weights-vgg16-lpips.pth"
@@ -62,9 +62,8 @@ def _tensors_only_weights(*files: Path):
         with tensors_only():
             yield
     except pickle.UnpicklingError as e:
-        first = (str(e).strip().splitlines() or ["not tensors"])[0][:160]
         raise UserError(f"LPIPS weights ({', '.join(map(str, files))}) are not plain state dicts of tensors "
-                        f"({first}); vltbench never runs code from a weights file: replace them with the "
+                        f"({refusal(e)}); vltbench never runs code from a weights file: replace them with the "
                         "published files or remove them (LPIPS is then reported as unavailable)") from None
 
 
