@@ -11,7 +11,6 @@ as done only when its record parses and validates: a corrupt one is reported, mo
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import fcntl
 import json
 import os

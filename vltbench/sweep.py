@@ -121,11 +121,14 @@ def _new_folders(path: Path) -> list[Path]:
 def _remove_empty(folders: list[Path]) -> None:
     """Remove the folders this run created, if they hold no file (a failed start leaves nothing)."""
     for top in folders[::-1][:1]:  # the outermost created folder: all others lie inside it
-        if not top.is_dir() or any(p.is_file() or p.is_symlink() for p in top.rglob("*")):
+        try:
+            if not top.is_dir() or any(p.is_file() or p.is_symlink() for p in top.rglob("*")):
+                return
+            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                d.rmdir()
+            top.rmdir()
+        except OSError:  # something appeared meanwhile (another run): leave it, the real error matters
             return
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            d.rmdir()
-        top.rmdir()
 
 
 def run_sweep(spec: SweepSpec) -> SweepSpec:
