@@ -602,6 +602,16 @@ class _Images(torch.utils.data.Dataset):
         return self.x[i]
 
 
+def _tfid_pth(state_dict):
+    """Our verified tensors as the in-memory .pth torch-fidelity's loader takes (no file is written or read)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    buf.seek(0)
+    return buf
+
+
 def feature_throughput(n: int = 64, size: int = 64, batch: int = 32, repeats: int = 2, weights=None) -> dict:
     """Inception-v3 feature extraction: vltbench's extractor vs torch-fidelity's own pipeline
     (`get_featuresdict_from_dataset`: dataset -> DataLoader -> its feature extractor, as
@@ -621,7 +631,7 @@ def feature_throughput(n: int = 64, size: int = 64, batch: int = 32, repeats: in
     x = torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     ours = get_extractor("inception", weights=weights)
     tfid = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False, verbose=False,
-                                    feature_extractor_weights_path=str(iw.converted_path(ours.source)))
+                                    feature_extractor_weights_path=_tfid_pth(iw.state_dict(ours.source)))
     feats: dict[str, np.ndarray] = {}
 
     def run_ours():

@@ -330,9 +330,10 @@ def test_fid_equals_torch_fidelity_on_png_folders(tmp_path, inception):
         # at a fraction of the cost; sqrtm at dim 2048 alone takes 15-90 s on this shared CPU
         ours = compute_image_metrics(inception, load(dirs[1]), load(dirs[0]), fid_bootstrap=0, kid_subset_size=40,
                                      fid_method="eigh")
+    pth = tmp_path / "tfid.pth"  # torch-fidelity reads a .pth itself: our verified tensors, saved for it here
+    torch.save(iw.state_dict(iw.resolve_weights(FIDHELPER_PT)), pth)
     theirs = calculate_metrics(input1=str(dirs[0]), input2=str(dirs[1]), fid=True, cuda=False, save_cpu_ram=True,
-                               cache=False, verbose=False,
-                               feature_extractor_weights_path=str(iw.converted_path(iw.resolve_weights(FIDHELPER_PT))))
+                               cache=False, verbose=False, feature_extractor_weights_path=str(pth))
     assert ours["label"] == "FID" and ours["n_fake"] == 40
     assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
     assert ours["inception_score"] is None and "no classifier head" in ours["reasons"]["inception_score"]

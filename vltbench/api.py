@@ -17,11 +17,13 @@ CLI's start stay fast.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import numbers
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +100,8 @@ def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset:
 def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
     """'0,1,2' or [0, 1, 2] -> [0, 1, 2]: at least one seed, each once."""
     if _is_int(seeds):
-        return [int(seeds)]
-    if isinstance(seeds, str):
+        out, text = [int(seeds)], str(seeds)
+    elif isinstance(seeds, str):
         text = seeds
         try:
             out = [int(x) for x in seeds.split(",") if x.strip()]
@@ -116,6 +118,11 @@ def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
         text = ",".join(map(str, out))  # the message reads as the CLI's
     if not out or len(set(out)) != len(out):
         raise UserError(f"--seeds {text!r}: give at least one seed, each once")
+    from .config import SEED_MAX
+
+    for s in out:  # numpy / torch generators take 32-bit seeds: refuse now, not after a cell's work
+        if not 0 <= s <= SEED_MAX:
+            raise UserError(f"--seeds: {s} is outside 0..{SEED_MAX} (seeds are 32-bit); give e.g. --seeds 0,1,2")
     return out
 
 
@@ -159,8 +166,9 @@ def load_config(preset: str = "tiny", config: str | Path | None = None,
     from .config import load_config as _load
 
     values = {k: v for k, v in named.items() if v is not None}
-    values.update(_overrides(overrides))
-    cfg = _load(preset, config, values)
+    given = _overrides(overrides)
+    values.update(given)
+    cfg = _load(preset, config, values, labels={k: f"--set {k}={_yaml_text(v)}" for k, v in given.items()})
     _check_methods_config(cfg)
     return cfg
 
@@ -174,6 +182,17 @@ def _check_methods_config(cfg: Config) -> None:
     check_method_sections(cfg, registry.names())
     for name, options in cfg.methods.items():
         validate_options(registry.get(name).Options, options or {}, name)
+
+
+def _yaml_text(value: Any) -> str:
+    """A value as --set would take it (flow-style YAML: [1.0, .nan])."""
+    import yaml
+
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    except yaml.YAMLError:
+        return repr(value)
+    return text[:-3].strip() if text.endswith("\n...") else text
 
 
 def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, Any] | Iterable[str] | None,
@@ -263,6 +282,23 @@ def _records(results: str | Path | pd.DataFrame, what: str = "results", option: 
     return df
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+@contextmanager
+def _write_errors():
+    """Disk full (or a quota, a file-size limit, a read-only file system) while writing a cache file
+    or a checkpoint: one UserError naming the file. Finished records and checkpoints are kept."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        raise UserError(f"could not write{where} ({e.strerror or e}); free space (or raise the quota / file-size "
+                        "limit) and run again: what was finished is kept") from None
+
+
 # -- the functions ---------------------------------------------------------------------------------
 
 def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = "tiny",
@@ -299,6 +335,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
 
     _set_quiet(quiet)
     names = method_names(methods)
+    seed_list = parse_seeds(seeds)
     _positive(n_samples, "--n-samples", "samples per cell, e.g. --n-samples 1000")
     cfg = load_config(preset, config, overrides, generator=generator, device=device, **{
         "eval.n_samples": n_samples, "eval.extractor": extractor,
@@ -311,7 +348,6 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     cfg.eval.extractor = name  # records' configs name the extractor measured with, not "auto"
     if checkpoint is not None and len(names) > 1:
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
-    seed_list = parse_seeds(seeds)
 
     from .executors import run as run_with
     from .sweep import SweepSpec
@@ -319,8 +355,10 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     results = Path(results)
     sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
                       train, train_args=train_args(preset, config, overrides, generator, data_root))
-    spec = run_with(sweep, executor, slurm_partition)
-    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done; results in {results}")
+    with _write_errors():
+        spec = run_with(sweep, executor, slurm_partition)
+    busy = f", {len(spec.busy)} left to other processes computing them" if spec.busy else ""
+    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done{busy}; results in {results}")
     return _cells_frame(results, names, ks, seed_list, spec)
 
 
@@ -329,7 +367,7 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
     from . import dist
     from .store import ResultStore, load_frame, with_labels
 
-    written, skipped = [str(p) for p in spec.written], list(spec.skipped)
+    written, skipped = [str(p) for p in spec.written], list(spec.skipped) + list(spec.busy)
     if dist.is_initialized():  # rank 0 alone writes records and knows their paths
         written, skipped = dist.broadcast_object((written, skipped))
     paths = {Path(p) for p in written}
@@ -382,8 +420,9 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     from .data import load_data
     from .device import resolve_device
 
-    ds = load_data(cfg.data)
-    _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
+    with _write_errors():
+        ds = load_data(cfg.data)
+        _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
     return Path(path)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 
@@ -24,8 +24,22 @@ DIT_SIZES = {  # depth, width, heads — as in the DiT paper (Peebles & Xie, 202
 }
 
 
+SEED_MAX = 2**32 - 1  # numpy's and torch's generators take 32-bit seeds (KID's subsets use numpy's)
+
+
+def _seed(v: int) -> int:
+    if not 0 <= v <= SEED_MAX:
+        raise ValueError(f"{v} is outside 0..{SEED_MAX} (seeds are 32-bit)")
+    return v
+
+
+Seed = Annotated[int, AfterValidator(_seed)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # allow_inf_nan=False: a NaN or inf anywhere (YAML .nan, --set x=nan, an API float) is refused
+    # here, before any work, instead of running a whole cell and failing when its record is written.
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 class DataCfg(Strict):
@@ -35,7 +49,7 @@ class DataCfg(Strict):
     train_count: int | None = None
     val_count: int | None = None
     flip: bool = True
-    seed: int = 0
+    seed: Seed = 0
 
 
 def _betas(v):
@@ -122,7 +136,7 @@ class TokenizerCfg(Strict):
     heads: int
     steps: int
     batch_size: int
-    lr: float = 1e-3
+    lr: float = Field(1e-3, gt=0)
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
     lr_schedule: Literal["cosine", "constant"] = "cosine"  # after the linear warm-up
@@ -177,7 +191,7 @@ class DiTCfg(Strict):
     heads: int | None = None
     steps: int
     batch_size: int
-    lr: float = 1e-4
+    lr: float = Field(1e-4, gt=0)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     lr_schedule: Literal["cosine", "constant"] = "cosine"  # after the linear warm-up
@@ -220,8 +234,8 @@ class LengthsCfg(Strict):
 
 
 class SamplerCfg(Strict):
-    steps: int = 25  # grid points of the Euler ODE solver (steps - 1 network evaluations)
-    shift: float = 0.3
+    steps: int = Field(25, ge=2)  # grid points of the Euler ODE solver (steps - 1 network evaluations)
+    shift: float = Field(0.3, gt=0)  # t' = s t / (1 + (s - 1) t): s <= 0 leaves [0, 1]
     # Guidance protocol. search (default): for every (method, K) the scale is chosen from cfg_scales by
     # the Fréchet distance of select_samples samples (their own seeds) to statistics of the split that
     # is not the test reference, then evaluated once at that scale: the same budget for every method,
@@ -233,10 +247,17 @@ class SamplerCfg(Strict):
     # scale beyond it (the grid's edge ratio continued; downwards never below 1.0) with the same
     # budget, at most cfg_extend of them; the record says whether the optimum was bracketed.
     cfg_extend: int = Field(4, ge=0)
-    cfg_scale: float = 1.5  # the scale of guidance: fixed
+    cfg_scale: float = Field(1.5, ge=0)  # the scale of guidance: fixed
     # guidance: fixed only: a scale per K (upstream's evaluation fixes one per length); K not listed: cfg_scale
     cfg_scale_per_length: dict[int, float] | None = None
     cfg_interval: tuple[float, float] = (0.15, 1.0)
+
+    @field_validator("cfg_interval")
+    @classmethod
+    def _interval(cls, v):
+        if not 0 <= v[0] <= v[1] <= 1:
+            raise ValueError(f"must be [low, high] with 0 <= low <= high <= 1 (times of the flow), got {list(v)}")
+        return v
 
     @field_validator("cfg_scales")
     @classmethod
@@ -258,7 +279,7 @@ class EvalCfg(Strict):
     reference: str = "val"
     batch_size: int = Field(100, ge=1)
     kid_subset_size: int = Field(100, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class SlurmCfg(Strict):
@@ -275,7 +296,7 @@ class SlurmCfg(Strict):
 
 class Config(Strict):
     preset: str
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     generator: Literal["joint", "separate"] = "joint"
     data: DataCfg
@@ -354,8 +375,11 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
 
 
 def load_config(preset: str = "tiny", config_file: str | Path | None = None,
-                overrides: dict[str, Any] | None = None) -> Config:
-    """Preset YAML, then the user's file on top, then CLI overrides ("section.key": value)."""
+                overrides: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> Config:
+    """Preset YAML, then the user's file on top, then CLI overrides ("section.key": value).
+
+    labels: {"section.key": "--set section.key=VALUE"}: a bad value given there is named so in the error,
+    not by the file it overrode."""
     if preset not in preset_names():
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
     source = f"preset {preset}"
@@ -374,6 +398,9 @@ def load_config(preset: str = "tiny", config_file: str | Path | None = None,
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        given = [k for k in (labels or {}) if key == k or key.startswith(k + ".")]
+        if given:
+            source = labels[given[0]]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key; remove it or fix its spelling"

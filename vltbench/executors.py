@@ -99,7 +99,7 @@ class CellTask:
         progress.log(f"{self}: task started")
         out = run_sweep(SweepSpec(self.cfg, [self.method], [self.length], [self.seed], Path(self.results),
                                   self.overwrite, self.checkpoint_file, train=False))
-        return {"written": [str(p) for p in out.written], "skipped": list(out.skipped)}
+        return {"written": [str(p) for p in out.written], "skipped": list(out.skipped), "busy": list(out.busy)}
 
     def checkpoint(self, *args, **kwargs):
         """Preempted or timed out: requeue the same task; it skips its cell if the record now exists."""
@@ -221,6 +221,10 @@ def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepSpe
     folder = Path(cfg.slurm.folder) if cfg.slurm.folder else Path(spec.results) / ".submitit"
     ex = make_executor(cfg, executor, partition, folder)
     ds = load_data(cfg.data)
+    from .metrics import extractor_for
+    from .references import RealSets
+
+    RealSets(cfg, ds, extractor_for(cfg)).check_sizes()  # every split large enough: refused before training
     shas, untrained = _checkpoint_shas(spec, ds)
     if untrained:
         tasks = [TrainTask(cfg, m) for m in untrained]
@@ -238,4 +242,5 @@ def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepSpe
     for res in _wait(jobs, tasks, "cells", folder):
         spec.written += [Path(p) for p in res["written"]]
         spec.skipped += res["skipped"]
+        spec.busy += res.get("busy", [])
     return spec

@@ -129,6 +129,38 @@ def _release(path: Path, key: str, fd: int) -> None:
         os.close(fd)  # releases the flock
 
 
+def remove_if_free(path: str | Path) -> bool:
+    """Remove the file `path` if no live process holds an flock on it: a lock file whose holder died or
+    released it, or a temp file or write probe of a killed writer (vltbench.atomic and the store hold an
+    flock on theirs while they exist). Taken and checked like a lock, so a file somebody holds, or
+    one replaced meanwhile, is never removed. True when removed."""
+    path = Path(path)
+    if os.path.abspath(path) in _HELD:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:  # gone already, a folder, a link, not ours to read
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            if e.errno in _UNSUPPORTED:  # no locks here: nobody could tell a live file from a dead one
+                return False
+            raise
+        if not _same_file(fd, path):
+            return False
+        try:
+            path.unlink()
+        except OSError:
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
 def is_held(path: str | Path) -> bool:
     """Whether some live process holds the lock `path` (a probe that takes it for an instant: use it
     only where no real claimant can be refused by the probe, e.g. in tests after the runs ended)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,6 +94,46 @@ class RealSets:
     @cached_property
     def align_subset(self) -> Subset:
         return self.subset("val", ALIGN_IMAGES)
+
+    # --- sizes ----------------------------------------------------------------------------------
+    def check_sizes(self, pr_k: int = 3) -> None:
+        """Refuse now, before any training, a set too small for a metric the run computes: precision /
+        recall (k nearest neighbours) needs more than k images per set, the alignment's k-NN more than
+        its k. Names the set, the split and the option that sizes it."""
+        from .metrics.alignment import KNN
+
+        e, s, d = self.cfg.eval, self.cfg.sampler, self.cfg.data
+        need = pr_k + 1
+        why = f"precision/recall with k={pr_k} needs more than {pr_k} images per set"
+        for option, value in (("--n-samples", e.n_samples),) + ((("sampler.select_samples", s.select_samples),)
+                                                                  if s.guidance == "search" else ()):
+            if value < need:
+                raise UserError(f"{option} {value}: generated sets need at least {need} samples ({why}); "
+                                f"raise {option}")
+        sets = [] if self.adm else [("the test reference", self.ref_subset, "eval.n_ref", need, why)]
+        sets.append(("the held-out real images", self.held_out, "eval.n_samples", need, why))
+        if s.guidance == "search":
+            sets.append(("the guidance-selection reference", self.selection_subset, "eval.n_ref", need, why))
+        sets.append(("the alignment images", self.align_subset, None, KNN + 1,
+                     f"the k-NN alignment (CKNNA) with k={KNN} needs more than {KNN} images"))
+        for what, sub, option, n_min, because in sets:
+            n = len(sub.idx)
+            if n >= n_min:
+                continue
+            asked = getattr(e, option.split(".")[1]) if option else None
+            if asked is not None and asked < n_min:
+                fix = f"raise {option} (now {asked})"
+            else:
+                split = sub.split_name
+                count = getattr(d, f"{split}_count", None)
+                fix = f"add images to the {split} split" + (f" ({Path(d.root) / split})" if d.root and d.name in
+                                                             ("folder", "imagenet") else "")
+                if count is not None:
+                    fix += f" or raise data.{split}_count (now {count})"
+                if split == self.test_split and not self.adm:
+                    fix += f", or measure against the other split: --set eval.reference={self.other_split}"
+            raise UserError(f"the {sub.split_name} split has {n} images for {what}, which needs at least "
+                            f"{n_min} ({because}); {fix}")
 
     # --- statistics -----------------------------------------------------------------------------
     def stats(self, sub: Subset, batch_size: int) -> Reference:

@@ -2,16 +2,23 @@
 
 A cell is keyed by the hash of its identity (method, checkpoint, length, sampler, dataset,
 metric spec, seed), so a resumed sweep computes only missing cells and never rewrites one.
-Readers are forgiving: a corrupt, hand-edited or too-new file is reported and skipped.
+Readers are forgiving: a corrupt, hand-edited or too-new file is reported and skipped. A cell counts
+as done only when its record parses and validates: a corrupt one is reported, moved aside into
+`<root>/.corrupt/` (never deleted) and the cell computed again. `read_record` is the strict reader
+(UserError for a corrupt record), for callers that must not skip one (a baseline).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
+import time
 import warnings
 from contextlib import contextmanager
 from importlib import metadata
@@ -19,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import locks
-from .atomic import atomic_path
+from .atomic import PROBE_PREFIX, atomic_path, remove_leftovers
 from .errors import UserError
 from .hashing import canonical_json, hash_obj
 
@@ -123,6 +130,31 @@ def validate(rec: Any) -> dict:
     return rec
 
 
+def _problem(path: Path) -> tuple[dict | None, str | None]:
+    """(record, None) for a valid record file, else (None, why it is unusable)."""
+    try:
+        return validate(json.loads(path.read_text())), None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"unreadable JSON: {e}"
+    except ValueError as e:
+        return None, str(e)
+
+
+def read_record(path: str | Path) -> dict:
+    """The validated record in `path`; a UserError naming the file and what is wrong with it otherwise
+    (the strict reader, e.g. for a baseline, where a skipped record would hide a regression)."""
+    path = Path(path)
+    rec, why = _problem(path)
+    if rec is None:
+        raise UserError(f"record {path} is corrupt ({' '.join(why.split())}); restore it or remove it and "
+                        "recompute the cell")
+    return rec
+
+
+def _newer(why: str | None) -> bool:
+    return why is not None and "newer than this vltbench" in why
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -148,49 +180,125 @@ class ResultStore:
     def _lock_path(self, cid: str) -> Path:
         return self.root / ".locks" / f"{cid}.lock"
 
+    def probe_name(self) -> str:
+        """A write probe's name: host, pid and a random part, so processes with equal pids (containers,
+        other hosts) sharing the folder never collide."""
+        host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname())[:64]
+        return f"{PROBE_PREFIX}{host}-{os.getpid()}-{secrets.token_hex(4)}"
+
     def ensure_writable(self) -> None:
-        """Raise UserError now, before any work, if records cannot be written here."""
+        """Raise UserError now, before any work, if records cannot be written here (the sweep calls it
+        before it computes a cell, through claim(), not after)."""
         if self.root.is_file():
             raise UserError(f"results folder {self.root} is a file (a single record is read-only); "
                             "choose a folder with --results")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe = self.root / self.probe_name()
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                try:  # held while it exists: a cleaner (remove_leftovers) leaves a live probe alone
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    pass  # locks unsupported or the instant a cleaner looks at it: only a probe
+                os.write(fd, b"probe\n")
+            finally:
+                probe.unlink(missing_ok=True)
+                os.close(fd)
         except OSError as e:
             raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
                             "choose another with --results") from None
 
     _ensure_writable = ensure_writable  # older name, still used by sweep.py
 
-    # -- writing -------------------------------------------------------------
-    def exists(self, cid: str) -> bool:
-        if self.root.is_file():
-            return self.root.stem == cid
-        return self.root.is_dir() and any(self.root.glob(f"*/{cid}.json"))
+    def tidy(self) -> list[Path]:
+        """Remove what killed runs left here: temp files, lock files and write probes no live process
+        holds, and sample images whose record was never written (their cell's lock taken first)."""
+        removed = remove_leftovers(self.root) if self.root.is_dir() else []
+        for png in self.root.glob("*/*.samples.png") if self.root.is_dir() else []:
+            cid = png.name[: -len(".samples.png")]
+            if png.parent.name.startswith(".") or png.with_name(f"{cid}.json").exists():
+                continue
+            lock = self._lock_path(cid)
+            lock.parent.mkdir(exist_ok=True)
+            with locks.hold(lock) as mine:
+                if mine and not png.with_name(f"{cid}.json").exists():
+                    png.unlink(missing_ok=True)
+                    removed.append(png)
+        return removed
 
-    def write(self, record: dict, overwrite: bool = False) -> Path:
+    # -- writing -------------------------------------------------------------
+    def _candidates(self, cid: str) -> list[Path]:
+        if self.root.is_file():
+            return [self.root] if self.root.stem == cid else []
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.glob(f"*/{cid}.json") if not p.parent.name.startswith(".")]
+
+    def exists(self, cid: str) -> bool:
+        """Whether cell `cid` is done: a record of it that parses and validates (or one written by a
+        newer vltbench, which this one leaves alone). A corrupt one does not count (see quarantine)."""
+        for p in self._candidates(cid):
+            rec, why = _problem(p)
+            if (rec is not None and rec["cell_id"] == cid) or _newer(why):
+                return True
+        return False
+
+    def quarantine(self, cid: str) -> list[Path]:
+        """Move the corrupt records of cell `cid` to <root>/.corrupt/<method>/ (never deleted), each with
+        a warning saying why; the caller holds the cell's claim and computes it again. Returns the new paths."""
+        moved = []
+        for p in self._candidates(cid):
+            rec, why = _problem(p)
+            if rec is not None and rec["cell_id"] != cid:
+                why = f"it holds cell {rec['cell_id']}, not {cid}"
+            elif rec is not None or _newer(why):
+                continue
+            dest = self.root / ".corrupt" / p.parent.name / f"{p.name}.{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, dest)
+            moved.append(dest)
+            warnings.warn(f"record {p} is corrupt ({' '.join(why.split())}); moved to {dest}, computing it again",
+                          stacklevel=2)
+        return moved
+
+    def write(self, record: dict, overwrite: bool = False, artifacts: dict[str, bytes] | None = None) -> Path:
         """Write atomically (temp + fsync + rename); a finished cell is never rewritten unless
-        overwrite=True. Concurrent writers of one cell must hold `claim(cell_id)`."""
+        overwrite=True. Concurrent writers of one cell must hold `claim(cell_id)`.
+
+        artifacts: {file name: bytes} written beside the record (e.g. the sample grid), with the
+        record's permissions: every temp file is complete and synced first, then the artifacts are
+        renamed into place, then the record; on any failure nothing new is left behind. A full disk or
+        any other OSError is one UserError."""
         record = validate(record)  # ValueError here is a harness bug, not a user mistake
-        self.ensure_writable()
+        if self.root.is_file():
+            raise UserError(f"results folder {self.root} is a file (a single record is read-only); "
+                            "choose a folder with --results")
         path = self.path_for(record)
         if path.exists() and not overwrite:
             raise FileExistsError(f"record {path} already exists; finished cells are immutable")
         text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        mode = 0o666 & ~_UMASK  # mkstemp makes 0600; records and their images are shared like any file
+        placed: list[Path] = []
         try:
-            # Temp files of this cell (record and artifacts, e.g. the sample grid) left by a killed
-            # writer: the caller holds the cell's claim and has already renamed its own artifacts
-            # into place, so nobody is writing them.
+            # Temp files of this cell (record, artifacts) left by a killed writer: nobody holds them
             for stale in path.parent.glob(f".{record['cell_id']}.*.tmp"):
-                stale.unlink(missing_ok=True)
+                locks.remove_if_free(stale)
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
-                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are shared like any file
+                os.chmod(tmp, mode)
+                for name, data in (artifacts or {}).items():
+                    with atomic_path(path.parent / name) as atmp:
+                        atmp.write_bytes(data)
+                        os.chmod(atmp, mode)
+                    placed.append(path.parent / name)
         except OSError as e:
-            raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
-                            "choose another with --results") from None
+            if not path.exists():  # no record: no image without its record (an overwritten one keeps the new image)
+                for p in placed:
+                    p.unlink(missing_ok=True)
+            raise UserError(f"results folder {self.root} is not writable: the record of cell {record['cell_id']} "
+                            f"could not be written ({e.strerror or e}); free space or choose another folder with "
+                            "--results") from None
         return path
 
     def artifact_path(self, record: dict, name: str) -> Path:
@@ -224,13 +332,9 @@ class ResultStore:
         """(path, record) for each valid record; problems go to self.skipped and a warning."""
         self.skipped = []
         for path in self.files():
-            try:
-                rec = validate(json.loads(path.read_text()))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                self._skip(path, f"unreadable JSON: {e}")
-                continue
-            except ValueError as e:
-                self._skip(path, str(e))
+            rec, why = _problem(path)
+            if rec is None:
+                self._skip(path, why)
                 continue
             yield path, rec
 

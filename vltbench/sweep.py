@@ -19,6 +19,7 @@ reference-free cross-length distance of same-seed samples at K and N.
 
 from __future__ import annotations
 
+import io
 import itertools
 import time
 import warnings
@@ -31,7 +32,7 @@ import torch
 from PIL import Image
 
 from . import dist, progress, registry
-from .atomic import atomic_path
+from .atomic import remove_leftovers
 from .checkpoints import obtain_bundle
 from .config import Config
 from .data import Dataset, load_data
@@ -40,6 +41,7 @@ from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from .latents import cached_latents
 from .metrics import compute_image_metrics, extractor_for, reference_stats
 from .model import Bundle, read_metadata
+from .paths import cache_dir
 from .references import RealSets, splits
 from .store import ResultStore, build_record, cell_id, provenance
 
@@ -67,7 +69,8 @@ class SweepSpec:
     checkpoint: str | None = None
     train: bool = True
     written: list[Path] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # cells found done
+    busy: list[str] = field(default_factory=list)  # cells another live process was computing
     train_args: str = ""  # the caller's options that shape training (--preset, --config, --set, ...), for hints
 
     def hint(self, method: str) -> str:
@@ -112,18 +115,54 @@ def cell_identity(cfg: Config, method: str, ckpt_sha: str, k: int, seed: int, ds
             "metric_spec": spec}
 
 
+def _new_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet (deepest first)."""
+    out = []
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        out.append(p)
+    return out
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created, if they hold no file (a failed start leaves nothing)."""
+    for top in folders[::-1][:1]:  # the outermost created folder: all others lie inside it
+        try:
+            if not top.is_dir() or any(p.is_file() or p.is_symlink() for p in top.rglob("*")):
+                return
+            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                d.rmdir()
+            top.rmdir()
+        except OSError:  # something appeared meanwhile (another run): leave it, the real error matters
+            return
+
+
 def run_sweep(spec: SweepSpec) -> SweepSpec:
+    made = _new_folders(Path(spec.results)) if dist.is_main() else []
+    try:
+        return _run_sweep(spec)
+    except BaseException:
+        _remove_empty(made)
+        raise
+
+
+def _run_sweep(spec: SweepSpec) -> SweepSpec:
     cfg = spec.cfg
     store = ResultStore(spec.results)
     store._ensure_writable()  # fail before any work if the results folder is unusable
     if spec.checkpoint is not None:
         read_metadata(spec.checkpoint)  # a missing or corrupt file fails before any work
+    if dist.is_main():  # what killed runs left (temp files, free lock files, probes, orphan images)
+        store.tidy()
+        remove_leftovers(cache_dir())
     device = resolve_device(cfg.device)
     dist.init(device)
     with dist.main_first():  # rank 0 builds any data cache, the others read it
         ds = load_data(cfg.data)
     extractor = extractor_for(cfg, device)  # refuses an extractor outside the dataset's domain, before training
     sets = RealSets(cfg, ds, extractor)
+    sets.check_sizes()  # every split large enough for every metric: refused now, not after training
     mspec = metric_spec(cfg, extractor, sets)
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
@@ -145,13 +184,15 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
             with store.claim(cid) if dist.is_main() else nullcontext(None) as mine:
                 if not dist.broadcast_object(mine):
                     progress.log(f"{method} K={k} seed={seed}: another process is computing it, skipped")
-                    spec.skipped.append(cid)
+                    spec.busy.append(cid)
                     continue
                 # the lock holder may have finished this cell between our check and our claim
                 if dist.broadcast_object(store.exists(cid) and not spec.overwrite if dist.is_main() else None):
                     progress.log(f"{method} K={k} seed={seed}: finished by another process ({cid}), skipped")
                     spec.skipped.append(cid)
                     continue
+                if dist.is_main():
+                    store.quarantine(cid)  # a corrupt record of this cell: moved aside (with a warning)
                 record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device)
                 if record is None:  # not rank 0: rank 0 writes the record
                     continue
@@ -159,9 +200,10 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
                 record["provenance"]["method_code"] = code
                 grid_name = f"{cid}.samples.png"
                 record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
-                with atomic_path(store.artifact_path(record, grid_name)) as tmp:
-                    Image.fromarray(grid).save(tmp, format="PNG")
-                spec.written.append(store.write(record, overwrite=spec.overwrite))
+                png = io.BytesIO()
+                Image.fromarray(grid).save(png, format="PNG")
+                spec.written.append(store.write(record, overwrite=spec.overwrite,
+                                                artifacts={grid_name: png.getvalue()}))
                 m = record["metrics"]
                 progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
                              f"(w={record['guidance']['scale']:g}) r{mspec['label']} {m['rfid']:.2f} "

@@ -33,7 +33,7 @@ class InceptionExtractor(Extractor):
         self.backend, self.device = backend, torch.device(device)
         self.id = f"{INCEPTION_ID_PREFIX}:sha={self.source.sha256[:12]}:resize={BACKENDS[backend]}:range=uint8"
         if backend == "torch-fidelity":
-            net = iw.tfid_module(iw.converted_path(self.source), ["2048", "logits_unbiased"])
+            net = iw.tfid_module(iw.state_dict(self.source), ["2048", "logits_unbiased"])
             # channels_last: ~1.5x faster on CPU; changes float rounding only (features within ~1e-6)
             self.net = net.to(self.device, memory_format=torch.channels_last)
             self.has_logits = bool(self.net.fc.weight.abs().sum() > 0)

@@ -10,6 +10,7 @@ None with a reason.
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vltbench.errors import UserError
+from vltbench.safeload import refusal, tensors_only
 
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 TFID_LPIPS_FILE = "weights-vgg16-lpips.pth"
@@ -37,15 +39,32 @@ def lpips_model(net: str = "vgg", device="cpu"):
         if lin.is_file():
             import lpips
 
-            model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
+            with _tensors_only_weights(backbone, lin):
+                model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
             return (lambda a, b: model(a.to(device).float() / 127.5 - 1, b.to(device).float() / 127.5 - 1).flatten()), None
     if net == "vgg" and backbone.is_file() and _hub_file(TFID_LPIPS_FILE).is_file():
         from torch_fidelity.sample_similarity_lpips import SampleSimilarityLPIPS
 
-        model = SampleSimilarityLPIPS("lpips-vgg16", sample_similarity_dtype="uint8").to(device).eval()
+        with _tensors_only_weights(backbone, _hub_file(TFID_LPIPS_FILE)):
+            model = SampleSimilarityLPIPS("lpips-vgg16", sample_similarity_dtype="uint8").to(device).eval()
         return (lambda a, b: model(a.to(device), b.to(device)).flatten()), None
     return None, (f"LPIPS unavailable: no local backbone weights ({backbone} plus the lpips package's "
                   f"weights/v0.1/{net}.pth or {_hub_file(TFID_LPIPS_FILE)})")
+
+
+@contextmanager
+def _tensors_only_weights(*files: Path):
+    """The LPIPS libraries load these with torch.load(weights_only=False): forced tensors-only, so a
+    pickle holding code is refused (one UserError naming the files), never run."""
+    import pickle
+
+    try:
+        with tensors_only():
+            yield
+    except pickle.UnpicklingError as e:
+        raise UserError(f"LPIPS weights ({', '.join(map(str, files))}) are not plain state dicts of tensors "
+                        f"({refusal(e)}); vltbench never runs code from a weights file: replace them with the "
+                        "published files or remove them (LPIPS is then reported as unavailable)") from None
 
 
 class ReconMeter:

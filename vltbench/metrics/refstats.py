@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from vltbench import locks, progress
 from vltbench.atomic import atomic_path
 from vltbench.errors import UserError
 from vltbench.hashing import canonical_json, hash_obj, sha256_file
@@ -75,18 +76,27 @@ def reference_stats(key: dict, batches_fn: Callable[[], Iterable[torch.Tensor]],
     full = refstats_key(key, extractor)
     path = refstats_path(full)
     if not path.is_file():
-        stats, feats, _, size = extract_all(extractor, batches_fn())
-        if int(full["count"]) != stats.n:
-            raise UserError(f"reference {full['dataset']}/{full['split']} gave {stats.n} images, count={full['count']} "
-                            "was requested; lower the count or check the dataset")
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            n, s, ss = stats.to_arrays()
-            np.savez(f, n=n, sum=s, sum_sq=ss, features=feats, image_size=np.array(size),
-                     key=np.array(canonical_json(full)))
+        # Two runs needing the same set (a reference, the full-length samples of a checkpoint) would
+        # both compute it: the second waits for the first here and reads its file instead.
+        with locks.hold(path.with_name(path.name + ".lock"), wait=True, on_wait=lambda: progress.log(
+                f"another process is computing {full['dataset']} / {full['split']}; waiting for it")):
+            if not path.is_file():
+                _compute(full, path, batches_fn, extractor)
     with np.load(path) as z:
         stats = FeatureStats.from_arrays(z["n"], z["sum"], z["sum_sq"])
         return Reference(stats.mean(), stats.cov(), z["features"], tuple(int(v) for v in z["image_size"]),
                          extractor.id, stats, json.loads(str(z["key"])))
+
+
+def _compute(full: dict, path: Path, batches_fn, extractor) -> None:
+    stats, feats, _, size = extract_all(extractor, batches_fn())
+    if int(full["count"]) != stats.n:
+        raise UserError(f"reference {full['dataset']}/{full['split']} gave {stats.n} images, count={full['count']} "
+                        "was requested; lower the count or check the dataset")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        n, s, ss = stats.to_arrays()
+        np.savez(f, n=n, sum=s, sum_sq=ss, features=feats, image_size=np.array(size),
+                 key=np.array(canonical_json(full)))
 
 
 # ---- ADM reference batches (guided-diffusion evaluations/, e.g. VIRTUAL_imagenet256_labeled.npz) ----
