@@ -52,11 +52,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "arch_speed.json"))
     ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args(argv)
-    from vltbench.flow import flow_loss
-    from vltbench.lengths import view_from_labels
-    from vltbench.nn.dit import DiT
-    from vltbench.nn.tokenizer import Tokenizer
-    from vltbench.train import adamw
+    from vltbench.models.flow import flow_loss
+    from vltbench.models.lengths import view_from_labels
+    from vltbench.models.dit import DiT
+    from vltbench.models.tokenizer import Tokenizer
+    from vltbench.training.loops import adamw
 
     n, d, width, depth, heads, batch = 32, 16, 128, 6, 4, 128  # the tiny preset's DiT and batch
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,7 @@ Benchmarks (BENCHMARKS):
   overhead      harness overhead of one evaluation cell: wall time vs its model compute
   gpu           DiT-B (N=256, d=32) bf16-autocast training step on CUDA: steps/s, images/s, MFU
 
-FLOP conventions: vltbench.metrics.flops counts fvcore FLOPs (1 fused multiply-add = 1 FLOP,
+FLOP conventions: vltbench.evaluation.metrics.flops counts fvcore FLOPs (1 fused multiply-add = 1 FLOP,
 elementwise ops not counted). Achieved rates here are in hardware FLOPs (2 per FMA, like the
 matmul peak and vendor peaks): fvcore count x 2. A training step = 3 x the forward (forward +
 backward at 2x the forward), per image, times the batch.
@@ -50,9 +50,9 @@ from typing import Any, Callable
 
 import torch
 
-from vltbench.errors import UserError
-from vltbench.lengths import LengthView
-from vltbench.metrics.domains import resolve_extractor
+from vltbench.core.errors import UserError
+from vltbench.models.lengths import LengthView
+from vltbench.evaluation.metrics.domains import resolve_extractor
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout this script belongs to
 TINY_TEST = ROOT / "tests" / "tiny_test.yaml"
@@ -132,7 +132,7 @@ def _machine() -> dict:
 
 def _provenance() -> dict:
     try:
-        from vltbench.store import provenance
+        from vltbench.evaluation.store import provenance
 
         return provenance("cuda" if torch.cuda.is_available() else "cpu", 1)
     except Exception as e:  # provenance is informative only
@@ -187,7 +187,7 @@ def _jsonable(obj):
 # ---- shared model setup ---------------------------------------------------------------------------
 
 def _tiny_cfg(overrides: dict | None = None):
-    from vltbench.config import load_config
+    from vltbench.core.config import load_config
 
     return load_config("tiny", overrides=overrides)
 
@@ -202,13 +202,13 @@ def _merge_bundle(cfg, num_classes: int, use_checkpoint: bool = True):
     """A tiny-preset merge bundle whose method is frozen: the trained checkpoint's merge table when
     one is found (real length views), else the table frozen from the untrained embedding (the same
     kind of view: K clusters of unequal sizes; step times do not depend on the weights)."""
-    from vltbench.model import build_bundle
+    from vltbench.models.bundle import build_bundle
 
     source = "untrained embedding (frozen with method.freeze())"
     if use_checkpoint:
         with contextlib.suppress(Exception):
-            from vltbench.checkpoints import find_checkpoint
-            from vltbench.model import load_bundle
+            from vltbench.training.checkpoints import find_checkpoint
+            from vltbench.models.bundle import load_bundle
 
             found = find_checkpoint(cfg, "merge", num_classes)
             if found is not None:
@@ -231,13 +231,13 @@ def _lengths(n: int) -> list[int]:
 
 
 class _DiTSteps:
-    """One DiT with its AdamW + EMA, the exact training step of vltbench.train (flow_loss, backward,
+    """One DiT with its AdamW + EMA, the exact training step of vltbench.training.loops (flow_loss, backward,
     grad clip, AdamW, EMA update) and one CFG sampling step (cond + uncond as one doubled batch,
-    as vltbench.flow.sample runs it), on fixed random standardised latents."""
+    as vltbench.models.flow.sample runs it), on fixed random standardised latents."""
 
     def __init__(self, bundle, train_batch: int, sample_batch: int, device=torch.device("cpu"), seed: int = 0):
-        from vltbench.flow import EMA
-        from vltbench.train import adamw
+        from vltbench.models.flow import EMA
+        from vltbench.training.loops import adamw
 
         cfg = bundle.cfg
         self.bundle, self.device = bundle, device
@@ -263,8 +263,8 @@ class _DiTSteps:
         return self.views[k]
 
     def train_step(self, k: int, z=None, y=None) -> None:
-        from vltbench.flow import flow_loss
-        from vltbench.train import clip_grads
+        from vltbench.models.flow import flow_loss
+        from vltbench.training.loops import clip_grads
 
         cfg = self.bundle.cfg.dit
         t0 = time.perf_counter()
@@ -286,7 +286,7 @@ class _DiTSteps:
 
     def forward_fma(self, k: int) -> float:
         """fvcore FLOPs (= FMAs) of one forward per image at length K."""
-        from vltbench.metrics.flops import dit_forward_count
+        from vltbench.evaluation.metrics.flops import dit_forward_count
 
         return dit_forward_count(self.dit, self.view(k)).total
 
@@ -376,13 +376,13 @@ def bench_dit_scaling(ctx: Ctx) -> dict:
     return {"figures": {"n_tokens": n, "lengths": ks, "per_k": per_k, "worst_train_quotient": worst_t,
                         "worst_sample_quotient": worst_s, "goal": f"quotient <= {DIT_GOAL_RATIO} for K >= N/8",
                         "goal_met_train": worst_t <= DIT_GOAL_RATIO, "goal_met_sample": worst_s <= DIT_GOAL_RATIO,
-                        "flops_convention": "fvcore (vltbench.metrics.flops.dit_forward_count); training = 3 x forward "
+                        "flops_convention": "fvcore (vltbench.evaluation.metrics.flops.dit_forward_count); training = 3 x forward "
                                             "at every K, so its FLOPs ratio equals the forward's"},
             "rows": rows,
             "config": {"preset": "tiny", "method": "merge", "views": source, "train_batch": train_b,
                        "sample_batch": sample_b, "sample_batch_doubled_for_cfg": 2 * sample_b, "repeats": repeats,
                        "inner": inner, "dit": {"depth": cfg.dit.depth, "width": cfg.dit.width, "heads": cfg.dit.heads},
-                       "train_step": "flow_loss + backward + clip_grad_norm + AdamW + EMA (vltbench.train)",
+                       "train_step": "flow_loss + backward + clip_grad_norm + AdamW + EMA (vltbench.training.loops)",
                        "timing": "best of `repeats` rounds (each `inner` steps), lengths interleaved in a rotating order"},
             "notes": ["quotient = (t(K)/t(N)) / (FLOPs(K)/FLOPs(N)); 1 = time scales exactly like FLOPs",
                       "update_ms (grad clip + AdamW + EMA) does not depend on K: it bounds the training quotient at "
@@ -625,8 +625,8 @@ def feature_throughput(n: int = 64, size: int = 64, batch: int = 32, repeats: in
         warnings.simplefilter("ignore")  # torch-fidelity's import-time deprecation warnings
         from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-    from vltbench.metrics import inception_weights as iw
-    from vltbench.metrics.features import get_extractor
+    from vltbench.evaluation.metrics import inception_weights as iw
+    from vltbench.evaluation.metrics.features import get_extractor
 
     x = torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     ours = get_extractor("inception", weights=weights)
@@ -674,7 +674,7 @@ def _cache_files(n_rows: int, n_tokens: int, dim: int) -> list[dict]:
     """Latent cache files in cache_dir("latents") whose z tensor has shape (n_rows, N, d)."""
     from safetensors import safe_open
 
-    from vltbench.paths import cache_dir
+    from vltbench.core.paths import cache_dir
 
     found = []
     for p in sorted(cache_dir("latents").glob("*.safetensors")):
@@ -688,9 +688,9 @@ def _cache_files(n_rows: int, n_tokens: int, dim: int) -> list[dict]:
 
 def bench_latent_cache(ctx: Ctx) -> dict:
     from vltbench.data import embedded, load_data
-    from vltbench.device import to_float
+    from vltbench.core.device import to_float
 
-    def batch_images(ds, idx, gen):  # as vltbench.train.batch_images: decode the batch, random h-flips
+    def batch_images(ds, idx, gen):  # as vltbench.training.loops.batch_images: decode the batch, random h-flips
         x = to_float(ds.train.images(idx.numpy()))
         if ds.flip:
             x = torch.where((torch.rand(len(idx), generator=gen) < 0.5)[:, None, None, None], x.flip(-1), x)
@@ -767,7 +767,7 @@ def bench_latent_cache(ctx: Ctx) -> dict:
             "config": {"preset": "tiny", "data_override": over, "train_rows_in_bench": rows_cached,
                        "train_batch": train_b, "steps_per_round": n_steps, "repeats": repeats, "lengths": ks,
                        "views": source, "device": "cpu",
-                       "step": "DiT training step of vltbench.train (flow_loss + backward + clip + AdamW + EMA); "
+                       "step": "DiT training step of vltbench.training.loops (flow_loss + backward + clip + AdamW + EMA); "
                                "re-encode adds batch_images (decode + flips) and tokenizer.encode under no_grad"},
             "summary": [f"latent cache speed-up {speedup:.2f}x over re-encoding every step", size_line]}
 
@@ -811,7 +811,7 @@ def bench_memory(ctx: Ctx) -> dict:
         real_ckpt = None
         if not ctx.quick:
             with contextlib.suppress(Exception):
-                from vltbench.checkpoints import find_checkpoint
+                from vltbench.training.checkpoints import find_checkpoint
 
                 real_ckpt = find_checkpoint(cfg_real, "merge", _embedded_classes())
         if real_ckpt is not None:
@@ -836,8 +836,8 @@ def bench_memory(ctx: Ctx) -> dict:
                                  "--results", str(tmp / "warm")], env, tmp / "warm.log")
         if r["rc"]:
             return {"error": f"vltbench eval failed: {r['log_tail']}"}
-        floor = run_measured([sys.executable, "-c", "import torch, vltbench.sweep, vltbench.metrics.features, "
-                              "vltbench.metrics.fid, torch_fidelity"], env, tmp / "import.log")
+        floor = run_measured([sys.executable, "-c", "import torch, vltbench.evaluation.sweep, vltbench.evaluation.metrics.features, "
+                              "vltbench.evaluation.metrics.fid, torch_fidelity"], env, tmp / "import.log")
         rows, per = [], {}
         for n in counts:
             r = run_measured(base + ["eval", *common, "--lengths", "8", "--n-samples", str(n),
@@ -884,7 +884,7 @@ def bench_memory(ctx: Ctx) -> dict:
 
 class _ComputeTimer:
     """Adds up model-compute time inside a cell by wrapping, for the duration of a `with`: the DiT
-    sampler (vltbench.flow.sample as generate calls it), Tokenizer.encode / decode and feature
+    sampler (vltbench.models.flow.sample as generate calls it), Tokenizer.encode / decode and feature
     extraction (Extractor.__call__). Calls made inside stage_flops (fvcore traces) and alignment
     diagnostics are harness work and are timed as such, not as compute. Nested calls count once."""
 
@@ -926,12 +926,13 @@ class _ComputeTimer:
     def __enter__(self):
         import importlib
 
-        from vltbench import flow, generate, sweep
-        from vltbench.metrics import alignment, flops
-        from vltbench.metrics.features import Extractor
-        from vltbench.nn.tokenizer import Tokenizer
+        from vltbench.models import flow
+        from vltbench.evaluation import generate, sweep
+        from vltbench.evaluation.metrics import alignment, flops
+        from vltbench.evaluation.metrics.features import Extractor
+        from vltbench.models.tokenizer import Tokenizer
 
-        importlib.import_module("vltbench.metrics.randproj")
+        importlib.import_module("vltbench.evaluation.metrics.randproj")
         self._patch(generate, "sample", "sampling", "compute")  # however generate reaches it
         self._patch(flow, "sample", "sampling", "compute")
         self._patch(Tokenizer, "decode", "decoding", "compute")
@@ -964,14 +965,14 @@ def _env(**kv):
 
 
 def bench_overhead(ctx: Ctx) -> dict:
-    from vltbench import progress
-    from vltbench.config import load_config
-    from vltbench.sweep import SweepSpec, run_sweep
+    from vltbench.core import progress
+    from vltbench.core.config import load_config
+    from vltbench.evaluation.sweep import SweepSpec, run_sweep
 
     real_ckpt = None
     if not ctx.quick:
         with contextlib.suppress(Exception):
-            from vltbench.checkpoints import find_checkpoint
+            from vltbench.training.checkpoints import find_checkpoint
 
             real_ckpt = find_checkpoint(_tiny_cfg(), "merge", _embedded_classes())
     import warnings
@@ -1036,9 +1037,9 @@ def bench_overhead(ctx: Ctx) -> dict:
             "rows": rows,
             "config": {"setup": setup, "method": "merge", "length": k, "n_samples": cfg.eval.n_samples,
                        "sampler_steps": cfg.sampler.steps, "extractor": resolve_extractor(cfg),
-                       "in_process": "vltbench.sweep.run_sweep after a warm-up run (checkpoint + reference stats "
+                       "in_process": "vltbench.evaluation.sweep.run_sweep after a warm-up run (checkpoint + reference stats "
                                      "cached); python start-up and imports are not included",
-                       "compute": "DiT sampling (vltbench.flow.sample), tokenizer decode + encode (reconstructions), "
+                       "compute": "DiT sampling (vltbench.models.flow.sample), tokenizer decode + encode (reconstructions), "
                                   "feature extraction; FLOP counting, alignment metrics and encoding their val images "
                                   "count as harness"},
             "summary": [f"overhead {run_overhead:.1%} of the run wall time ({cell_overhead:.1%} of the cell's "
@@ -1054,11 +1055,11 @@ def dit_step_throughput(device, depth: int, width: int, heads: int, n_tokens: in
     (doubled batch, inference mode, autocast) of a DiT at the given lengths, merge views with
     proportional attention below N. Time-boxed: lengths left when `budget_s` runs out are skipped
     (and listed in `errors`); torch.compile (full length only) runs when enough budget is left."""
-    from vltbench import registry
-    from vltbench.flow import EMA, flow_loss
-    from vltbench.metrics.flops import dit_forward_count
-    from vltbench.nn.dit import DiT
-    from vltbench.train import adamw, clip_grads
+    from vltbench.core import registry
+    from vltbench.models.flow import EMA, flow_loss
+    from vltbench.evaluation.metrics.flops import dit_forward_count
+    from vltbench.models.dit import DiT
+    from vltbench.training.loops import adamw, clip_grads
 
     start = time.perf_counter()
     device = torch.device(device)
@@ -1159,7 +1160,7 @@ def bench_gpu(ctx: Ctx, device: str = "cuda", size: str = "B", n: int = 256, d: 
     (device/size/n/d/batch exist to exercise the code path on CPU with small sizes.)"""
     if device == "cuda" and not torch.cuda.is_available():
         return {"skipped": "no CUDA device (torch.cuda.is_available() is False)"}
-    from vltbench.config import DIT_SIZES
+    from vltbench.core.config import DIT_SIZES
 
     depth, width, heads = DIT_SIZES[size] if size in DIT_SIZES else (2, 64, 2)
     classes = 1000
@@ -1249,7 +1250,7 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
             result.setdefault("figures", {})
             result.setdefault("config", {})
             ctx.results[name] = result
-            from vltbench.atomic import atomic_write_text
+            from vltbench.core.atomic import atomic_write_text
 
             atomic_write_text(out_dir / f"{name}.json", json.dumps(_jsonable(result), indent=2) + "\n")
             _print_table(name, result)

@@ -30,15 +30,15 @@ def worker(a) -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from vltbench import dist
+    from vltbench.core import dist
     from vltbench.cli import parse_sets
-    from vltbench.config import load_config
+    from vltbench.core.config import load_config
     from vltbench.data import load_data
-    from vltbench.device import resolve_device
-    from vltbench.generate import generate_batches, shard_ids
-    from vltbench.metrics import get_extractor
-    from vltbench.model import build_bundle
-    from vltbench.train import train_dits, train_tokenizer
+    from vltbench.core.device import resolve_device
+    from vltbench.evaluation.generate import generate_batches, shard_ids
+    from vltbench.evaluation.metrics import get_extractor
+    from vltbench.models.bundle import build_bundle
+    from vltbench.training.loops import train_dits, train_tokenizer
 
     overrides = parse_sets(a.set)
     overrides.update({"tokenizer.steps": a.steps, "tokenizer.warm_start": a.steps // 3, "dit.steps": a.steps, "tokenizer.ckpt_every": 0,

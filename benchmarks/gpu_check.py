@@ -66,7 +66,7 @@ def _timeit(fn, device, warmup: int, iters: int) -> float:
 
 def _merge_views(n: int, lengths, seed: int = 0):
     """Merge views for K in lengths from a random global table (data-independent, as after training)."""
-    from vltbench.lengths import view_from_labels
+    from vltbench.models.lengths import view_from_labels
     g = torch.Generator().manual_seed(seed)
     views = {}
     for k in lengths:
@@ -76,17 +76,17 @@ def _merge_views(n: int, lengths, seed: int = 0):
 
 
 def _sizes(dry: bool):
-    from vltbench.config import DIT_SIZES
+    from vltbench.core.config import DIT_SIZES
     if dry:
         return {"B": (2, 64, 4), "XL": (2, 96, 4)}, 32, 8, [4, 8, 16, 32]
     return {"B": DIT_SIZES["B"], "XL": DIT_SIZES["XL"]}, 256, 32, [32, 64, 128, 256]
 
 
 def check_train(device, dry: bool, peak_tflops: float | None, batch: int, steps: int) -> dict:
-    from vltbench.flow import flow_loss
-    from vltbench.metrics.flops import dit_forward_count
-    from vltbench.nn.dit import DiT
-    from vltbench.train import adamw
+    from vltbench.models.flow import flow_loss
+    from vltbench.evaluation.metrics.flops import dit_forward_count
+    from vltbench.models.dit import DiT
+    from vltbench.training.loops import adamw
 
     sizes, n, d, lengths = _sizes(dry)
     views = _merge_views(n, lengths)
@@ -128,8 +128,8 @@ def check_train(device, dry: bool, peak_tflops: float | None, batch: int, steps:
 
 
 def check_sample(device, dry: bool, batch: int) -> dict:
-    from vltbench.flow import sample
-    from vltbench.nn.dit import DiT
+    from vltbench.models.flow import sample
+    from vltbench.models.dit import DiT
 
     sizes, n, d, lengths = _sizes(dry)
     depth, width, heads = sizes["XL"]
@@ -154,7 +154,7 @@ def check_sample(device, dry: bool, batch: int) -> dict:
 
 
 def check_inception(device, dry: bool, batch: int) -> dict:
-    from vltbench.metrics.features import get_extractor
+    from vltbench.evaluation.metrics.features import get_extractor
 
     name = "randproj" if dry else "inception"
     ext = get_extractor(name, device=str(device))
@@ -210,7 +210,7 @@ def check_flops(dry: bool) -> dict:
 
     lengths = [8, 16, 32] if dry else [32, 64, 128, 256]
     rows = []
-    from vltbench.config import load_config
+    from vltbench.core.config import load_config
     small = None
     if dry:  # the presets' layers at tiny widths: checks the count against the formula in seconds
         small = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu_check_small_{os.getpid()}.yaml"

@@ -6,7 +6,7 @@
 1. `vltbench import lgm` -> <out>/lgm-xl.safetensors (preset lgm-official-xl).
 2. PSNR of the imported tokenizer per K (32, 64, 128, 256) on 1,000 ImageNet val images (one per class,
    center crop 256): encode, merge with the frozen table, unmerge, decode; per-image PSNR on uint8 images
-   (vltbench.metrics.recon), averaged.
+   (vltbench.evaluation.metrics.recon), averaged.
 3. gFID@10k per K (32, 64, 128) at the official evaluation settings (the preset: 25 Euler points, shift
    0.2, CFG interval from 0.15, per-position CFG 10.5 / 8.0 / 6.5): `vltbench eval` with --n-samples 10000,
    Inception features against the val split.
@@ -44,8 +44,8 @@ def stratified_val(ds, n: int) -> np.ndarray:
 
 @torch.no_grad()
 def psnr_per_k(bundle, ds, lengths, n_images: int, device, batch: int = 50) -> dict:
-    from vltbench.device import to_float, to_uint8
-    from vltbench.metrics.recon import ReconMeter
+    from vltbench.core.device import to_float, to_uint8
+    from vltbench.evaluation.metrics.recon import ReconMeter
 
     idx = stratified_val(ds, n_images)
     tok, m = bundle.tokenizer.to(device).eval(), bundle.method.to(device)
@@ -74,9 +74,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     import vltbench
-    from vltbench.config import load_config
+    from vltbench.core.config import load_config
     from vltbench.data import load_data
-    from vltbench.model import load_bundle
+    from vltbench.models.bundle import load_bundle
 
     config, overrides, extra = None, {}, {}
     if a.dry_run:

@@ -16,10 +16,10 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from vltbench.checkpoints import find_checkpoint
-from vltbench.config import load_config
+from vltbench.training.checkpoints import find_checkpoint
+from vltbench.core.config import load_config
 from vltbench.data import load_data
-from vltbench.model import load_bundle, save_bundle
+from vltbench.models.bundle import load_bundle, save_bundle
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

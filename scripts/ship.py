@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from vltbench.checkpoints import cached_path
-from vltbench.config import load_config
+from vltbench.training.checkpoints import cached_path
+from vltbench.core.config import load_config
 from vltbench.data import load_data
-from vltbench.hashing import hash_obj
-from vltbench import registry
-from vltbench.model import load_bundle, save_bundle, training_identity
+from vltbench.core.hashing import hash_obj
+from vltbench.core import registry
+from vltbench.models.bundle import load_bundle, save_bundle, training_identity
 
 ASSETS = Path(__file__).resolve().parents[1] / "vltbench" / "assets"  # this checkout's, committed with it
 

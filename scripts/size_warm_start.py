@@ -23,13 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vltbench import train
-from vltbench.config import load_config
+from vltbench.training import loops as train
+from vltbench.core.config import load_config
 from vltbench.data import load_data
-from vltbench.device import to_float, to_uint8
-from vltbench.metrics import ReconMeter
-from vltbench.model import build_bundle
-from vltbench.references import RealSets
+from vltbench.core.device import to_float, to_uint8
+from vltbench.evaluation.metrics import ReconMeter
+from vltbench.models.bundle import build_bundle
+from vltbench.evaluation.references import RealSets
 
 METHODS = ["tail-drop", "merge", "tome", "nested-dropout"]  # tail-drop first: it trains the shared warm stage
 

@@ -4,9 +4,9 @@
         [--check-degraded results/check/degraded.json --check-rerun results/check/rerun.json]
 
 Every number comes from the records (and `vltbench check` JSON reports for gate 6); the noise of a
-difference is vltbench.paired's: the training seed is the unit (pairs averaged over sampling seeds per
+difference is vltbench.reporting.paired's: the training seed is the unit (pairs averaged over sampling seeds per
 training seed), se = sd over training seeds / sqrt(seeds), 95% intervals with t(seeds - 1), and no
-judgement below vltbench.paired.MIN_SEEDS_FOR_VERDICT training seeds.
+judgement below vltbench.reporting.paired.MIN_SEEDS_FOR_VERDICT training seeds.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vltbench.metrics import get_extractor
-from vltbench.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_mean_se
-from vltbench.report import claim, leaderboard
-from vltbench.store import load_frame
+from vltbench.evaluation.metrics import get_extractor
+from vltbench.reporting.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_mean_se
+from vltbench.reporting.tables import claim, leaderboard
+from vltbench.evaluation.store import load_frame
 
 
 def fmt(v, n=2):
@@ -45,10 +45,10 @@ def at_edge(scale: float, scored: list[float]) -> bool:
 
 
 def coverage(n_train: int, n_exp: int = 2000, seed: int = 0) -> float:
-    """Coverage of a known difference by vltbench.paired's interval on simulated experiments: d[t] =
+    """Coverage of a known difference by vltbench.reporting.paired's interval on simulated experiments: d[t] =
     delta + u_t (training seed, sd 2) + e_t (sampling noise with a per-seed sd in [0.2, 3]), through
     paired_differences itself (the test suite runs more configurations)."""
-    from vltbench.paired import paired_differences
+    from vltbench.reporting.paired import paired_differences
     rng, delta, rows = np.random.default_rng(seed), 1.5, []
     for k in range(n_exp):
         d = delta + rng.normal(0, 2.0, n_train) + rng.uniform(0.2, 3.0, n_train) * rng.normal(0, 1, n_train)
@@ -126,7 +126,7 @@ def gates(df: pd.DataFrame, checks: dict[str, Path], folder_log: Path | None = N
     # 5. the paper's claim
     out += [f"## 5. The paper's claim: merge vs each truncation baseline at K = N/8 = {k_small} and N/4 = {k_quarter}", "",
             "Paired differences a − b (negative gFD = a better; positive class acc. = a better); the same rows as "
-            "the report page's claim list (vltbench.report.claim). " + MODEL_NOTE + ".", ""]
+            "the report page's claim list (vltbench.reporting.tables.claim). " + MODEL_NOTE + ".", ""]
     for name, d in claim(t).items():
         out += [f"{name}:", "", "| K | a | b | seeds | a − b | 95% interval | verdict |", "|---:|---|---|---:|---:|---|---|"]
         out += [f"| {r.K} | {r.a} | {r.b} | {r.seeds} | {fmt(r.diff, 3)} | [{fmt(r.lo, 3)}, {fmt(r.hi, 3)}] | {r.verdict} |"

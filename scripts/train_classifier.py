@@ -9,7 +9,7 @@ sha256, extractor id and cell ids), never another recipe.
 
 import argparse
 
-from vltbench.metrics.classifier import WEIGHTS, train_classifier
+from vltbench.evaluation.metrics.classifier import WEIGHTS, train_classifier
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -12,7 +12,8 @@ RANK = os.environ.get("RANK", "0")
 
 
 def _instrument():
-    from vltbench import generate, train
+    from vltbench.evaluation import generate
+    from vltbench.training import loops as train
 
     log_dir = os.environ.get("VLTBENCH_TEST_LOG_IDS")
     if log_dir:

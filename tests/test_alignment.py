@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from vltbench.config import load_config
-from vltbench.errors import UserError
-from vltbench.metrics.alignment import alignment_metrics, cknna, frechet, mutual_knn
-from vltbench.metrics.fid import frechet_distance
-from vltbench.model import build_bundle
+from vltbench.core.config import load_config
+from vltbench.core.errors import UserError
+from vltbench.evaluation.metrics.alignment import alignment_metrics, cknna, frechet, mutual_knn
+from vltbench.evaluation.metrics.fid import frechet_distance
+from vltbench.models.bundle import build_bundle
 from helpers import SMALL
 
 METHODS = ["merge", "nested-dropout", "tail-drop", "tome"]

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vltbench.config import load_config
-from vltbench.errors import UserError
-from vltbench.model import build_bundle
+from vltbench.core.config import load_config
+from vltbench.core.errors import UserError
+from vltbench.models.bundle import build_bundle
 from helpers import SMALL
 
 

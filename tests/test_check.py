@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from vltbench.check import check
-from vltbench.errors import UserError
-from vltbench.store import ResultStore, build_record, load_frame
+from vltbench.reporting.check import check
+from vltbench.core.errors import UserError
+from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity, run_cli, with_protocol
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}

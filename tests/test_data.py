@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from vltbench.data import ArrayImageSet, dataset_info, embedded, load_dataset
-from vltbench.errors import UserError
-from vltbench.paths import cache_dir
+from vltbench.core.errors import UserError
+from vltbench.core.paths import cache_dir
 
 
 def write_images(folder, n, size=(24, 20), seed=0):

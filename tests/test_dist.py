@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from helpers import TESTS, TINY, run_cli
 
-from vltbench import dist
+from vltbench.core import dist
 
 EVAL = ["--config", TINY, "--set", "eval.batch_size=8", "--n-samples", "20", "-q"]  # 3 batches: 8, 8, 4
 
@@ -66,7 +66,7 @@ def _gather_worker(rank, world, port, out):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     assert dist.init("cpu") and dist.world_size() == world
-    from vltbench.metrics import FeatureStats
+    from vltbench.evaluation.metrics import FeatureStats
 
     n, dim = 7, 3  # 7 samples over 2 ranks: 4 + 3
     ids = dist.shard(np.arange(n))
@@ -83,7 +83,7 @@ def _gather_worker(rank, world, port, out):
 def test_gather_and_reduce_are_exact_with_uneven_shards(tmp_path):
     import socket
 
-    from vltbench.metrics import FeatureStats
+    from vltbench.evaluation.metrics import FeatureStats
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,14 +186,14 @@ def test_killed_ddp_training_resumes_to_the_same_weights(tmp_path):
 
 
 def _tiny_cfg(steps=6):
-    from vltbench.config import load_config
+    from vltbench.core.config import load_config
 
     return load_config("tiny", TINY, {"tokenizer.steps": steps, "dit.steps": steps, "tokenizer.ckpt_every": 2,
                                       "dit.ckpt_every": 2})
 
 
 def _train(cfg, out):
-    from vltbench.checkpoints import train_bundle
+    from vltbench.training.checkpoints import train_bundle
     from vltbench.data import load_data
 
     return train_bundle(cfg, "tail-drop", load_data(cfg.data), torch.device("cpu"), out=out)
@@ -260,8 +260,8 @@ def test_nan_loss_names_the_step_and_keeps_the_last_good_state(tmp_path, monkeyp
 # ---- submitit executor -------------------------------------------------------------------------------
 
 def test_missing_submitit_gives_the_install_hint(monkeypatch):
-    from vltbench import executors
-    from vltbench.errors import UserError
+    from vltbench.evaluation import executors
+    from vltbench.core.errors import UserError
 
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails as if not installed
     with pytest.raises(UserError, match=r"pip install 'vltbench\[slurm\]'"):
@@ -281,8 +281,8 @@ def test_submitit_local_executor_runs_one_task_per_missing_cell(cache, tmp_path,
     assert len(got) == 2 and all(got[c] == first[c] for c in first)  # the finished cell was not resubmitted
     assert len(list((res / ".submitit").rglob("*_result.pkl"))) == 1  # one task: the missing cell only
     # a preempted task is requeued as the same task; re-running it skips its now-finished cell
-    from vltbench.config import load_config
-    from vltbench.executors import CellTask
+    from vltbench.core.config import load_config
+    from vltbench.evaluation.executors import CellTask
 
     cfg = load_config("tiny", TINY, {"eval.batch_size": 8, "eval.n_samples": 20})
     monkeypatch.setenv("VLTBENCH_CACHE", cache["VLTBENCH_CACHE"])
@@ -304,8 +304,8 @@ def test_preempted_submitit_task_is_requeued_and_finishes(cache, tmp_path, monke
     import time
 
     submitit = pytest.importorskip("submitit")
-    from vltbench.config import load_config
-    from vltbench.executors import CellTask
+    from vltbench.core.config import load_config
+    from vltbench.evaluation.executors import CellTask
 
     monkeypatch.setenv("VLTBENCH_CACHE", cache["VLTBENCH_CACHE"])
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from vltbench.config import load_config
-from vltbench.flow import sampling_nfe
-from vltbench.lengths import prefix_view, view_from_labels
-from vltbench.metrics.flops import count, dit_forward_count, flops_rows, stage_flops
-from vltbench.model import build_bundle
-from vltbench.nn.blocks import Attention
-from vltbench.nn.dit import DiT
+from vltbench.core.config import load_config
+from vltbench.models.flow import sampling_nfe
+from vltbench.models.lengths import prefix_view, view_from_labels
+from vltbench.evaluation.metrics.flops import count, dit_forward_count, flops_rows, stage_flops
+from vltbench.models.bundle import build_bundle
+from vltbench.models.blocks import Attention
+from vltbench.models.dit import DiT
 from helpers import SMALL
 
 METHODS = ["merge", "nested-dropout", "tail-drop", "tome"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vltbench.store import load_frame
+from vltbench.evaluation.store import load_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "reference"
@@ -44,9 +44,9 @@ def test_degraded_merge_has_a_valid_random_table(tmp_path, monkeypatch):
     """scripts/degrade_merge.py: the shipped merge with another (random) table, everything else unchanged."""
     import torch
 
-    from vltbench.checkpoints import find_checkpoint
-    from vltbench.config import load_config
-    from vltbench.model import load_bundle
+    from vltbench.training.checkpoints import find_checkpoint
+    from vltbench.core.config import load_config
+    from vltbench.models.bundle import load_bundle
 
     out = tmp_path / "degraded.safetensors"
     p = subprocess.run([sys.executable, "scripts/degrade_merge.py", "--out", str(out)], capture_output=True, text=True,

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 import vltbench
-from vltbench.html_report import SCRIPT, browser_dom, find_browser, screenshot
-from vltbench.report import leaderboard, render
-from vltbench.store import ResultStore, build_record, load_frame
+from vltbench.reporting.page import SCRIPT, browser_dom, find_browser, screenshot
+from vltbench.reporting.tables import leaderboard, render
+from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity, run_cli, with_protocol
 
 PROV = {"vltbench_version": "0.1.0", "git_sha": "0123456789abcdef" * 2 + "01234567",

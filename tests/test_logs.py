@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from helpers import SMALL, TINY, run_cli
-from vltbench import progress
-from vltbench.config import load_config
+from vltbench.core import progress
+from vltbench.core.config import load_config
 from vltbench.data import load_dataset
-from vltbench.model import build_bundle
-from vltbench.store import ResultStore, load_frame
-from vltbench.train import loss_log_path, read_loss_log, state_dir
+from vltbench.models.bundle import build_bundle
+from vltbench.evaluation.store import ResultStore, load_frame
+from vltbench.training.loops import loss_log_path, read_loss_log, state_dir
 
 OVER = {**SMALL, "tokenizer.steps": 6, "tokenizer.warm_start": 0,  # resume, not warm-start reuse (test_warm_start)
         "tokenizer.batch_size": 8, "tokenizer.warmup": 1, "tokenizer.ckpt_every": 2,
@@ -41,8 +41,8 @@ def _record_for(checkpoint: Path, method: str = "merge") -> dict:
 
 
 def test_tiny_training_logs_every_step_and_plot_draws_the_curves(tmp_path, ds):
-    from vltbench.checkpoints import train_bundle
-    from vltbench.plots import make_plots
+    from vltbench.training.checkpoints import train_bundle
+    from vltbench.reporting.figures import make_plots
 
     ckpt = tmp_path / "ckpt" / "tiny-merge.safetensors"
     cfg = _cfg()
@@ -75,7 +75,7 @@ def test_tiny_training_logs_every_step_and_plot_draws_the_curves(tmp_path, ds):
 
 
 def test_resumed_stage_appends_from_its_step_without_duplicates(tmp_path, ds, monkeypatch):
-    from vltbench import train
+    from vltbench.training import loops as train
 
     cfg = _cfg()
     steps = cfg.tokenizer.steps
@@ -162,8 +162,8 @@ def test_plain_progress_lines_every_tenth(capsys, monkeypatch):
 def test_plot_writes_beside_the_records_by_default(tmp_path):
     from test_store import record
 
-    from vltbench.errors import UserError
-    from vltbench.plots import COMMITTED_PLOTS, default_out
+    from vltbench.core.errors import UserError
+    from vltbench.reporting.figures import COMMITTED_PLOTS, default_out
 
     res = tmp_path / "my-results"
     path = ResultStore(res).write(record())

@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vltbench.config import load_config
-from vltbench.errors import UserError
-from vltbench.flow import flow_loss, sample
-from vltbench.lengths import LengthView, view_from_labels
-from vltbench.model import build_bundle, load_bundle, save_bundle
-from vltbench.nn.blocks import AdaLNBlock, Attention, LightningBlock
-from vltbench.nn.dit import DiT
+from vltbench.core.config import load_config
+from vltbench.core.errors import UserError
+from vltbench.models.flow import flow_loss, sample
+from vltbench.models.lengths import LengthView, view_from_labels
+from vltbench.models.bundle import build_bundle, load_bundle, save_bundle
+from vltbench.models.blocks import AdaLNBlock, Attention, LightningBlock
+from vltbench.models.dit import DiT
 from helpers import SMALL
 
 

@@ -188,7 +188,7 @@ def test_api_signatures_are_real():
 def test_frame_says_which_distance_gfid_holds():
     from pathlib import Path
 
-    from vltbench.store import load_frame
+    from vltbench.evaluation.store import load_frame
 
     ref = Path(__file__).parents[1] / "results" / "reference"
     if not ref.is_dir():
@@ -200,10 +200,11 @@ def test_frame_says_which_distance_gfid_holds():
 def test_shipped_checkpoints_record_the_code_that_trained_them(monkeypatch):
     """The README's main job loads the shipped merge (no retraining): the manifest records each built-in's
     code, which is unchanged; a changed built-in (another source hash) no longer matches it."""
-    from vltbench import checkpoints, registry
-    from vltbench.config import load_config
-    from vltbench.errors import UserError
-    from vltbench.model import load_bundle
+    from vltbench.training import checkpoints
+    from vltbench.core import registry
+    from vltbench.core.config import load_config
+    from vltbench.core.errors import UserError
+    from vltbench.models.bundle import load_bundle
 
     cfg = load_config("tiny")
     for method in ("merge", "nested-dropout", "tail-drop", "tome"):
@@ -227,8 +228,8 @@ def test_shipped_checkpoints_record_the_code_that_trained_them(monkeypatch):
 def test_plugin_options_are_strict_at_every_level():
     from pydantic import BaseModel
 
-    from vltbench.config import validate_options
-    from vltbench.errors import UserError
+    from vltbench.core.config import validate_options
+    from vltbench.core.errors import UserError
 
     class Inner(BaseModel):  # neither model forbids extra keys
         width: int = 2

@@ -1,16 +1,16 @@
-"""One declaration per metric (vltbench.metrics.specs): a metric a plugin declares is a leaderboard column
+"""One declaration per metric (vltbench.evaluation.metrics.specs): a metric a plugin declares is a leaderboard column
 with its header and direction, and `check` compares it with its direction, noise column and minimum effect."""
 
 import pytest
 
-from vltbench import check as check_mod
-from vltbench import plots, report
-from vltbench.check import check
-from vltbench.errors import UserError
-from vltbench.metrics import specs
-from vltbench.metrics.specs import MetricSpec, metric_spec, metric_specs, register_metric
-from vltbench.report import leaderboard, render
-from vltbench.store import ResultStore, build_record, load_frame
+from vltbench.reporting import check as check_mod
+from vltbench.reporting import figures as plots, tables as report
+from vltbench.reporting.check import check
+from vltbench.core.errors import UserError
+from vltbench.evaluation.metrics import specs
+from vltbench.evaluation.metrics.specs import MetricSpec, metric_spec, metric_specs, register_metric
+from vltbench.reporting.tables import leaderboard, render
+from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
@@ -119,7 +119,7 @@ def test_entry_point_declares_a_metric(tmp_path, monkeypatch):
     site = tmp_path / "site"
     (site / "sharp_plugin").mkdir(parents=True)
     (site / "sharp_plugin" / "__init__.py").write_text(
-        "from vltbench.metrics import MetricSpec\n"
+        "from vltbench.evaluation.metrics import MetricSpec\n"
         "SPECS = [MetricSpec('sharpness', 'Sharpness', 'higher', noise_key='sharpness_std', min_effect=0.5)]\n")
     info = site / "sharp_plugin-0.1.0.dist-info"
     info.mkdir()

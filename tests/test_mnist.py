@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from vltbench.data import load_dataset, mnist
-from vltbench.errors import UserError
-from vltbench.hashing import sha256_file
-from vltbench.config import load_config
-from vltbench.metrics import compute_image_metrics, extractor_for, get_extractor, metric_label, resolve_extractor
-from vltbench.metrics.classifier import IMAGE_SIZE, WEIGHTS, class_accuracy
-from vltbench.metrics.domains import DOMAINS, auto_caveat
-from vltbench.metrics.features import EXTRACTORS
+from vltbench.core.errors import UserError
+from vltbench.core.hashing import sha256_file
+from vltbench.core.config import load_config
+from vltbench.evaluation.metrics import compute_image_metrics, extractor_for, get_extractor, metric_label, resolve_extractor
+from vltbench.evaluation.metrics.classifier import IMAGE_SIZE, WEIGHTS, class_accuracy
+from vltbench.evaluation.metrics.domains import DOMAINS, auto_caveat
+from vltbench.evaluation.metrics.features import EXTRACTORS
 
 
 def test_mnist_split_is_stratified_disjoint_and_deterministic():

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vltbench.nn import blocks
-from vltbench.nn.blocks import attend, modulate
+from vltbench.models import blocks
+from vltbench.models.blocks import attend, modulate
 
 
 def _qkv(b=3, h=2, n=7, d=8, seed=0):

@@ -18,17 +18,17 @@ import torch
 
 from helpers import run_cli
 from lgm_layout import META, OUT, write_official_files
-from vltbench.errors import UserError
-from vltbench.lengths import view_from_labels
+from vltbench.core.errors import UserError
+from vltbench.models.lengths import view_from_labels
 
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
-    from vltbench.official_lgm import import_lgm
-    from vltbench.config import load_config
-    from vltbench.model import load_bundle
+    from vltbench.models.official_lgm import import_lgm
+    from vltbench.core.config import load_config
+    from vltbench.models.bundle import load_bundle
 
     tmp = tmp_path_factory.mktemp("lgm")
     f = write_official_files(tmp)
@@ -87,8 +87,8 @@ def test_velocity_on_merged_views_matches_official(imported, k):
 def test_sampler_matches_official(imported, k):
     """8 Euler points, shift 0.2, per-position CFG 4.0 from t = 0.15, pooled noise: the official
     LightningDiT.generate on the same full-space noise."""
-    from vltbench.flow import sample
-    from vltbench.lengths import LengthView
+    from vltbench.models.flow import sample
+    from vltbench.models.lengths import LengthView
 
     dit = imported[0].dits["joint"]
     view = _official_view(k) or LengthView(32, 32)
@@ -99,8 +99,8 @@ def test_sampler_matches_official(imported, k):
 
 
 def test_bundle_records_origin_and_key_accounting(imported):
-    from vltbench.model import read_metadata
-    from vltbench.hashing import sha256_file
+    from vltbench.models.bundle import read_metadata
+    from vltbench.core.hashing import sha256_file
 
     bundle, out, f = imported
     origin = json.loads(read_metadata(out)["origin"])
@@ -116,9 +116,9 @@ def test_bundle_records_origin_and_key_accounting(imported):
 def test_every_official_inference_key_is_consumed_once():
     """At the real sizes (the official key names and shapes, from the official code at the fixture's
     commit): every tokenizer key is consumed or skipped by name, every generator key consumed."""
-    from vltbench.config import load_config
-    from vltbench.model import build_bundle
-    from vltbench.official_lgm import Keys, dit_state, tokenizer_state
+    from vltbench.core.config import load_config
+    from vltbench.models.bundle import build_bundle
+    from vltbench.models.official_lgm import Keys, dit_state, tokenizer_state
 
     cfg = load_config("lgm-official-xl")
     with torch.device("meta"):
@@ -141,7 +141,7 @@ def test_every_official_inference_key_is_consumed_once():
 
 
 def _import(f, tmp_path, **kw):
-    from vltbench.official_lgm import import_lgm
+    from vltbench.models.official_lgm import import_lgm
 
     args = dict(tokenizer=f["tokenizer"], generator=f["generator"], latent_stats=f["latent_stats"], config=f["config"])
     args.update(kw)
@@ -205,7 +205,7 @@ def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
     and records, leaderboard, report page and check label the model as imported."""
     import vltbench
     from test_data import write_images
-    from vltbench.report import render
+    from vltbench.reporting.tables import render
 
     _, out, f = imported
     for split in ("train", "val"):
@@ -259,7 +259,7 @@ def test_args_that_disagree_with_the_configuration_are_one_error(tmp_path):
     with pytest.raises(UserError, match="--latent-stats is needed with --generator"):
         _import(f, tmp_path, latent_stats=None)
     tok_only = _import(f, tmp_path, generator=None, latent_stats=None)  # the tokenizer alone
-    from vltbench.model import read_metadata
+    from vltbench.models.bundle import read_metadata
     assert read_metadata(tok_only)["stages"] == "tokenizer"
     import vltbench
     from test_data import write_images
@@ -274,7 +274,7 @@ def test_args_that_disagree_with_the_configuration_are_one_error(tmp_path):
 def test_official_tokenizer_options_train_and_default_state_dict_is_unchanged():
     """The options are trainable parts (prefix tokens and codebooks receive gradients); without them the
     tokenizer's parameters are exactly the earlier ones (shipped checkpoints load: test_api / identity tests)."""
-    from vltbench.nn.tokenizer import Tokenizer
+    from vltbench.models.tokenizer import Tokenizer
 
     torch.manual_seed(0)
     plain = Tokenizer(16, 4, 8, 4, 32, 1, 1, 2, arch="timm")

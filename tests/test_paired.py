@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vltbench.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_differences, paired_mean_se, t95
-from vltbench.report import leaderboard, render
-from vltbench.store import ResultStore, build_record, load_frame
+from vltbench.reporting.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_differences, paired_mean_se, t95
+from vltbench.reporting.tables import leaderboard, render
+from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity
 
 CFG = {"data": {"name": "mnist"}, "tokenizer": {"width": 64}, "dit": {"width": 128}, "lengths": {},
@@ -156,8 +156,8 @@ def test_old_z_bootstrap_interval_under_covers():
 def test_the_papers_claim_is_merge_vs_truncation_at_n8_and_n4(tmp_path):
     """report.claim: only global-merge vs truncation pairs at K = N/8 and N/4, with the table's intervals;
     the report page shows them above the leaderboard."""
-    from vltbench.html_report import build
-    from vltbench.report import claim
+    from vltbench.reporting.page import build
+    from vltbench.reporting.tables import claim
 
     store = ResultStore(tmp_path)
     fam = {"merge": "global merge", "tail-drop": "truncation", "tome": "data-dependent merge"}

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from vltbench.config import load_config
+from vltbench.core.config import load_config
 from vltbench.data import load_dataset
-from vltbench.errors import UserError
-from vltbench.model import build_bundle
-from vltbench.train import lr_lambda, train_dits
+from vltbench.core.errors import UserError
+from vltbench.models.bundle import build_bundle
+from vltbench.training.loops import lr_lambda, train_dits
 from helpers import SMALL
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from helpers import TINY, run_cli
-from vltbench import registry
-from vltbench.errors import UserError
+from vltbench.core import registry
+from vltbench.core.errors import UserError
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "contiguous_merge"

@@ -6,11 +6,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vltbench import pretrained, train
-from vltbench.config import load_config
+from vltbench.models import pretrained
+from vltbench.training import loops as train
+from vltbench.core.config import load_config
 from vltbench.data import load_dataset
-from vltbench.errors import UserError
-from vltbench.model import build_bundle, load_bundle, save_bundle, training_identity
+from vltbench.core.errors import UserError
+from vltbench.models.bundle import build_bundle, load_bundle, save_bundle, training_identity
 from helpers import SMALL
 
 timm = pytest.importorskip("timm")

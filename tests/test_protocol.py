@@ -11,19 +11,19 @@ import torch
 from PIL import Image
 
 from helpers import SMALL, TINY
-from vltbench.config import load_config
+from vltbench.core.config import load_config
 from vltbench.data import load_dataset
 from vltbench.data.core import stratified
-from vltbench.errors import UserError
-from vltbench.flow import flow_loss, loss_weight
-from vltbench.lengths import LengthView, average_linkage, prefix_view, view_from_labels
-from vltbench.metrics import get_extractor
-from vltbench.metrics.consistency import xlen_distance
-from vltbench.model import build_bundle
-from vltbench.references import RealSets
-from vltbench.store import ResultStore
-from vltbench import progress
-from vltbench.sweep import SweepSpec, bracket_search, run_sweep
+from vltbench.core.errors import UserError
+from vltbench.models.flow import flow_loss, loss_weight
+from vltbench.models.lengths import LengthView, average_linkage, prefix_view, view_from_labels
+from vltbench.evaluation.metrics import get_extractor
+from vltbench.evaluation.metrics.consistency import xlen_distance
+from vltbench.models.bundle import build_bundle
+from vltbench.evaluation.references import RealSets
+from vltbench.evaluation.store import ResultStore
+from vltbench.core import progress
+from vltbench.evaluation.sweep import SweepSpec, bracket_search, run_sweep
 
 
 def _write_class_folders(root, classes=4, per_class=12, size=8):
@@ -89,7 +89,7 @@ def test_truncation_dit_loss_is_the_plain_prefix_loss():
     dit = build_bundle(cfg, "tail-drop", 13).new_dit()
     z, y = torch.randn(6, 32, 16), torch.arange(6)
     gen = torch.Generator().manual_seed(0)
-    from vltbench.flow import flow_draws
+    from vltbench.models.flow import flow_draws
     for k in (4, 32):
         view = prefix_view(k, 32)
         draws = flow_draws(z.shape, gen, "cpu", z.dtype)
@@ -301,8 +301,8 @@ def test_linkage_reads_one_triangle_of_a_noisy_similarity():
 
 
 def test_table_frozen_from_the_tokenizer_ema(tmp_path):
-    from vltbench.train import train_tokenizer
-    from vltbench.lengths import all_cuts
+    from vltbench.training.loops import train_tokenizer
+    from vltbench.models.lengths import all_cuts
 
     ds = load_dataset("embedded", train_count=64, val_count=26)
     over = {**SMALL, "tokenizer.steps": 6, "tokenizer.warm_start": 2, "tokenizer.batch_size": 8, "tokenizer.warmup": 1}

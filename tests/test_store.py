@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from vltbench.atomic import atomic_path
-from vltbench.errors import UserError
-from vltbench.store import SCHEMA_VERSION, ResultStore, build_record, cell_id, load_frame, provenance
+from vltbench.core.atomic import atomic_path
+from vltbench.core.errors import UserError
+from vltbench.evaluation.store import SCHEMA_VERSION, ResultStore, build_record, cell_id, load_frame, provenance
 from helpers import identity
 
 PROV = {"vltbench_version": "0.1.0", "git_sha": None, "device": "cpu", "world_size": 1,

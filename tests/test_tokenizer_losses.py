@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vltbench.config import load_config
+from vltbench.core.config import load_config
 from vltbench.data import load_dataset
-from vltbench.errors import UserError
-from vltbench.losses import Perceptual, RepaTarget, load_weights
-from vltbench.model import build_bundle, training_identity
-from vltbench.train import TokenizerAux, _TokenizerStep, train_tokenizer
+from vltbench.core.errors import UserError
+from vltbench.models.losses import Perceptual, RepaTarget, load_weights
+from vltbench.models.bundle import build_bundle, training_identity
+from vltbench.training.loops import TokenizerAux, _TokenizerStep, train_tokenizer
 from helpers import SMALL
 
 timm = pytest.importorskip("timm")
@@ -107,7 +107,7 @@ def test_training_steps_discriminator_and_records_the_losses(nets, tmp_path):
 
 def test_discriminator_learns(nets):
     """One hinge step of the discriminator on real vs reconstructed images lowers its loss."""
-    from vltbench.losses import PatchDiscriminator, hinge_d_loss
+    from vltbench.models.losses import PatchDiscriminator, hinge_d_loss
     torch.manual_seed(0)
     d = PatchDiscriminator(8, 2)
     opt = torch.optim.SGD(d.parameters(), lr=0.1)

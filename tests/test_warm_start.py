@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vltbench import train
-from vltbench.config import load_config
+from vltbench.training import loops as train
+from vltbench.core.config import load_config
 from vltbench.data import load_dataset
-from vltbench.errors import UserError
-from vltbench.model import build_bundle, training_identity
+from vltbench.core.errors import UserError
+from vltbench.models.bundle import build_bundle, training_identity
 from helpers import SMALL
 
 WARM = {**SMALL, "data.name": "embedded", "data.image_size": 16, "tokenizer.patch_size": 4,
@@ -41,7 +41,7 @@ def test_warm_steps_bypass_the_length_mechanism():
 
 
 def test_reused_warm_stage_gives_the_same_weights_as_training_it(tmp_path, monkeypatch, capfd):
-    from vltbench import progress
+    from vltbench.core import progress
 
     monkeypatch.setattr(progress, "QUIET", False)  # an earlier quiet run leaves the switch on
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "fresh"))

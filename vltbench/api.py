@@ -7,7 +7,7 @@
     costs = vltbench.flops("merge", [4, 8, 32])
 
 The command line (vltbench.cli) only maps its options to these calls, so both validate the same way:
-every user mistake is a `vltbench.errors.UserError` whose one-line message is exactly what the CLI
+every user mistake is a `vltbench.core.errors.UserError` whose one-line message is exactly what the CLI
 prints after `error: `. Messages name the CLI option (`--lengths`, `--seeds`, ...); the keyword
 arguments here carry the same names (lengths, seeds, n_samples, ...), and `overrides` is `--set`.
 
@@ -27,14 +27,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UserError
+from vltbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .check import CheckReport
-    from .config import Config
-    from .report import Table
+    from vltbench.reporting.check import CheckReport
+    from vltbench.core.config import Config
+    from vltbench.reporting.tables import Table
 
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
 
@@ -51,7 +51,7 @@ def _is_int(v: Any) -> bool:
 
 def _presets_allowing(k: int) -> str:
     """' (valid on preset imagenet256: --preset imagenet256)' for the presets whose N >= k, or ''."""
-    from .config import load_config, preset_names
+    from vltbench.core.config import load_config, preset_names
 
     ok = [p for p in preset_names() if load_config(p).tokenizer.n_tokens >= k]
     return f"; {k} is valid on preset {' / '.join(ok)} (--preset {ok[0]})" if ok else ""
@@ -118,7 +118,7 @@ def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
         text = ",".join(map(str, out))  # the message reads as the CLI's
     if not out or len(set(out)) != len(out):
         raise UserError(f"--seeds {text!r}: give at least one seed, each once")
-    from .config import SEED_MAX
+    from vltbench.core.config import SEED_MAX
 
     for s in out:  # numpy / torch generators take 32-bit seeds: refuse now, not after a cell's work
         if not 0 <= s <= SEED_MAX:
@@ -163,7 +163,7 @@ def load_config(preset: str = "tiny", config: str | Path | None = None,
                 overrides: Mapping[str, Any] | Iterable[str] | None = None, **named: Any) -> Config:
     """The resolved config: preset, the YAML file `config` over it, then `named` options
     ("eval.n_samples": 1000, ...; None = not given), then `overrides` (which win, as --set does)."""
-    from .config import load_config as _load
+    from vltbench.core.config import load_config as _load
 
     values = {k: v for k, v in named.items() if v is not None}
     given = _overrides(overrides)
@@ -176,8 +176,8 @@ def load_config(preset: str = "tiny", config: str | Path | None = None,
 def _check_methods_config(cfg: Config) -> None:
     """Each `methods.<name>` section names a registered method and its options validate (strictly),
     before any work."""
-    from . import registry
-    from .config import check_method_sections, validate_options
+    from vltbench.core import registry
+    from vltbench.core.config import check_method_sections, validate_options
 
     check_method_sections(cfg, registry.names())
     for name, options in cfg.methods.items():
@@ -220,7 +220,7 @@ def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, A
 def method_names(methods: str | Iterable[str] | None) -> list[str]:
     """'merge', 'merge,tail-drop', ['merge', 'tail-drop'] or 'all' -> registered names (unknown ones fail
     with close matches)."""
-    from . import registry
+    from vltbench.core import registry
 
     texts = [methods] if isinstance(methods, str) or methods is None else list(methods)
     names: list[str] = []
@@ -259,7 +259,7 @@ def write_failed(path: str | Path, option: str, e: OSError) -> UserError:
 
 def _set_quiet(quiet: bool | None) -> None:
     if quiet is not None:
-        from . import progress
+        from vltbench.core import progress
         progress.set_quiet(quiet)
 
 
@@ -271,7 +271,7 @@ def _records(results: str | Path | pd.DataFrame, what: str = "results", option: 
         if results.empty:
             raise UserError(f"the {what} frame holds no records; pass a frame from vltbench.evaluate or a results folder")
         return results
-    from .store import load_frame
+    from vltbench.evaluation.store import load_frame
 
     path = Path(results)
     if not path.exists():
@@ -324,14 +324,14 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     its ranks), 'slurm' (needs slurm_partition) or 'submitit-local'. quiet: True turns progress bars
     and log lines off, False on, None leaves the current setting.
 
-    Returns a pandas DataFrame with one row per requested cell, exactly as `vltbench.store.load_frame`
+    Returns a pandas DataFrame with one row per requested cell, exactly as `vltbench.evaluation.store.load_frame`
     flattens a record (method, length, seed, cell_id, gfid, rfid, ..., sampling_gflops, align_*,
     path), in the order methods x lengths x seeds; cells computed now and cells found done are both
     included, other records in `results` are not. Under torchrun every rank returns the same frame.
     Raises UserError for every mistake in the arguments (with the CLI's message).
     """
-    from . import progress
-    from .metrics.domains import auto_caveat, resolve_extractor
+    from vltbench.core import progress
+    from vltbench.evaluation.metrics.domains import auto_caveat, resolve_extractor
 
     _set_quiet(quiet)
     names = method_names(methods)
@@ -349,8 +349,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     if checkpoint is not None and len(names) > 1:
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
 
-    from .executors import run as run_with
-    from .sweep import SweepSpec
+    from vltbench.evaluation.executors import run as run_with
+    from vltbench.evaluation.sweep import SweepSpec
 
     results = Path(results)
     sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
@@ -364,8 +364,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
 
 def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int], spec) -> pd.DataFrame:
     """The records of the cells the sweep wrote or found done, in the requested order."""
-    from . import dist
-    from .store import ResultStore, load_frame, with_labels
+    from vltbench.core import dist
+    from vltbench.evaluation.store import ResultStore, load_frame, with_labels
 
     written, skipped = [str(p) for p in spec.written], list(spec.skipped) + list(spec.busy)
     if dist.is_initialized():  # rank 0 alone writes records and knows their paths
@@ -405,7 +405,7 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     generator: 'joint' (one DiT for all lengths) or 'separate' (one per length, for `lengths`, default
     the config's lengths.train). A training interrupted earlier resumes from its saved state.
     """
-    from . import progress, registry
+    from vltbench.core import progress, registry
 
     _set_quiet(quiet)
     registry.get(method)
@@ -416,9 +416,9 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
     if out is not None:
         out = writable_file(out, "--out")  # before training, not after
 
-    from .checkpoints import train_bundle
+    from vltbench.training.checkpoints import train_bundle
     from .data import load_data
-    from .device import resolve_device
+    from vltbench.core.device import resolve_device
 
     with _write_errors():
         ds = load_data(cfg.data)
@@ -432,7 +432,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
     """Import the official LGM release as `vltbench import lgm` does: tokenizer.pt (+ xl.pth and
     latents_stats.pt) -> one merge checkpoint at `out` (vltbench/official_lgm.py); returns its path."""
-    from .official_lgm import import_lgm as run
+    from vltbench.models.official_lgm import import_lgm as run
 
     out = writable_file(out, "--out")
     return run(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset, config=config,
@@ -443,13 +443,13 @@ def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
                 frame: bool = False) -> list[Table] | pd.DataFrame:
     """The leaderboard of a results folder (or record file, or a frame from `evaluate`).
 
-    Returns one `vltbench.report.Table` per comparable group of records (same dataset, metric spec and
-    sampler; render them with `vltbench.report.render(tables, "md" | "csv" | "html")`), or with
+    Returns one `vltbench.reporting.tables.Table` per comparable group of records (same dataset, metric spec and
+    sampler; render them with `vltbench.reporting.tables.render(tables, "md" | "csv" | "html")`), or with
     frame=True one tidy DataFrame: the group fields, then per row (row = method | floor | ceiling)
     method, K, seeds, each metric's mean and `<metric>_std`, pareto, and `best` (the columns where
     the row is best). Raises UserError when there are no records.
     """
-    from .report import leaderboard as _leaderboard, tidy_frame
+    from vltbench.reporting.tables import leaderboard as _leaderboard, tidy_frame
 
     tables = _leaderboard(_records(results))
     return tidy_frame(tables) if frame else tables
@@ -461,7 +461,7 @@ def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path |
 
     out: default `<results>/plots`, beside the records (the committed results/plots only when named);
     required when `results` is a frame (from evaluate or load_frame)."""
-    from .plots import default_out, make_plots
+    from vltbench.reporting.figures import default_out, make_plots
 
     df = _records(results)
     if out is None:
@@ -490,8 +490,8 @@ def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path
     logs exist. Returns the file's path.
 
     out: default `<results>/report.html` (beside the records); required when `results` is a frame."""
-    from .atomic import atomic_write_text
-    from .html_report import build
+    from vltbench.core.atomic import atomic_write_text
+    from vltbench.reporting.page import build
 
     df = _records(results)
     root = None  # the folder holding the records (their sample grids lie beside them)
@@ -526,17 +526,17 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
     have are compared; the baseline's others are listed in `.not_checked`, a failure only with
     require_all=True. metrics: default every ranked metric the baseline records carry (gfid, rfid,
     class_acc, kid, precision, ...). min_effect: default each metric's declared smallest effect
-    (vltbench.metrics.specs: gFID 1.0, class_acc 0.02, KID 0.002, ...); {metric: value} overrides
+    (vltbench.evaluation.metrics.specs: gFID 1.0, class_acc 0.02, KID 0.002, ...); {metric: value} overrides
     those metrics, one number overrides all. method_map: {NEW: BASELINE} (or ['NEW=BASELINE']) holds
     a candidate method to a baseline method's numbers. lengths: compare only these K. report: also
-    write the machine-readable JSON there. Returns a `vltbench.check.CheckReport` (`.failed`,
+    write the machine-readable JSON there. Returns a `vltbench.reporting.check.CheckReport` (`.failed`,
     `.rows`, `.not_checked`, `.notes`, `.to_json()`, `str(report)` is the table). Raises UserError
     when the two sides are not comparable (other sample counts, extractor, sampler or guidance
     protocol) or share no cell: `vltbench check` exits 0 (passed), 1 (failed) or 2 (refused).
     """
     import pandas as pd
 
-    from .check import check as _check
+    from vltbench.reporting.check import check as _check
 
     for what, p in (("baseline", baseline), ("candidate", candidate)):
         if not isinstance(p, pd.DataFrame) and not Path(p).exists():
@@ -559,7 +559,7 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
     result = _check(frames[0], frames[1], min_effect=effect, z=z, metrics=metric_list,
                     method_map=parse_method_map(method_map), lengths=ks, require_all=require_all)
     if report is not None:
-        from .atomic import atomic_write_text
+        from vltbench.core.atomic import atomic_write_text
         try:
             atomic_write_text(report, result.to_json())
         except OSError as e:
@@ -568,7 +568,7 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
 
 
 def _all_metrics(df: pd.DataFrame) -> tuple[str, ...]:
-    from .check import checked_metrics
+    from vltbench.reporting.check import checked_metrics
     return checked_metrics(df)
 
 
@@ -602,7 +602,7 @@ def parse_method_map(value: str | Mapping[str, str] | Sequence[str] | None) -> d
 def _strict_frame(path: str | Path, what: str) -> pd.DataFrame:
     """The records of a results folder for `check`: a record that does not parse or validate is a
     refusal naming it (a check that silently skipped it would compare less than it says)."""
-    from .store import ResultStore, load_frame
+    from vltbench.evaluation.store import ResultStore, load_frame
 
     store = ResultStore(path)
     with warnings.catch_warnings():
@@ -685,15 +685,15 @@ def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = "tin
     """
     import pandas as pd
 
-    from . import registry
+    from vltbench.core import registry
 
     registry.get(method)
     cfg = load_config(preset, config, overrides, **{"data.root": None if data_root is None else str(data_root)})
     ks = parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
     n_classes, source = dataset_classes(cfg, num_classes)
 
-    from .metrics.flops import flops_rows
-    from .model import build_bundle
+    from vltbench.evaluation.metrics.flops import flops_rows
+    from vltbench.models.bundle import build_bundle
 
     bundle = build_bundle(cfg, method, num_classes=n_classes)
     bundle.method.freeze()

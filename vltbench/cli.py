@@ -11,9 +11,10 @@ from typing import Optional
 
 import typer
 
-from . import api, registry
-from .config import load_config
-from .errors import UserError
+from vltbench import api
+from vltbench.core import registry
+from vltbench.core.config import load_config
+from vltbench.core.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
@@ -31,7 +32,7 @@ RESULTS = typer.Option(Path("results/runs"), "--results", "-r", help="Results fo
 def _quiet(quiet: bool) -> None:
     """--quiet / -q on every command (those that print only their result have no log lines to hide)."""
     if quiet:
-        from . import progress
+        from vltbench.core import progress
         progress.set_quiet(True)
 
 
@@ -95,7 +96,7 @@ def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The 
 
 
 def _is_main() -> bool:
-    from .dist import is_main
+    from vltbench.core.dist import is_main
     return is_main()
 
 
@@ -104,7 +105,7 @@ def _rank() -> str:
     import os
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ""
-    from .dist import prefix
+    from vltbench.core.dist import prefix
     return prefix()
 
 
@@ -120,7 +121,7 @@ def _print_leaderboard(results: Path) -> None:
 def _show_tables(tables, fmt: str) -> None:
     """rich in a terminal; piped or logged, markdown, which keeps every column (rich would squeeze
     ~20 columns into 80 characters)."""
-    from .report import print_tables, render
+    from vltbench.reporting.tables import print_tables, render
 
     if fmt == "rich" and sys.stdout.isatty():
         print_tables(tables)
@@ -213,7 +214,7 @@ def leaderboard_cmd(results: Path = RESULTS,
                     quiet: bool = QUIET):
     """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
     _quiet(quiet)
-    from .report import render
+    from vltbench.reporting.tables import render
 
     tables = api.leaderboard(results)
     if out is not None:
@@ -322,7 +323,7 @@ def _close_process_group() -> None:
     """Tear a torchrun process group down before the interpreter exits: left to interpreter teardown,
     gloo's threads can abort a rank that finished its work ("terminate called without an active
     exception", SIGABRT, seen in CI). Not on failures: the process exits at once there."""
-    dist = sys.modules.get("vltbench.dist")  # only if this run imported it (keeps `methods` fast)
+    dist = sys.modules.get("vltbench.core.dist")  # only if this run imported it (keeps `methods` fast)
     if dist is not None:
         dist.destroy()
 
@@ -338,7 +339,7 @@ def _app_naming_rank():
             raise
         import traceback
 
-        from .dist import describe_failure
+        from vltbench.core.dist import describe_failure
         traceback.print_exc()
         print(f"error: {describe_failure(e)}", file=sys.stderr)
         sys.exit(1)

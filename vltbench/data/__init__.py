@@ -14,7 +14,7 @@ import os
 
 from vltbench.data import digits, embedded, folders, mnist
 from vltbench.data.core import ArrayImageSet, Dataset, ImageSet, pick
-from vltbench.errors import UserError
+from vltbench.core.errors import UserError
 
 __all__ = ["DATASETS", "ArrayImageSet", "Dataset", "ImageSet", "dataset_info", "load_data", "load_dataset"]
 

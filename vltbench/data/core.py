@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vltbench.errors import UserError
-from vltbench.hashing import hash_obj, sha256_bytes
+from vltbench.core.errors import UserError
+from vltbench.core.hashing import hash_obj, sha256_bytes
 
 
 @dataclass

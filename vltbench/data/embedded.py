@@ -21,9 +21,9 @@ import PIL
 import skimage.data
 from PIL import Image
 
-from vltbench.atomic import atomic_path
-from vltbench.hashing import hash_obj, sha256_bytes
-from vltbench.paths import cache_dir
+from vltbench.core.atomic import atomic_path
+from vltbench.core.hashing import hash_obj, sha256_bytes
+from vltbench.core.paths import cache_dir
 
 GENERATOR_VERSION = "embedded-v1"  # bump when the crops change for the same key inputs
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from vltbench.data.core import stratified
-from vltbench.errors import UserError
+from vltbench.core.errors import UserError
 
 CLASS_NAMES = [str(d) for d in range(10)]
 VAL_PER_CLASS = 100  # 400 train / 100 val digits per class

@@ -1,0 +1,1 @@
+"""Evaluation: plan the sweep, generate, compute the metrics against references, store the records."""

@@ -1,0 +1,70 @@
+"""Sampling and reconstruction at length K, streamed in batches.
+
+A sample's noise and class label depend only on (seed, sample index): the set of samples is the
+same whatever the batch size or number of processes. Under torchrun each process takes a contiguous
+run of whole batches (`shard_ids`), so every batch, and hence every image, is the one a single
+process computes with the same batch size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from vltbench.core import dist
+from vltbench.core.config import SamplerCfg
+from vltbench.core.device import to_float, to_uint8
+from vltbench.models.flow import sample
+from vltbench.models.bundle import Bundle
+
+SEED_STRIDE = 1_000_003
+
+
+def sample_noise(ids: torch.Tensor, seed: int, n_tokens: int, dim: int) -> torch.Tensor:
+    """Full-space noise (len(ids), N, d), one generator per sample index."""
+    out = torch.empty(len(ids), n_tokens, dim)
+    for row, i in enumerate(ids.tolist()):
+        out[row] = torch.randn(n_tokens, dim, generator=torch.Generator().manual_seed(seed * SEED_STRIDE + i))
+    return out
+
+
+def sample_labels(ids: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Balanced classes: sample i has class i mod C (as the ADM protocol's 50 per class)."""
+    return ids % num_classes
+
+
+@torch.no_grad()
+def generate(bundle: Bundle, k: int, ids: torch.Tensor, seed: int, sampler: SamplerCfg, cfg_scale: float,
+             bank: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 images (len(ids), 3, H, W) for the given sample indices."""
+    device = next(bundle.tokenizer.parameters()).device
+    dit = bundle.dit_for(k)
+    noise = sample_noise(ids, seed, bundle.n_tokens, bundle.cfg.tokenizer.latent_dim).to(device)
+    y = sample_labels(ids, bundle.num_classes).to(device)
+    view = bundle.method.generation_view(k, ids, seed, bank).to(device)
+    zk = sample(dit, view, y, noise, sampler.steps, sampler.shift, cfg_scale, sampler.cfg_interval)
+    tokens = bundle.method.expand(bundle.destandardise(zk), view)
+    return to_uint8(bundle.tokenizer.decode(tokens)).cpu()
+
+
+def shard_ids(n: int, batch_size: int) -> torch.Tensor:
+    """This process's sample indices among 0..n-1: whole batches of `batch_size`, contiguous, disjoint
+    across processes and together covering every index once (all of them in a single process)."""
+    lo, hi = dist.shard_bounds(n, batch_size)
+    return torch.arange(lo, hi)
+
+
+def generate_batches(bundle: Bundle, k: int, n: int, seed: int, sampler: SamplerCfg, cfg_scale: float,
+                     batch_size: int, bank: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    ids = torch.arange(n) if ids is None else ids
+    for s in range(0, len(ids), batch_size):
+        yield generate(bundle, k, ids[s:s + batch_size], seed, sampler, cfg_scale, bank)
+
+
+@torch.no_grad()
+def reconstruct(bundle: Bundle, images_uint8: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
+    device = next(bundle.tokenizer.parameters()).device
+    x = to_float(images_uint8).to(device)
+    z = bundle.tokenizer.encode(x)
+    return to_uint8(bundle.tokenizer.decode(bundle.method.reconstruct_tokens(z, k))).cpu()

@@ -1,0 +1,214 @@
+"""One declaration per metric: what the leaderboard, the plots and `check` need to know about a number
+in a result record (its column key, header, which direction is better, where its noise estimate is,
+the smallest change worth failing on).
+
+The record keys are those of `store.measurements`: metrics as named in record["metrics"], compute
+values (`sampling_gflops`, params as `params_<part>`) and alignment diagnostics as `align_<name>`.
+Leaderboard columns appear in declaration order (params_* and align_* columns after the others,
+sorted by key).
+
+A plugin that writes a metric of its own declares it once, either at import time:
+
+    from vltbench.metrics import MetricSpec, register_metric
+    register_metric(MetricSpec("my_score", "My score", "higher", noise_key="my_score_std", min_effect=0.5))
+
+or, so that `vltbench leaderboard` / `check` / `plot` know it without importing the plugin's method,
+through the `vltbench.metrics` entry-point group of its distribution, naming a MetricSpec or a list
+of them: `[project.entry-points."vltbench.metrics"] my-score = "my_pkg.metrics:SPECS"`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
+from typing import Iterable
+
+from vltbench.core.errors import UserError
+
+GROUP = "vltbench.metrics"
+DIRECTIONS = ("lower", "higher", None)
+DYNAMIC_PREFIXES = ("params_", "align_")  # columns that exist per record: ordered by key after the others
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What vltbench knows about one measured number.
+
+    key: the record / frame column (e.g. "gfid", "sampling_gflops", "align_cknna").
+    header: its leaderboard header and plot label; "g{FD}" / "r{FD}" stand for the extractor's
+        Fréchet distance name ("gFID" with Inception, "gFD_<name>" with another extractor), "{KID}"
+        for "KID" or "KID_<name>".
+    better: "lower" | "higher" | None (a value with no direction, e.g. the CFG scale: never ranked,
+        never checked).
+    noise_key: the column holding this number's own std (bootstrap / subset std) for one seed: shown
+        as ± in the leaderboard and the noise of a one-seed `check`.
+    min_effect: the smallest change worth failing `check` on, in the metric's own units (None = 0).
+    ranked: the leaderboard marks the best method row (needs a direction).
+    column: shown as a leaderboard column of its own (False for numbers shown otherwise, e.g. the
+        floor and ceiling FIDs, which are reference rows of the gFID column).
+    scale: factor applied for display (e.g. 1e-6: parameters in millions).
+    exact: an exact count (FLOPs, parameters): never shown with ±.
+    values: show the distinct values over seeds (e.g. the CFG scale chosen per seed), not a mean.
+    trivial_at_full: a distance / similarity to the K = N view, perfect there by definition: K = N
+        is never marked best.
+    per_family: compares representations that differ across method families: ranked only among
+        methods of one family and representation.
+    """
+
+    key: str
+    header: str
+    better: str | None
+    noise_key: str | None = None
+    min_effect: float | None = None
+    ranked: bool = True
+    column: bool = True
+    scale: float = 1.0
+    exact: bool = False
+    values: bool = False
+    trivial_at_full: bool = False
+    per_family: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.key, str) or not self.key:
+            raise UserError(f"a metric key must be a non-empty string, got {self.key!r}")
+        if self.better not in DIRECTIONS:
+            raise UserError(f"metric {self.key!r}: better must be 'lower', 'higher' or None, got {self.better!r}")
+
+    def header_for(self, label: str | None = None) -> str:
+        """The header with the Fréchet distance's name filled in (label: the record's metric_label)."""
+        header = re.sub(r"([gr])\{FD\}", lambda m: fd_name(label, m.group(1)), self.header)
+        return header.replace("{KID}", "KID" if not label or label == "FID" else f"KID_{fd_name(label, '')[3:]}")
+
+    @property
+    def is_ranked(self) -> bool:
+        return self.ranked and self.better is not None
+
+
+def fd_name(label: str | None, prefix: str) -> str:
+    """"gFID" for the Inception FID, "gFD_<name>" for another extractor's Fréchet distance."""
+    label = label or "FID"
+    return f"{prefix}{label}" if label == "FID" or label.startswith("FD_") else f"{prefix}FD_{label}"
+
+
+_BUILTIN = (
+    # generation (guided samples at the chosen CFG scale unless named otherwise)
+    MetricSpec("gfid", "g{FD}", "lower", noise_key="gfid_bootstrap_std", min_effect=1.0),
+    MetricSpec("gfid_noguidance", "g{FD} no-CFG", "lower", noise_key="gfid_noguidance_bootstrap_std", min_effect=1.0),
+    MetricSpec("cfg_scale", "CFG w", None, values=True),
+    # reconstruction
+    MetricSpec("rfid", "r{FD}", "lower", noise_key="rfid_bootstrap_std", min_effect=1.0),
+    MetricSpec("psnr", "PSNR (dB)", "higher"),
+    MetricSpec("ssim", "SSIM", "higher"),
+    MetricSpec("lpips", "LPIPS", "lower"),
+    MetricSpec("kid", "{KID}", "lower", noise_key="kid_std", min_effect=0.002),
+    MetricSpec("inception_score", "IS", "higher", min_effect=1.0),
+    # classifier extractors (mnist-cnn): samples classified as their conditioning class; held-out
+    # reconstructions at K classified as their label; the held-out real images themselves (the ceiling)
+    MetricSpec("class_acc", "class acc.", "higher", noise_key="class_acc_std", min_effect=0.02),
+    MetricSpec("rclass_acc", "recon class acc.", "higher", noise_key="rclass_acc_std", min_effect=0.02),
+    MetricSpec("real_class_acc", "real class acc.", "higher", ranked=False, column=False),
+    MetricSpec("precision", "Prec.", "higher", min_effect=0.02),
+    MetricSpec("recall", "Rec.", "higher", min_effect=0.02),
+    # cost
+    MetricSpec("sampling_gflops", "GFLOPs/img", "lower", exact=True),
+    MetricSpec("dit_forward_gflops", "GFLOPs/fwd", "lower", exact=True),
+    MetricSpec("xlen_distance", "x-len dist→N", "lower", trivial_at_full=True),
+    # reference values: the floor (held-out real images) and each tokenizer's ceiling (recon at K = N),
+    # shown as reference rows of the gFID column, never ranked
+    MetricSpec("real_fid", "real (held-out)", "lower", noise_key="real_fid_bootstrap_std", ranked=False,
+               column=False),
+    MetricSpec("rfid_full", "tokenizer @K=N (recon)", "lower", noise_key="rfid_full_bootstrap_std", ranked=False,
+               column=False),
+    MetricSpec("encoder_gflops", "encoder GFLOPs", "lower", exact=True, column=False),
+    MetricSpec("decoder_gflops", "decoder GFLOPs", "lower", exact=True, column=False),
+    MetricSpec("nfe", "NFE", "lower", exact=True, column=False),
+    # parameters (compute.params -> params_<part>)
+    MetricSpec("params_dit", "DiT params (M)", None, scale=1e-6, exact=True),
+    MetricSpec("params_tokenizer", "Tok. params (M)", None, scale=1e-6, exact=True),
+    # alignment of the K-token latents with the full-length ones (record["alignment"] -> align_<name>)
+    MetricSpec("align_frechet_to_full", "Fréchet→full", "lower", trivial_at_full=True, per_family=True),
+    MetricSpec("align_cknna", "CKNNA", "higher", trivial_at_full=True),
+    MetricSpec("align_merged_pair_cos", "merged-pair cos", "higher"),
+    MetricSpec("align_mutual_knn", "mutual_knn", None),
+    MetricSpec("align_all_pair_cos", "all_pair_cos", None),
+)
+
+_registry: dict[str, MetricSpec] = {s.key: s for s in _BUILTIN}
+_discovered = False
+
+
+def register_metric(spec: MetricSpec | str, header: str | None = None, better: str | None = None, *,
+                    replace_existing: bool = False, **fields) -> MetricSpec:
+    """Declare a metric: `register_metric(MetricSpec(...))` or `register_metric(key, header, better, **fields)`.
+
+    Registering the same declaration twice is a no-op; a different one under a taken key is refused
+    unless replace_existing=True."""
+    if not isinstance(spec, MetricSpec):
+        if header is None:
+            raise UserError(f"register_metric({spec!r}): give a header (and better: 'lower', 'higher' or None)")
+        spec = MetricSpec(spec, header, better, **fields)
+    elif header is not None or better is not None or fields:
+        raise UserError("register_metric: pass either a MetricSpec or key, header, better and fields, not both")
+    old = _registry.get(spec.key)
+    if old is not None and old != spec and not replace_existing:
+        raise UserError(f"metric {spec.key!r} is already declared ({old}); pick another key or pass "
+                        "replace_existing=True")
+    _registry[spec.key] = spec
+    return spec
+
+
+def _discover() -> None:
+    """Register the MetricSpecs named by installed distributions' `vltbench.metrics` entry points (once)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for ep in entry_points(group=GROUP):
+        module, _, attr = ep.value.partition(":")
+        try:
+            obj = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"metric entry point {ep.name!r} ({ep.value}) failed to load: {e}") from e
+        specs = [obj] if isinstance(obj, MetricSpec) else list(obj) if isinstance(obj, (list, tuple)) else None
+        if specs is None or not all(isinstance(s, MetricSpec) for s in specs):
+            raise UserError(f"metric entry point {ep.name!r} ({ep.value}) must name a MetricSpec or a list of "
+                            f"them, got {type(obj).__name__}")
+        for s in specs:
+            register_metric(s)
+
+
+def metric_specs() -> list[MetricSpec]:
+    """Every declared metric, built-ins first, in declaration order."""
+    _discover()
+    return list(_registry.values())
+
+
+def metric_spec(key: str) -> MetricSpec | None:
+    """The declaration of a record column; an undeclared params_* / align_* column gets a neutral one
+    (its name as header, no direction); any other undeclared key: None."""
+    _discover()
+    if key in _registry:
+        return _registry[key]
+    if key.startswith("params_"):
+        return MetricSpec(key, f"{key[len('params_'):]} params (M)", None, scale=1e-6, exact=True)
+    if key.startswith("align_"):
+        return MetricSpec(key, key[len("align_"):], None)
+    return None
+
+
+def column_specs(columns: Iterable[str], label: str | None = None) -> list[MetricSpec]:
+    """The leaderboard's columns for a frame with these columns, in order: declared columns (declaration
+    order), then params_* and align_* columns by key. Headers have the FD name filled in (label)."""
+    present = set(columns)
+    fixed = [s for s in metric_specs() if s.column and not s.key.startswith(DYNAMIC_PREFIXES)]
+    out = [s for s in fixed if s.key in present]
+    for prefix in DYNAMIC_PREFIXES:
+        for key in sorted(c for c in present if c.startswith(prefix)):
+            s = metric_spec(key)
+            if s is not None and s.column:
+                out.append(s)
+    return [replace(s, header=s.header_for(label)) for s in out]

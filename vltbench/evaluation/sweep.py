@@ -1,0 +1,595 @@
+"""The sweep engine: for each (method, length, seed) cell, sample, decode, measure, and write one record.
+
+Cells whose record exists are skipped (resume); a cell's record is written atomically only once all
+its numbers exist, so an interrupted run leaves no half-record and a restart computes what is missing.
+
+Under `torchrun` every rank runs the same sweep: rank 0 decides which cells to compute (and holds their
+locks), each rank samples / reconstructs and extracts features for its own contiguous run of whole
+batches of sample indices, the float64 moment sums are all-reduced and the features gathered on rank 0
+in sample-index order, and rank 0 alone computes the metrics and writes the record. Since a sample
+depends only on (seed, index) and every batch is the one a single process makes, the numbers do not
+depend on the number of processes.
+
+The protocol (README, "What the numbers mean"): every real-image subset is class-stratified
+(vltbench.evaluation.references); the guidance scale is searched per (method, K) on samples with their own seeds
+against the split that is not the test reference (or fixed, labelled so); each record carries the
+floor (held-out real images vs the reference), the ceiling (reconstruction at K = N) and the
+reference-free cross-length distance of same-seed samples at K and N.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vltbench.core import dist, progress, registry
+from vltbench.core.atomic import remove_leftovers
+from vltbench.training.checkpoints import obtain_bundle
+from vltbench.core.config import Config
+from vltbench.data import Dataset, load_data
+from vltbench.core.device import resolve_device, to_float
+from .generate import generate_batches, reconstruct, sample_labels, shard_ids
+from vltbench.training.latents import cached_latents
+from .metrics import compute_image_metrics, extractor_for, reference_stats
+from vltbench.models.bundle import Bundle, read_metadata
+from vltbench.core.paths import cache_dir
+from .references import RealSets, splits
+from .store import ResultStore, build_record, cell_id, provenance
+
+FID_SQRT = "eigh"  # trace sqrt(S1 S2) via symmetric eigendecompositions: same value as sqrtm, faster on CPU
+GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds/classes everywhere)
+# Version of the measurement protocol, part of every metric spec: records measured under another
+# protocol (e.g. 1: first-n references, one fixed guidance scale) never share a table or a check.
+EVAL_PROTOCOL = 2
+SELECT_SEED_OFFSET = 1_000_000  # guidance is chosen on samples of seed + this: never the test samples
+SELECT_BOOTSTRAP = 10  # resamples for the noise of each selection score (cheap on select_samples features)
+# How a searched grid grows (part of the cell identity: another rule may choose another scale).
+EXTEND_RULE = ("while the best scale is the largest scored, add largest x (largest / second largest); while it "
+               "is the smallest and above 1.0, add max(1.0, smallest / (second / smallest)); 3 significant "
+               "digits; at most cfg_extend scales; ties to the smaller scale")
+
+
+@dataclass
+class SweepSpec:
+    cfg: Config
+    methods: list[str]
+    lengths: list[int]
+    seeds: list[int]
+    results: Path
+    overwrite: bool = False
+    checkpoint: str | None = None
+    train: bool = True
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # cells found done
+    busy: list[str] = field(default_factory=list)  # cells another live process was computing
+    train_args: str = ""  # the caller's options that shape training (--preset, --config, --set, ...), for hints
+
+    def hint(self, method: str) -> str:
+        """The command that trains `method` as this sweep would, for messages."""
+        return f"`vltbench train --method {method}{self.train_args}`"
+
+
+def metric_spec(cfg: Config, extractor, sets: RealSets) -> dict:
+    e = cfg.eval
+    held = sets.held_out
+    return {"protocol": EVAL_PROTOCOL, "extractor_id": extractor.id, "label": extractor_label(extractor),
+            "n_samples": e.n_samples, "n_recon": len(held.idx), "n_ref": e.n_ref,
+            "ref_split": "adm-npz" if sets.adm else sets.test_split, "reference": sets.reference_spec(),
+            "held_out": {"split": held.split_name, "count": len(held.idx), "manifest": held.info["manifest"]},
+            "kid_subset_size": e.kid_subset_size, "pr_k": 3, "fid_sqrt": FID_SQRT}
+
+
+def extractor_label(extractor) -> str:
+    from .metrics import metric_label
+    return metric_label(extractor.id)
+
+
+def sampler_identity(cfg: Config) -> dict:
+    """The sampler settings and the guidance protocol a cell was measured with."""
+    s = cfg.sampler
+    if s.guidance == "search":
+        guidance = {"protocol": "search", "grid": list(s.cfg_scales), "n_select": s.select_samples,
+                    "select_reference": splits(cfg.eval.reference)[1],
+                    "select_seed": f"seed + {SELECT_SEED_OFFSET}",
+                    "extend": {"max_extra": s.cfg_extend, "rule": EXTEND_RULE}}
+    else:
+        guidance = {"protocol": "fixed", "scale": s.cfg_scale}
+        if s.cfg_scale_per_length:  # only when set: cells measured before the option keep their ids
+            guidance["per_length"] = {str(k): w for k, w in sorted(s.cfg_scale_per_length.items())}
+    return {"steps": s.steps, "shift": s.shift, "cfg_interval": list(s.cfg_interval), "guidance": guidance}
+
+
+def cell_identity(cfg: Config, method: str, ckpt_sha: str, k: int, seed: int, ds: Dataset, spec: dict) -> dict:
+    return {"method": method, "checkpoint_hash": ckpt_sha, "length": k, "n_tokens": cfg.tokenizer.n_tokens,
+            "generator": cfg.generator, "seed": seed, "preset": cfg.preset, "sampler": sampler_identity(cfg),
+            "dataset": {"name": ds.name, "manifest_hash": ds.manifest_hash, "image_size": ds.image_size},
+            "metric_spec": spec}
+
+
+def _new_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet (deepest first)."""
+    out = []
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        out.append(p)
+    return out
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created, if they hold no file (a failed start leaves nothing)."""
+    for top in folders[::-1][:1]:  # the outermost created folder: all others lie inside it
+        try:
+            if not top.is_dir() or any(p.is_file() or p.is_symlink() for p in top.rglob("*")):
+                return
+            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                d.rmdir()
+            top.rmdir()
+        except OSError:  # something appeared meanwhile (another run): leave it, the real error matters
+            return
+
+
+def run_sweep(spec: SweepSpec) -> SweepSpec:
+    made = _new_folders(Path(spec.results)) if dist.is_main() else []
+    try:
+        return _run_sweep(spec)
+    except BaseException:
+        _remove_empty(made)
+        raise
+
+
+def _run_sweep(spec: SweepSpec) -> SweepSpec:
+    cfg = spec.cfg
+    store = ResultStore(spec.results)
+    store._ensure_writable()  # fail before any work if the results folder is unusable
+    if spec.checkpoint is not None:
+        read_metadata(spec.checkpoint)  # a missing or corrupt file fails before any work
+    if dist.is_main():  # what killed runs left (temp files, free lock files, probes, orphan images)
+        store.tidy()
+        remove_leftovers(cache_dir())
+    device = resolve_device(cfg.device)
+    dist.init(device)
+    with dist.main_first():  # rank 0 builds any data cache, the others read it
+        ds = load_data(cfg.data)
+    extractor = extractor_for(cfg, device)  # refuses an extractor outside the dataset's domain, before training
+    sets = RealSets(cfg, ds, extractor)
+    sets.check_sizes()  # every split large enough for every metric: refused now, not after training
+    mspec = metric_spec(cfg, extractor, sets)
+    for method in spec.methods:
+        bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
+                                                        train=spec.train, hint=spec.hint(method))
+        code = registry.code(method)  # what trained the checkpoint too: load_bundle refuses other code
+        bank = None
+        if bundle.method.data_dependent:
+            with dist.main_first():
+                bank = cached_latents(bundle, ds, device)[0]
+        per_method = MethodRefs(bundle, sha, sets, bank)
+        for k, seed in itertools.product(spec.lengths, spec.seeds):
+            identity = cell_identity(cfg, method, sha, k, seed, ds, mspec)
+            cid = cell_id(identity)
+            # rank 0 decides (record exists? lock taken?) and every rank follows
+            if dist.broadcast_object(store.exists(cid) and not spec.overwrite if dist.is_main() else None):
+                progress.log(f"{method} K={k} seed={seed}: done earlier ({cid}), skipped")
+                spec.skipped.append(cid)
+                continue
+            with store.claim(cid) if dist.is_main() else nullcontext(None) as mine:
+                if not dist.broadcast_object(mine):
+                    progress.log(f"{method} K={k} seed={seed}: another process is computing it, skipped")
+                    spec.busy.append(cid)
+                    continue
+                # the lock holder may have finished this cell between our check and our claim
+                if dist.broadcast_object(store.exists(cid) and not spec.overwrite if dist.is_main() else None):
+                    progress.log(f"{method} K={k} seed={seed}: finished by another process ({cid}), skipped")
+                    spec.skipped.append(cid)
+                    continue
+                if dist.is_main():
+                    store.quarantine(cid)  # a corrupt record of this cell: moved aside (with a warning)
+                record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device)
+                if record is None:  # not rank 0: rank 0 writes the record
+                    continue
+                record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
+                record["provenance"]["method_code"] = code
+                grid_name = f"{cid}.samples.png"
+                record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
+                png = io.BytesIO()
+                Image.fromarray(grid).save(png, format="PNG")
+                spec.written.append(store.write(record, overwrite=spec.overwrite,
+                                                artifacts={grid_name: png.getvalue()}))
+                m = record["metrics"]
+                progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
+                             f"(w={record['guidance']['scale']:g}) r{mspec['label']} {m['rfid']:.2f} "
+                             f"(real floor {m['real_fid']:.2f}) ({record['timing']['total_s']:.0f} s)")
+    dist.barrier()  # no rank leaves before rank 0 has written the last record
+    return spec
+
+
+def _keep_grid(batches, ids: torch.Tensor, keep: list):
+    """Pass batches (of samples `ids`, in order) through, keeping those with index < GRID_SAMPLES."""
+    pos = 0
+    for b in batches:
+        bid = ids[pos:pos + len(b)]
+        pos += len(b)
+        first = bid < GRID_SAMPLES
+        if first.any():
+            keep.append((b[first], bid[first]))
+        yield b
+
+
+class _Replay:
+    """Stands in for the extractor on rank 0: hands back the features gathered from every rank, batch
+    by batch in sample-index order, so the metrics see what one process would have extracted."""
+
+    def __init__(self, extractor, features: np.ndarray, logits: np.ndarray | None):
+        self.id, self.dim, self.name = extractor.id, extractor.dim, getattr(extractor, "name", "replay")
+        self.device = getattr(extractor, "device", "cpu")
+        self.has_logits = logits is not None
+        self.dataset_classes = getattr(extractor, "dataset_classes", False)
+        self._features, self._logits, self._pos = features, logits, 0
+
+    def __call__(self, images):
+        s, self._pos = self._pos, self._pos + len(images)
+        out = {"features": self._features[s:self._pos]}
+        if self._logits is not None:
+            out["logits"] = self._logits[s:self._pos]
+        return out
+
+
+def _image_metrics(extractor, batches, ids: torch.Tensor, n: int, batch_size: int, ref, common: dict) -> dict | None:
+    """compute_image_metrics of the `n` images whose batches of this rank's indices `ids` are streamed.
+
+    One process: as is. Under torchrun: each rank extracts its own batches; the float64 moment sums
+    are all-reduced, features (and logits) are gathered on rank 0 in index order and replayed there in
+    the single-process batches; rank 0 returns the metrics, the other ranks None."""
+    if dist.world_size() == 1:
+        return compute_image_metrics(extractor, None, batches, ref=ref, return_features=True, **common)
+    from .metrics import FeatureStats
+
+    stats, feats, logits, size = FeatureStats(extractor.dim), [], [], None
+    for b in batches:
+        size = tuple(b.shape[-2:])
+        out = extractor(b)
+        stats.update(out["features"])
+        feats.append(out["features"])
+        if "logits" in out:
+            logits.append(out["logits"])
+    total = FeatureStats.from_arrays(*(dist.all_reduce_sum(a) for a in stats.to_arrays()))
+    f_all = dist.gather_rows(np.concatenate(feats) if feats else None, ids)
+    l_all = dist.gather_rows(np.concatenate(logits) if logits else None, ids)
+    size = dist.broadcast_object(size)  # rank 0 always holds the first batch
+    if not dist.is_main():
+        return None
+    if total.n != n or f_all is None or len(f_all) != n or not np.allclose(f_all.sum(0), total.sum, rtol=1e-9, atol=1e-9):
+        raise RuntimeError(f"distributed feature reduction is inconsistent: {total.n} summed, "
+                           f"{0 if f_all is None else len(f_all)} gathered, {n} expected")
+    dummy = torch.zeros((1, 3, *size), dtype=torch.uint8)  # shape only: the replay ignores pixels
+    chunks = (dummy.expand(min(batch_size, n - s), -1, -1, -1) for s in range(0, n, batch_size))
+    return compute_image_metrics(_Replay(extractor, f_all, l_all), None, chunks, ref=ref, return_features=True,
+                                 **common)
+
+
+class MethodRefs:
+    """Numbers shared by every cell of one checkpoint, computed once and cached on disk by content:
+    the tokenizer's ceiling (features of the held-out images reconstructed at K = N) and the features of
+    unguided samples at K = N per seed (the other end of xlen_distance). Rank 0 computes, others read."""
+
+    def __init__(self, bundle: Bundle, sha: str, sets: RealSets, bank):
+        self.bundle, self.sha, self.sets, self.bank = bundle, sha, sets, bank
+
+    def ceiling(self):
+        b, held, bs = self.bundle, self.sets.held_out, self.bundle.cfg.eval.batch_size
+        key = {"dataset": held.split.manifest_hash, "split": held.split_name, "count": len(held.idx),
+               "subset": held.info["manifest"], "preprocessing": f"reconstructed at K=N={b.n_tokens} by checkpoint {self.sha}"}
+        with dist.main_first():
+            return reference_stats(key, lambda: (reconstruct(b, x, b.n_tokens) for x in held.batches(bs)),
+                                   self.sets.extractor)
+
+    def full_samples(self, seed: int):
+        b, e, s = self.bundle, self.bundle.cfg.eval, self.bundle.cfg.sampler
+        key = {"dataset": f"samples of checkpoint {self.sha}", "split": f"seed {seed}", "count": e.n_samples,
+               "preprocessing": f"unguided samples at K=N={b.n_tokens}, steps={s.steps}, shift={s.shift}"}
+        with dist.main_first():
+            return reference_stats(key, lambda: generate_batches(b, b.n_tokens, e.n_samples, seed, s, 1.0, e.batch_size,
+                                                                 self.bank), self.sets.extractor)
+
+
+def _vs_reference(r, ref, seed: int) -> tuple[float, float | None]:
+    """(Fréchet distance, bootstrap std) of a cached feature set against the reference."""
+    from .metrics import fid_bootstrap_std, frechet_distance
+
+    fd = frechet_distance(r.mu, r.sigma, ref.mu, ref.sigma, method=FID_SQRT, features1=r.features)
+    return fd, fid_bootstrap_std(r.features, (ref.mu, ref.sigma), seed=seed)
+
+
+def bracket_search(score_fn, grid, max_extra: int) -> dict:
+    """Score every scale of `grid` with score_fn(w) -> (score, noise std), lower is better, then grow the
+    grid (EXTEND_RULE) until the best scale is bracketed or max_extra scales were added.
+
+    Bracketed: a scored scale on each side of the best, or the best is the smallest scale and that is
+    at most 1.0. Nothing is searched below 1.0 (w < 1 is anti-guidance, away from the condition), so
+    a best at 1.0 is the optimum by definition. margin_over_noise: (runner-up - best) / the std of that
+    difference were the two scores independent; they share seeds, so the true noise is smaller and
+    the margin a lower bound. Below ~1 the choice is a coin toss."""
+    scored = {float(w): score_fn(float(w)) for w in sorted(grid)}
+    added = []
+
+    def key(w):  # a failed (non-finite) score loses; ties go to the smaller scale
+        v = scored[w][0]
+        return (v if v is not None and np.isfinite(v) else np.inf, w)
+
+    while True:
+        ws = sorted(scored)
+        best = min(ws, key=key)
+        up = best == ws[-1]
+        down = not up and best == ws[0] and ws[0] > 1.0
+        if not (up or down) or len(added) >= max_extra:
+            break
+        edge, inner = (ws[-1], ws[-2] if len(ws) > 1 else None) if up else (ws[0], ws[1])
+        ratio = max(edge, inner) / min(edge, inner) if inner else 1.5  # no ratio (one scale, or 0)
+        raw = edge * ratio if up else max(1.0, edge / ratio)
+        w = float(f"{raw:.3g}")
+        if w == edge:  # rounding undid a tiny step
+            w = raw
+        if w == edge:  # e.g. a grid of only 0.0: cannot grow
+            break
+        scored[w] = score_fn(w)
+        added.append(w)
+    bracketed = not (up or down)
+    order = sorted(scored, key=key)
+    margin = None
+    if len(order) > 1:
+        sb, sr = (scored[w][1] for w in order[:2])
+        gap = key(order[1])[0] - key(order[0])[0]
+        noise = float(np.hypot(sb, sr)) if sb is not None and sr is not None else np.nan
+        if noise > 0 and np.isfinite(gap):
+            margin = float(gap / noise)
+    return {"scale": order[0], "grid": sorted(scored), "added": added, "bracketed": bracketed,
+            "scores": {w: v[0] for w, v in sorted(scored.items())},
+            "score_std": {w: v[1] for w, v in sorted(scored.items())}, "margin_over_noise": margin}
+
+
+def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar) -> dict:
+    """The guidance scale a cell is evaluated at, and how it was chosen (the record's "guidance").
+
+    search: every scale gets the same budget, select_samples samples with seed + SELECT_SEED_OFFSET
+    (never the test samples), scored by their Fréchet distance to the selection reference (the split
+    that is not the test reference), with its bootstrap std; the lowest wins, and the grid grows until
+    the winner is bracketed (bracket_search). The same search for every (method, K) makes guidance
+    fair by construction, although per-position CFG (merged views) acts as 1 + (w - 1) / m_j."""
+    s, e = bundle.cfg.sampler, bundle.cfg.eval
+    if s.guidance == "fixed":
+        if s.cfg_scale_per_length and k in s.cfg_scale_per_length:
+            w = s.cfg_scale_per_length[k]
+            return {"protocol": "fixed", "scale": w, "grid": None, "scores": None,
+                    "selection": f"fixed scale {w} at K = {k} (sampler.cfg_scale_per_length): not searched"}
+        return {"protocol": "fixed", "scale": s.cfg_scale, "grid": None, "scores": None,
+                "selection": f"fixed scale {s.cfg_scale} for every (method, K): not searched"}
+    with dist.main_first():
+        sel_ref = sets.selection_reference
+    n, sel_seed = s.select_samples, seed + SELECT_SEED_OFFSET
+    ids = shard_ids(n, e.batch_size)
+    common = dict(kid_subset_size=min(e.kid_subset_size, n), seed=seed, fid_method=FID_SQRT,
+                  fid_bootstrap=SELECT_BOOTSTRAP)
+
+    def score(w):
+        if w not in s.cfg_scales:
+            bar.grow(len(ids))  # an added scale: its samples were not in the cell's work count
+        with warnings.catch_warnings():  # few samples bias every scale alike: only their order is used
+            warnings.simplefilter("ignore", UserWarning)
+            out = _image_metrics(sets.extractor, _counted(generate_batches(bundle, k, n, sel_seed, s, w, e.batch_size,
+                                                                           bank, ids=ids), bar),
+                                 ids, n, e.batch_size, sel_ref, common)
+        # rank 0 scores; every rank takes its numbers, so all ranks grow the grid alike
+        return dist.broadcast_object((out["fid"], out["fid_bootstrap_std"]) if out is not None else None)
+
+    r = bracket_search(score, s.cfg_scales, s.cfg_extend)
+    sub = sets.selection_subset
+    return {"protocol": "search", "scale": r["scale"], "grid": r["grid"], "added": r["added"],
+            "scores": {f"{w:g}": v for w, v in r["scores"].items()},
+            "score_std": {f"{w:g}": v for w, v in r["score_std"].items()},
+            "bracketed": r["bracketed"], "margin_over_noise": r["margin_over_noise"],
+            "selection": f"{n} samples per scale (seed {sel_seed}) vs {len(sub.idx)} stratified {sub.split_name} "
+                         f"images; lowest {extractor_label(sets.extractor)} wins; {len(r['added'])} scales added "
+                         f"(at most {s.cfg_extend}) to bracket it"}
+
+
+def _selection_count(s, per_scale: int) -> int:
+    """Selection samples of the base grid, per_scale of them per scale (this rank's share)."""
+    return per_scale * len(s.cfg_scales) if s.guidance == "search" else 0
+
+
+REPRESENTATIONS = {"global merge": "unmerged cluster means (N tokens)",
+                   "data-dependent merge": "unmerged per-image cluster means (N tokens)",
+                   "truncation": "first K tokens, tail filled by the method (mask token) to N"}
+
+
+def alignment_representation(bundle: Bundle, k: int) -> str:
+    """What alignment.frechet_to_full compares at K, in words (it differs between method families)."""
+    z = torch.zeros(1, bundle.n_tokens, bundle.cfg.tokenizer.latent_dim)
+    with torch.no_grad():
+        m = bundle.method.reconstruct_tokens(z.to(next(bundle.tokenizer.parameters()).device), k).shape[1]
+    if m < bundle.n_tokens:
+        return "first K tokens, zero-padded to N"
+    return REPRESENTATIONS.get(bundle.method.family, "decoder input at K (N tokens)")
+
+
+def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identity: dict, k: int, seed: int, device):
+    """(record, sample grid) on rank 0; (None, None) on the other ranks (they share the sampling)."""
+    from .metrics import ReconMeter
+    from .metrics.alignment import alignment_metrics
+    from .metrics.consistency import xlen_distance
+    from .metrics.flops import stage_flops
+
+    cfg, e, s = bundle.cfg, bundle.cfg.eval, bundle.cfg.sampler
+    extractor, bank = sets.extractor, per_method.bank
+    timing, unavailable, notes = {}, {}, []
+    t_cell = time.perf_counter()
+    common = dict(kid_subset_size=min(e.kid_subset_size, e.n_samples), seed=seed, fid_method=FID_SQRT)
+    main = dist.is_main()
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timing[name] = time.perf_counter() - t0
+        return out
+
+    with dist.main_first():  # rank 0 extracts (or reads) the cached real-image sets, the others read them
+        ref, real = sets.reference, sets.held_out_stats
+    ceiling = timed("ceiling_s", per_method.ceiling)
+    full = timed("full_length_samples_s", lambda: per_method.full_samples(seed)) if k != bundle.n_tokens else None
+
+    ids = shard_ids(e.n_samples, e.batch_size)  # this rank's whole batches of sample indices
+
+    def samples(scale):
+        return generate_batches(bundle, k, e.n_samples, seed, s, scale, e.batch_size, bank, ids=ids)
+
+    keep: list = []
+    held = sets.held_out
+    n_rec = len(held.idx)
+    rec_ids = shard_ids(n_rec, e.batch_size)
+    meter = ReconMeter(device=device)
+
+    def recon_batches():
+        start = int(rec_ids[0]) if len(rec_ids) else n_rec
+        for real_batch in held.batches(e.batch_size, start, start + len(rec_ids)):
+            rec = reconstruct(bundle, real_batch, k)
+            meter.update(real_batch, rec)
+            yield rec
+
+    work = _selection_count(s, len(shard_ids(s.select_samples, e.batch_size))) + 2 * len(ids) + len(rec_ids)
+    with progress.task(f"{bundle.method_name} K={k}: choose guidance, sample, reconstruct, extract features",
+                       work) as bar:
+        guidance = timed("guidance_search_s", lambda: choose_guidance(bundle, k, seed, sets, bank, bar))
+        w = guidance["scale"]
+        plain = timed("unguided_s", lambda: _image_metrics(
+            extractor, _counted(_keep_grid(samples(1.0), ids, keep) if w == 1.0 else samples(1.0), bar), ids,
+            e.n_samples, e.batch_size, ref, common))
+        if w != 1.0:
+            guided = timed("guided_s", lambda: _image_metrics(
+                extractor, _counted(_keep_grid(samples(w), ids, keep), bar), ids, e.n_samples, e.batch_size,
+                ref, common))
+        else:
+            guided = plain
+            bar.advance(len(ids))
+        recon = timed("recon_s", lambda: _image_metrics(extractor, _counted(recon_batches(), bar), rec_ids, n_rec,
+                                                          e.batch_size, ref, common))
+    grid_ids = torch.cat([i for _, i in keep]) if keep else torch.zeros(0, dtype=torch.long)
+    grid = dist.gather_rows(torch.cat([x for x, _ in keep]).numpy() if keep else None, grid_ids)
+
+    if dist.world_size() > 1:  # per-image values from every rank, in index order, then averaged on rank 0
+        for name in ("psnr", "ssim", "lpips"):
+            vals = getattr(meter, name)
+            got = dist.gather_rows(np.asarray(vals, np.float64) if vals else None, rec_ids[:len(vals)])
+            if main:
+                setattr(meter, name, [] if got is None else got.tolist())
+    if not main:
+        return None, None
+    rec_q = meter.result()
+
+    compute = timed("flops_s", lambda: stage_flops(bundle, k, s, w))
+    align_set = sets.align_subset
+    with torch.no_grad():
+        z_val = bundle.tokenizer.encode(to_float(align_set.split.images(align_set.idx)).to(device))
+    align = timed("alignment_s", lambda: alignment_metrics(bundle, z_val, k))
+    real_fid, real_std = _vs_reference(real, ref, seed)
+    ceil_fid, ceil_std = _vs_reference(ceiling, ref, seed)
+    xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
+    classes = _class_accuracies(sets, guided, recon, bundle.num_classes) if sets.dataset_classes else {}
+
+    metrics = {"gfid": guided["fid"], "gfid_bootstrap_std": guided["fid_bootstrap_std"],
+               "gfid_noguidance": plain["fid"], "gfid_noguidance_bootstrap_std": plain["fid_bootstrap_std"],
+               "rfid": recon["fid"], "rfid_bootstrap_std": recon["fid_bootstrap_std"],
+               "real_fid": real_fid, "real_fid_bootstrap_std": real_std,
+               "rfid_full": ceil_fid, "rfid_full_bootstrap_std": ceil_std, "xlen_distance": xlen,
+               "kid": guided["kid"], "kid_std": guided["kid_std"], "inception_score": guided["inception_score"],
+               "precision": guided["precision"], "recall": guided["recall"],
+               "psnr": rec_q.get("psnr"), "ssim": rec_q.get("ssim"), "lpips": rec_q.get("lpips"), **classes}
+    for name, why in {**guided["reasons"], **rec_q.get("reasons", {})}.items():
+        if name in metrics and metrics[name] is None:
+            unavailable[name] = why
+    if not classes:  # absent with the reason, never 0 (folder class indices are no digits)
+        why = sets.class_accuracy_unavailable
+        unavailable.update(dict.fromkeys(("class_acc", "rclass_acc", "real_class_acc"), why))
+    if xlen is None:
+        unavailable["xlen_distance"] = f"needs more than {bundle.num_classes} samples (a same-class partner)"
+    notes += [f"{key}: {val}" for key, val in bundle.method.describe().items()]
+    label = extractor_label(extractor)
+    if guidance["protocol"] == "search" and not guidance["bracketed"]:
+        side = "largest" if w == max(guidance["grid"]) else "smallest"
+        edge = (f"guidance not bracketed: the chosen scale {w:g} is the {side} of the scales scored "
+                f"({guidance['grid']}: {len(guidance['added'])} added, sampler.cfg_extend = {s.cfg_extend}); the "
+                "best scale may lie beyond; widen sampler.cfg_scales or raise sampler.cfg_extend")
+        notes.append(edge)
+        progress.log(f"{bundle.method_name} K={k}: {edge}")
+    margin = guidance.get("margin_over_noise")
+    if margin is not None and margin < 1:
+        notes.append(f"guidance choice within selection noise: the runner-up scale is {margin:.2f} noise std "
+                     "behind the chosen one (guidance.score_std)")
+    ref_what = (f"{ref.stats.n} stratified {sets.test_split} images" if not sets.adm
+                else f"the ADM reference {cfg.eval.reference}")
+    notes.append(f"g{label} at CFG scale {w} ({guidance['protocol']}: {guidance['selection']}; interval "
+                 f"{list(s.cfg_interval)}); gfid_noguidance at scale 1.0; {e.n_samples} samples vs {ref_what}")
+    notes.append(f"r{label}: {n_rec} held-out images ({held.info['how']}) reconstructed at K vs the same reference; "
+                 f"real_fid: those images themselves (the floor at this n); rfid_full: reconstructed at K = N "
+                 f"(what the tokenizer allows)")
+    notes.append("xlen_distance: unguided samples at K vs at K = N with the same seeds and classes, feature "
+                 "distance / distance to another same-class sample at N (0 = identical)")
+    timing["total_s"] = time.perf_counter() - t_cell
+    extra = {}
+    if bundle.origin is not None:  # an imported model: labelled in every table, page and check
+        from vltbench.models.official_lgm import origin_note
+        extra["origin"] = bundle.origin.get("kind", "imported")
+        notes.append(origin_note(bundle.origin))
+    record = build_record(identity, _plain(metrics), unavailable=unavailable, compute=_plain(compute),
+                          alignment=_plain(align), timing=timing, notes=notes, guidance=_plain(guidance),
+                          subsets=sets.describe(), family=bundle.method.family,
+                          alignment_representation=alignment_representation(bundle, k),
+                          provenance=provenance(str(device), dist.world_size()), config=cfg.resolved(bundle.method_name),
+                          **extra)
+    grid = grid[:GRID_SAMPLES].transpose(0, 2, 3, 1)
+    return record, np.concatenate(list(grid), axis=1)
+
+
+def _class_accuracies(sets: RealSets, guided: dict, recon: dict, num_classes: int) -> dict:
+    """class_acc (samples vs their conditioning class), rclass_acc (held-out reconstructions at K vs
+    their label) and real_class_acc (the held-out images themselves), each with its binomial std."""
+    from .metrics.classifier import class_accuracy
+
+    held = sets.held_out
+    labels = held.split.labels[held.idx]
+    conditioned = sample_labels(torch.arange(len(guided["logits"])), num_classes).numpy()
+    out = {}
+    for name, logits, y in (("class_acc", guided["logits"], conditioned), ("rclass_acc", recon["logits"], labels),
+                            ("real_class_acc", sets.held_out_logits, labels)):
+        out[name], out[f"{name}_std"] = class_accuracy(logits, y)
+    return out
+
+
+def _counted(batches, bar):
+    """Pass batches through, advancing the cell's progress bar."""
+    for b in batches:
+        bar.advance(len(b))
+        yield b
+
+
+def _plain(obj):
+    """numpy scalars/arrays -> JSON-ready Python values."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,1 @@
+"""Reporting: leaderboard tables, paired differences, regression checks, figures and the HTML page."""

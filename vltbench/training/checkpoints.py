@@ -1,0 +1,180 @@
+"""Where a method's trained model comes from: shipped with the package, cached from an earlier
+training run, or trained now. The training identity (config + data) picks the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from vltbench.core import dist, locks, progress, registry
+from vltbench.core.config import Config
+from vltbench.data import Dataset
+from vltbench.core.errors import UserError
+from vltbench.core.hashing import hash_obj, sha256_file
+from vltbench.models.method_code import describe as describe_code, identity_part
+from vltbench.models.bundle import Bundle, build_bundle, load_bundle, read_metadata, recorded_code, save_bundle, training_identity
+from vltbench.core.paths import cache_dir
+from .loops import state_dir, train_dits, train_tokenizer
+
+
+def cached_path(cfg: Config, method: str, num_classes: int) -> Path:
+    """<method>-<config identity>-<code identity>: another version of the method's code trains a
+    checkpoint of its own (and `stale_cached` finds the others for a config)."""
+    config = hash_obj(training_identity(cfg, method, num_classes, code=False), 12)
+    code = hash_obj(identity_part(registry.code(method)), 8)
+    return cache_dir("checkpoints") / cfg.preset / f"{method}-{config}-{code}.safetensors"
+
+
+def stale_cached(cfg: Config, method: str, num_classes: int) -> Path | None:
+    """A cached checkpoint of this config trained by other code of the method (or by a vltbench that
+    did not key the cache by code), the newest; None when there is none."""
+    path = cached_path(cfg, method, num_classes)
+    config = path.stem.rsplit("-", 1)[0]
+    others = [p for p in path.parent.glob(f"{config}*.safetensors") if p != path and p.is_file()]
+    return max(others, key=lambda p: p.stat().st_mtime) if others else None
+
+
+def _manifest() -> tuple[dict, object]:
+    assets = resources.files("vltbench.assets")
+    manifest_file = assets.joinpath("checkpoints.json")
+    return (json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}), assets
+
+
+def shipped_entry_by_sha(sha: str) -> dict | None:
+    """The manifest entry of the shipped checkpoint with this sha256 (None if it is not shipped)."""
+    return next((e for e in _manifest()[0].values() if e.get("sha256") == sha), None)
+
+
+def shipped_path(cfg: Config, method: str, num_classes: int) -> tuple[Path, str] | None:
+    """A checkpoint shipped in vltbench/assets whose training identity matches, with its recorded sha:
+    the manifest's config identity and the method code it records must both be this run's."""
+    manifest, assets = _manifest()
+    entry = manifest.get(f"{cfg.preset}/{method}")
+    if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes, code=False)):
+        return None
+    if identity_part(entry.get("method_code") or {}) != identity_part(registry.code(method)):
+        return None  # the method's code changed since it was trained: a cached or new checkpoint instead
+    return Path(str(assets.joinpath(entry["file"]))), entry["sha256"]
+
+
+def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, str | None] | None:
+    shipped = shipped_path(cfg, method, num_classes)
+    if shipped is not None and shipped[0].is_file():
+        return shipped
+    path = cached_path(cfg, method, num_classes)
+    return (path, None) if path.is_file() else None
+
+
+def shipped_stale(cfg: Config, method: str, num_classes: int) -> Path | None:
+    """The shipped checkpoint of this config when only the method's code differs from what trained it."""
+    manifest, assets = _manifest()
+    entry = manifest.get(f"{cfg.preset}/{method}")
+    if entry and entry["identity"] == hash_obj(training_identity(cfg, method, num_classes, code=False)):
+        return Path(str(assets.joinpath(entry["file"])))
+    return None
+
+
+def no_checkpoint(cfg: Config, method: str, num_classes: int, hint: str | None = None) -> UserError:
+    """The error of `eval` without a usable checkpoint: none at all, or only stale ones (other code)."""
+    train = hint or f"`vltbench train --method {method}`"
+    stale = stale_cached(cfg, method, num_classes) or shipped_stale(cfg, method, num_classes)
+    if stale is not None:
+        try:
+            meta = read_metadata(stale)
+            recorded = recorded_code(meta, None if "method_code" in meta else sha256_file(stale))
+        except UserError:
+            recorded = None
+        return UserError(f"the checkpoint of {method} for this config ({stale}) is stale: it was trained with "
+                         f"{describe_code(recorded)}, the installed code is {describe_code(registry.code(method))}; "
+                         f"`vltbench eval` never trains: run {train} to retrain (then eval), or "
+                         f"`vltbench run` with the same options, which retrains and evaluates")
+    return UserError(f"no checkpoint for {method} with this config; run {train} first")
+
+
+@contextmanager
+def one_trainer(checkpoint: Path, method: str):
+    """Hold the training lock of the cached `checkpoint`; yields True if another process held it first.
+
+    Two single-process runs that need the same missing checkpoint would otherwise both train it (and
+    interleave their resumable training states). The lock is vltbench.core.locks' flock, like the cell
+    locks: released by the OS when its holder exits, even on kill -9, so no lock goes stale. Not
+    taken under torchrun / submitit, whose ranks train together (a rank waiting on a lock while its
+    peers enter collectives would deadlock)."""
+    if dist.launched():
+        yield False
+        return
+    lock = checkpoint.with_suffix(".train.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    waited = []
+
+    def say():
+        waited.append(True)
+        progress.log(f"{method}: another process is training this configuration; waiting for it ({lock})")
+
+    with locks.hold(lock, wait=True, on_wait=say):
+        yield bool(waited)
+
+
+def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
+                 lengths: list[int] | None = None) -> tuple[Bundle, Path, dict]:
+    """Train (resuming from a saved training state if one exists); under torchrun every rank
+    trains (DDP) and rank 0 writes the checkpoint. A single process that had to wait for another
+    one training the same configuration loads that one's checkpoint instead of training again."""
+    dist.init(device)
+    done = cached_path(cfg, method, ds.num_classes)
+    with one_trainer(done, method) as waited:
+        if waited and out is None and done.is_file():
+            progress.log(f"{method}: the other process wrote {done}; loading it instead of training again")
+            return load_bundle(done, cfg, method, ds.num_classes), done, {}
+        return _train(cfg, method, ds, device, out, lengths)
+
+
+def _train(cfg: Config, method: str, ds: Dataset, device, out: Path | None,
+           lengths: list[int] | None) -> tuple[Bundle, Path, dict]:
+    bundle = build_bundle(cfg, method, ds.num_classes)
+    path = out or cached_path(cfg, method, ds.num_classes)
+    # each stage's loss log lies beside the checkpoint it produces (train.loss_log_path)
+    timing = train_tokenizer(bundle, ds, device, loss_log=path)
+    timing.update(train_dits(bundle, ds, device, lengths, loss_log=path))
+    if dist.is_main():
+        save_bundle(bundle.to("cpu"), path)
+        shutil.rmtree(state_dir(bundle), ignore_errors=True)  # finished: the checkpoint replaces the states
+        progress.log(f"{method}: checkpoint written to {path}")
+    dist.barrier()  # the other ranks read the checkpoint (its hash) only once it exists
+    return bundle, path, timing
+
+
+def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: str | None = None,
+                  train: bool = True, lengths: list[int] | None = None,
+                  hint: str | None = None) -> tuple[Bundle, Path, str, dict]:
+    """Load the given / shipped / cached checkpoint, or train one. Returns (bundle, path, sha256, timing).
+    hint: the `vltbench train ...` command (with the caller's options) that messages name."""
+    if checkpoint is not None:
+        path, expected = Path(checkpoint), None
+    else:
+        # rank 0 decides, so every rank takes the same branch (train together or load)
+        found = dist.broadcast_object(find_checkpoint(cfg, method, ds.num_classes) if dist.is_main() else None)
+        if found is None:
+            if not train:
+                raise no_checkpoint(cfg, method, ds.num_classes, hint)
+            bundle, path, timing = train_bundle(cfg, method, ds, device, lengths=lengths)
+            return bundle.to(device), path, sha256_file(path), timing
+        path, expected = found
+    meta = read_metadata(path) if path.is_file() else {}  # a missing file: load_bundle says so
+    if "origin" in meta and "dit" not in meta.get("stages", "").split(","):
+        raise UserError(f"checkpoint {path} is an imported tokenizer without a generator; import it again with "
+                        "`vltbench import lgm --generator xl.pth --latent-stats latents_stats.pt`")
+    bundle = load_bundle(path, cfg, method, ds.num_classes, expected_sha=expected, hint=hint)
+    if "dit" not in bundle.stages:
+        raise UserError(f"checkpoint {path} holds no trained DiT; train it with {hint or f'`vltbench train --method {method}`'}")
+    progress.log(f"{method}: loaded checkpoint {path}")
+    return bundle.to(device), path, expected or sha256_file(path), {}
+
+
+def describe(path: Path) -> dict:
+    meta = read_metadata(path)
+    return {"method": meta["method"], "preset": meta["preset"], "n_tokens": int(meta["n_tokens"]),
+            "stages": meta["stages"], "sha256": sha256_file(path)}
