@@ -81,7 +81,8 @@ def test_evaluate_returns_exactly_the_requested_cells(cli_results, one_thread):
 
 def test_leaderboard_check_plot(cli_results, tmp_path):
     from vltbench.reporting.check import CheckReport
-    from vltbench.reporting.tables import Table, render
+    from vltbench.reporting.formats import render
+    from vltbench.reporting.tables import Table
     from vltbench.evaluation.store import load_frame
 
     tables = vltbench.leaderboard(cli_results)

@@ -13,7 +13,8 @@ from PIL import Image
 
 import vltbench
 from vltbench.reporting.page import SCRIPT, browser_dom, find_browser, screenshot
-from vltbench.reporting.tables import leaderboard, render
+from vltbench.reporting.formats import render
+from vltbench.reporting.tables import leaderboard
 from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity, run_cli, with_protocol
 

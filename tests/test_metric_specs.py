@@ -9,7 +9,8 @@ from vltbench.reporting.check import check
 from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics import specs
 from vltbench.evaluation.metrics.specs import MetricSpec, metric_spec, metric_specs, register_metric
-from vltbench.reporting.tables import leaderboard, render
+from vltbench.reporting.formats import render
+from vltbench.reporting.tables import leaderboard
 from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity
 

@@ -205,7 +205,7 @@ def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
     and records, leaderboard, report page and check label the model as imported."""
     import vltbench
     from test_data import write_images
-    from vltbench.reporting.tables import render
+    from vltbench.reporting.formats import render
 
     _, out, f = imported
     for split in ("train", "val"):

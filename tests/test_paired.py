@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from vltbench.reporting.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_differences, paired_mean_se, t95
-from vltbench.reporting.tables import leaderboard, render
+from vltbench.reporting.formats import render
+from vltbench.reporting.tables import leaderboard
 from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from vltbench.core.errors import UserError
 from vltbench.reporting.figures import make_plots
-from vltbench.reporting.tables import auc_log_gflops, guidance_text, leaderboard, pareto_mask, render
+from vltbench.reporting.formats import render
+from vltbench.reporting.tables import auc_log_gflops, guidance_text, leaderboard, pareto_mask
 from vltbench.evaluation.store import ResultStore, build_record, load_frame
 from helpers import identity, with_protocol
 

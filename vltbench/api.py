@@ -444,7 +444,7 @@ def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
     """The leaderboard of a results folder (or record file, or a frame from `evaluate`).
 
     Returns one `vltbench.reporting.tables.Table` per comparable group of records (same dataset, metric spec and
-    sampler; render them with `vltbench.reporting.tables.render(tables, "md" | "csv" | "html")`), or with
+    sampler; render them with `vltbench.reporting.formats.render(tables, "md" | "csv" | "html")`), or with
     frame=True one tidy DataFrame: the group fields, then per row (row = method | floor | ceiling)
     method, K, seeds, each metric's mean and `<metric>_std`, pareto, and `best` (the columns where
     the row is best). Raises UserError when there are no records.

@@ -121,7 +121,8 @@ def _print_leaderboard(results: Path) -> None:
 def _show_tables(tables, fmt: str) -> None:
     """rich in a terminal; piped or logged, markdown, which keeps every column (rich would squeeze
     ~20 columns into 80 characters)."""
-    from vltbench.reporting.tables import print_tables, render
+    from vltbench.reporting.formats import render
+    from vltbench.reporting.tables import print_tables
 
     if fmt == "rich" and sys.stdout.isatty():
         print_tables(tables)
@@ -214,7 +215,7 @@ def leaderboard_cmd(results: Path = RESULTS,
                     quiet: bool = QUIET):
     """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
     _quiet(quiet)
-    from vltbench.reporting.tables import render
+    from vltbench.reporting.formats import render
 
     tables = api.leaderboard(results)
     if out is not None:

@@ -545,7 +545,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     timing["total_s"] = time.perf_counter() - t_cell
     extra = {}
     if bundle.origin is not None:  # an imported model: labelled in every table, page and check
-        from vltbench.models.official_lgm import origin_note
+        from vltbench.models.imported import origin_note
         extra["origin"] = bundle.origin.get("kind", "imported")
         notes.append(origin_note(bundle.origin))
     record = build_record(identity, _plain(metrics), unavailable=unavailable, compute=_plain(compute),

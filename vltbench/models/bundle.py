@@ -21,6 +21,8 @@ from vltbench.core.atomic import atomic_path
 from vltbench.core.config import Config, validate_options
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import hash_obj, sha256_file
+from . import shipped
+from .imported import describe_imported
 from .method import Method
 from .method_code import describe as describe_code, identity_part
 from .dit import DiT
@@ -243,8 +245,7 @@ def recorded_code(meta: dict, sha: str | None) -> dict | None:
             return {}
     if sha is None:
         return None
-    from vltbench.training.checkpoints import shipped_entry_by_sha
-    entry = shipped_entry_by_sha(sha)
+    entry = shipped.entry_by_sha(sha)
     return entry.get("method_code") if entry else None
 
 
@@ -300,7 +301,6 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
         raise UserError(f"checkpoint {path} is unreadable or truncated ({e}); delete it and retrain") from None
     bundle = build_bundle(cfg, method_name, num_classes)
     if origin is not None:
-        from .official_lgm import describe_imported
         describe_imported(bundle, origin)
     tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 

@@ -35,7 +35,8 @@ from vltbench.core.config import Config
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
 
-ORIGIN = "official LGM release"
+from .imported import ORIGIN, describe_imported
+
 METHOD = "merge"
 
 # Networks that only train the official tokenizer (REPA target and its DINO decoder head, codebook usage
@@ -405,19 +406,3 @@ def _prefix(key: str) -> str:
         if key.startswith(p):
             return p
     return key
-
-
-def describe_imported(bundle, origin: dict) -> None:
-    """Mark a bundle as imported: its records say how the model was trained (upstream), not vltbench's recipe."""
-    bundle.origin = origin
-    weights = (origin.get("tokenizer") or {}).get("weights", "ema")
-    bundle.method.encoder_start = f"{origin.get('kind', ORIGIN)}: trained upstream (its encoder started from DINOv2 ViT-B)"
-    bundle.method.tokenizer_weights = f"{origin.get('kind', ORIGIN)}'s {'EMA' if weights == 'ema' else 'raw'} weights"
-
-
-def origin_note(origin: dict) -> str:
-    """The record note of an imported model: what it is and which files (by sha256) it came from."""
-    files = [f"{part['file']} (sha256 {part['sha256'][:12]}, {part.get('weights', 'statistics')})"
-             for part in (origin.get("tokenizer"), origin.get("generator"), origin.get("latent_stats")) if part]
-    return (f"imported model: {origin.get('kind', ORIGIN)}, not trained by vltbench; converted by `vltbench import lgm` "
-            f"from {', '.join(files)}; sampler settings as the official evaluation (preset lgm-official-xl)")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from vltbench.core import __version__
-from .tables import DIFFERENCE_HEADERS, Table, _cells, _fmt, _headers, _summary, comparable_groups, difference_caption, difference_cells, leaderboard
+from .tables import DIFFERENCE_HEADERS, Table, cell_texts, headers, summary_lines, comparable_groups, difference_caption, difference_cells, leaderboard
 
 e = html.escape
 
@@ -109,12 +109,12 @@ def _td(text: str, best: bool, attr: str) -> str:
 def table_html(t: Table, tid: str = "") -> str:
     """The Table as an HTML table: mean ± interval cells as the markdown table shows them, best cells bold
     (class best), floor / ceiling rows by class, data-v sort keys for the header buttons."""
-    heads = _headers(t)
+    heads = headers(t)
     keys = ["method", "K", "seeds"] + [c.key for c in t.columns] + ["pareto"]
     out = [f"<div class='scroll'><table class='board sortable'{f' id={e(tid)!r}' if tid else ''} data-part='table'>",
            f"<caption>Leaderboard: {e(t.title)}</caption>", "<thead><tr>"
            + "".join(f"<th scope='col'>{_breakable(h)}</th>" for h in heads) + "</tr></thead>", "<tbody>"]
-    for i, (row, cells) in enumerate(zip(t.rows.to_dict("records"), _cells(t))):
+    for i, (row, cells) in enumerate(zip(t.rows.to_dict("records"), cell_texts(t))):
         kind = row["row"]
         tds = [f"<th scope='row' data-v='{i}'>{e(cells[0][0])}</th>"]  # the first column sorts back to this order
         for key, (text, best) in zip(keys[1:], cells[1:]):
@@ -125,7 +125,7 @@ def table_html(t: Table, tid: str = "") -> str:
     out += ["</tbody></table></div>",
             "<p class='notes'>Best per column in bold (method rows only). Floor and ceiling rows (italic) are "
             "references, never ranked. Click a header to sort; the first column restores this order.</p>",
-            "<ul class='notes'>" + "".join(f"<li>{e(s)}</li>" for s in _summary(t)) + "</ul>"]
+            "<ul class='notes'>" + "".join(f"<li>{e(s)}</li>" for s in summary_lines(t)) + "</ul>"]
     return "\n".join(out + [differences_html(t)])
 
 

@@ -16,10 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import trapezoid
 
-from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics.specs import column_specs, fd_name, metric_spec
 
-FORMATS = ("md", "csv", "html")
 
 
 @dataclass
@@ -386,7 +384,7 @@ def _difference_lines(t: Table) -> list[str]:
 
 
 # -- rendering -------------------------------------------------------------------
-def _cells(t: Table) -> list[list[tuple[str, bool]]]:
+def cell_texts(t: Table) -> list[list[tuple[str, bool]]]:
     """(text, is_best) per displayed cell."""
     out = []
     for i, r in enumerate(t.rows.itertuples(index=False)):
@@ -404,11 +402,11 @@ def _cells(t: Table) -> list[list[tuple[str, bool]]]:
     return out
 
 
-def _headers(t: Table) -> list[str]:
+def headers(t: Table) -> list[str]:
     return ["method", "K", "seeds"] + [c.header for c in t.columns] + ["Pareto"]
 
 
-def _summary(t: Table) -> list[str]:
+def summary_lines(t: Table) -> list[str]:
     lines = []
     g = _gfid_header(t)
     if t.pareto:
@@ -420,14 +418,14 @@ def _summary(t: Table) -> list[str]:
     return lines + t.notes
 
 
-def _md(t: Table) -> str:
+def markdown(t: Table) -> str:
     out = [f"### {t.title}", ""]
     out += [f"- {k}: {v}" for k, v in t.group.items() if k != "comparable_key"]
-    heads = _headers(t)
+    heads = headers(t)
     out += ["", "| " + " | ".join(heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
-    for row in _cells(t):
+    for row in cell_texts(t):
         out.append("| " + " | ".join(f"**{s}**" if b else s for s, b in row) + " |")
-    out += ["", "Best per column in bold."] + [f"- {s}" for s in _summary(t)] + _difference_lines(t)
+    out += ["", "Best per column in bold."] + [f"- {s}" for s in summary_lines(t)] + _difference_lines(t)
     return "\n".join(out) + "\n"
 
 
@@ -444,22 +442,11 @@ def tidy_frame(tables: list[Table]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _csv(tables: list[Table]) -> str:
+def csv_text(tables: list[Table]) -> str:
     buf = io.StringIO()
     if tables:
         tidy_frame(tables).to_csv(buf, index=False)
     return buf.getvalue()
-
-
-def render(tables: list[Table], fmt: str = "md") -> str:
-    if fmt == "md":
-        return "\n".join(_md(t) for t in tables) if tables else "No result records.\n"
-    if fmt == "html":  # the report page's tables (vltbench.reporting.page), without its figures
-        from .page import leaderboard_page
-        return leaderboard_page(tables)
-    if fmt == "csv":
-        return _csv(tables)
-    raise UserError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def rich_tables(tables: list[Table]) -> list:
@@ -472,11 +459,11 @@ def rich_tables(tables: list[Table]) -> list:
     out = []
     for t in tables:
         # escaped: labels ("merge [separate]") and notes hold brackets that rich would take for markup
-        caption = escape("\n".join([f"{k}: {v}" for k, v in t.group.items() if k != "comparable_key"] + _summary(t)))
+        caption = escape("\n".join([f"{k}: {v}" for k, v in t.group.items() if k != "comparable_key"] + summary_lines(t)))
         rt = RichTable(title=escape(t.title), caption=caption, caption_justify="left")
-        for j, h in enumerate(_headers(t)):
+        for j, h in enumerate(headers(t)):
             rt.add_column(escape(h), justify="left" if j == 0 else "right")
-        for kind, row in zip(t.rows["row"], _cells(t)):  # reference rows dimmed: never ranked
+        for kind, row in zip(t.rows["row"], cell_texts(t)):  # reference rows dimmed: never ranked
             cells = [f"[bold green]{escape(s)}*[/]" if b else escape(s) for s, b in row]
             rt.add_row(*cells, style=None if kind == "method" else "dim")
         out.append(rt)

@@ -3,10 +3,8 @@ training run, or trained now. The training identity (config + data) picks the fi
 
 from __future__ import annotations
 
-import json
 import shutil
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 from vltbench.core import dist, locks, progress, registry
@@ -14,6 +12,7 @@ from vltbench.core.config import Config
 from vltbench.data import Dataset
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import hash_obj, sha256_file
+from vltbench.models import shipped
 from vltbench.models.method_code import describe as describe_code, identity_part
 from vltbench.models.bundle import Bundle, build_bundle, load_bundle, read_metadata, recorded_code, save_bundle, training_identity
 from vltbench.core.paths import cache_dir
@@ -37,21 +36,10 @@ def stale_cached(cfg: Config, method: str, num_classes: int) -> Path | None:
     return max(others, key=lambda p: p.stat().st_mtime) if others else None
 
 
-def _manifest() -> tuple[dict, object]:
-    assets = resources.files("vltbench.assets")
-    manifest_file = assets.joinpath("checkpoints.json")
-    return (json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}), assets
-
-
-def shipped_entry_by_sha(sha: str) -> dict | None:
-    """The manifest entry of the shipped checkpoint with this sha256 (None if it is not shipped)."""
-    return next((e for e in _manifest()[0].values() if e.get("sha256") == sha), None)
-
-
 def shipped_path(cfg: Config, method: str, num_classes: int) -> tuple[Path, str] | None:
     """A checkpoint shipped in vltbench/assets whose training identity matches, with its recorded sha:
     the manifest's config identity and the method code it records must both be this run's."""
-    manifest, assets = _manifest()
+    manifest, assets = shipped.manifest()
     entry = manifest.get(f"{cfg.preset}/{method}")
     if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes, code=False)):
         return None
@@ -70,7 +58,7 @@ def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, s
 
 def shipped_stale(cfg: Config, method: str, num_classes: int) -> Path | None:
     """The shipped checkpoint of this config when only the method's code differs from what trained it."""
-    manifest, assets = _manifest()
+    manifest, assets = shipped.manifest()
     entry = manifest.get(f"{cfg.preset}/{method}")
     if entry and entry["identity"] == hash_obj(training_identity(cfg, method, num_classes, code=False)):
         return Path(str(assets.joinpath(entry["file"])))
