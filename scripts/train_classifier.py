@@ -1,4 +1,4 @@
-"""Retrain the mnist-cnn feature extractor (vltbench/metrics/classifier.py) by its recipe.
+"""Retrain the mnist-cnn feature extractor (vltbench/evaluation/metrics/classifier.py) by its recipe.
 
     python scripts/train_classifier.py [--out vltbench/assets/mnist-cnn.safetensors]
 

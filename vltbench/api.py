@@ -431,7 +431,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                latent_stats: str | Path | None = None, ema: bool = True, preset: str = "lgm-official-xl",
                config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
     """Import the official LGM release as `vltbench import lgm` does: tokenizer.pt (+ xl.pth and
-    latents_stats.pt) -> one merge checkpoint at `out` (vltbench/official_lgm.py); returns its path."""
+    latents_stats.pt) -> one merge checkpoint at `out` (vltbench/models/official_lgm.py); returns its path."""
     from vltbench.models.official_lgm import import_lgm as run
 
     out = writable_file(out, "--out")

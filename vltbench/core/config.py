@@ -108,7 +108,7 @@ class TokenizerLossesCfg(Strict):
 class QuantizerCfg(Strict):
     """none: the L2-normalised latents go to the decoder as they are. softvq: upstream LGM's SoftVQ after
     the L2 normalisation: `codebooks` contiguous segments of positions, one L2-normalised codebook of
-    `codebook_size` entries each, z_q = softmax(z . E / temperature) . E (vltbench/nn/tokenizer.py)."""
+    `codebook_size` entries each, z_q = softmax(z . E / temperature) . E (vltbench/models/tokenizer.py)."""
     kind: Literal["none", "softvq"] = "none"
     codebooks: int = Field(4, ge=1)
     codebook_size: int = Field(8192, ge=1)
@@ -155,7 +155,7 @@ class TokenizerCfg(Strict):
     warm_start: int = Field(0, ge=0)
     # The encoder's start: a local pretrained timm ViT (model: its timm name, e.g. vit_base_patch14_dinov2
     # as upstream; weights: a local file), its blocks copied into encoder blocks 0..enc_depth-1 when a
-    # tokenizer trains from scratch (vltbench/pretrained.py). Off (both null): random init. The
+    # tokenizer trains from scratch (vltbench/models/pretrained.py). Off (both null): random init. The
     # identity holds the file's sha256, not its path.
     encoder_init: NetworkCfg = NetworkCfg()
     # Save a resumable training state every N steps (0: only when the stage ends). Not part of the

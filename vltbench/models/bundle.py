@@ -85,7 +85,7 @@ class Bundle:
     latent_mean: torch.Tensor | None = None  # (d,) per-channel standardisation of latents
     latent_std: torch.Tensor | None = None
     stages: list[str] = field(default_factory=list)  # "tokenizer", "dit"
-    # where an imported model comes from (vltbench/official_lgm.py); None: trained by vltbench
+    # where an imported model comes from (vltbench/models/official_lgm.py); None: trained by vltbench
     origin: dict | None = None
 
     @property

@@ -364,7 +364,7 @@ def difference_caption(name: str) -> str:
     from .paired import MODEL_NOTE
 
     return (f"Paired differences a − b of {name}, per K: pairs share (training seed, sampling seed); "
-            f"{MODEL_NOTE} (vltbench/paired.py)")
+            f"{MODEL_NOTE} (vltbench/reporting/paired.py)")
 
 
 def difference_cells(r) -> list[str]:
