@@ -45,7 +45,7 @@ vltbench leaderboard --results results/reference --format md --out results/leade
 vltbench leaderboard --results results/reference --format csv --out results/leaderboard.csv
 vltbench plot --results results/reference --out results/plots
 vltbench report --results results/reference --out results/report.html
-python -c "from vltbench.html_report import screenshot_page as s; s('results/report.html', 'results/report.png')"
+python -c "from vltbench.reporting.page import screenshot_page as s; s('results/report.html', 'results/report.png')"
 python scripts/tiny_gates.py --results results/reference --out results/GATES.md \
   --check-degraded results/check/degraded.json --check-rerun results/check/rerun.json \
   --folder-log results/check/folder-run.txt --sizing results/warm_start/sizing-*.jsonl  # warm 0: sizing-warm0.jsonl, kept

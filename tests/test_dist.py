@@ -216,7 +216,7 @@ def _fail_at(monkeypatch, target, name, n, action):
 
 
 def test_resume_after_crashes_in_each_stage_is_bitwise_identical(tmp_path, monkeypatch):
-    import vltbench.train as train
+    import vltbench.training.loops as train
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
     cfg = _tiny_cfg()
@@ -238,7 +238,7 @@ def test_resume_after_crashes_in_each_stage_is_bitwise_identical(tmp_path, monke
 
 
 def test_nan_loss_names_the_step_and_keeps_the_last_good_state(tmp_path, monkeypatch):
-    import vltbench.train as train
+    import vltbench.training.loops as train
     from safetensors import safe_open
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))

@@ -76,7 +76,8 @@ import atexit, contextlib, json, os, signal, sys, time
 KILL = int(os.environ.get("VLTBENCH_TEST_KILL_LINE", "0"))
 COUNT_FILE = os.environ.get("VLTBENCH_TEST_COUNT_FILE")
 CLAIM_WAIT = os.environ.get("VLTBENCH_TEST_CLAIM_WAIT") == "1"
-from vltbench import atomic as _atomic, locks as _locks, store as _store
+from vltbench.core import atomic as _atomic, locks as _locks
+from vltbench.evaluation import store as _store
 TARGETS = {_store.__file__, _atomic.__file__, _locks.__file__}
 n = 0
 
@@ -1343,7 +1344,7 @@ REF_CHILD = r'''
 import sys, time
 from pathlib import Path
 import torch
-from vltbench.metrics import get_extractor, reference_stats
+from vltbench.evaluation.metrics import get_extractor, reference_stats
 log = Path(sys.argv[1])
 def batches():
     with open(log, "a") as f:

@@ -133,7 +133,7 @@ def test_stale_lock_is_taken_over(tmp_path):
 # One claim in a child process, as the sweep does for a cell: skip if done, claim, compute (write).
 CLAIM_AND_WRITE = """
 import json, sys
-from vltbench.store import ResultStore
+from vltbench.evaluation.store import ResultStore
 rec, store = json.loads(open(sys.argv[1]).read()), ResultStore(sys.argv[2])
 if store.exists(rec["cell_id"]):
     print("done earlier"); sys.exit(0)
@@ -147,7 +147,7 @@ with store.claim(rec["cell_id"]) as mine:
 # Claims a cell, says so, then sleeps holding it (until killed).
 CLAIM_AND_SLEEP = """
 import sys, time
-from vltbench.store import ResultStore
+from vltbench.evaluation.store import ResultStore
 with ResultStore(sys.argv[1]).claim(sys.argv[2]) as mine:
     print("held" if mine else "taken", flush=True)
     time.sleep(600 if mine else 0)
