@@ -129,6 +129,15 @@ def _show_tables(tables, fmt: str) -> None:
         typer.echo(render(tables, "md" if fmt == "rich" else fmt))
 
 
+def _extractor_list() -> str:
+    """Every registered feature extractor with its summary, for the --extractor help."""
+    items = []
+    for name in registry.extractors.names():
+        summary = registry.extractors.info(name)["summary"]
+        items.append(f"{name} ({summary})" if summary else name)
+    return ", ".join(items[:-1]) + (" or " if len(items) > 1 else "") + items[-1]
+
+
 SWEEP_OPTS = dict(
     method=typer.Option(None, "--method", "-m", help="Method name, or 'all' (see `vltbench methods`)."),
     methods=typer.Option(None, "--methods", help="Several methods, comma-separated."),
@@ -140,8 +149,7 @@ SWEEP_OPTS = dict(
     n_samples=typer.Option(None, "--n-samples", help="Generated samples (and reconstructions) per cell."),
     extractor=typer.Option(None, "--extractor", help="Feature extractor. Default: the config's eval.extractor, auto "
                            "in every preset: mnist-cnn on mnist (the tiny preset), inception on any other dataset. "
-                           "inception (FID), mnist-cnn (FD_mnist-cnn and class accuracy; mnist only) or randproj "
-                           "(cheap, FD_randproj, not FID). gfid / rfid hold this extractor's Fréchet distance."),
+                           f"{_extractor_list()}. gfid / rfid hold this extractor's Fréchet distance."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
     data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
     executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "

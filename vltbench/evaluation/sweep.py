@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vltbench.core import dist, progress, registry
+from vltbench.core import dist, progress
 from vltbench.core.atomic import remove_leftovers
 from vltbench.training.checkpoints import obtain_bundle
 from vltbench.core.config import Config
@@ -40,6 +40,7 @@ from vltbench.core.device import resolve_device, to_float
 from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from vltbench.training.latents import cached_latents
 from .metrics import compute_image_metrics, extractor_for, reference_stats
+from vltbench.models import method_code
 from vltbench.models.bundle import Bundle, read_metadata
 from vltbench.core.paths import cache_dir
 from .references import RealSets, splits
@@ -167,7 +168,7 @@ def _run_sweep(spec: SweepSpec) -> SweepSpec:
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
                                                         train=spec.train, hint=spec.hint(method))
-        code = registry.code(method)  # what trained the checkpoint too: load_bundle refuses other code
+        code = method_code.code(method)  # what trained the checkpoint too: load_bundle refuses other code
         bank = None
         if bundle.method.data_dependent:
             with dist.main_first():
