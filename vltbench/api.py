@@ -18,7 +18,6 @@ CLI's start stay fast.
 from __future__ import annotations
 
 import errno
-import importlib
 import numbers
 import os
 import warnings
