@@ -29,6 +29,14 @@ DEVICE = typer.Option(None, "--device", help="auto (CUDA when present), cpu or c
 RESULTS = typer.Option(Path("results/runs"), "--results", "-r", help="Results folder (one JSON record per cell).")
 
 
+def _root_datasets() -> str:
+    """The registered datasets that read data.root, for the --data-root help."""
+    return "/".join(n for n in registry.datasets.names() if registry.datasets.info(n)["needs_root"])
+
+
+DATA_ROOT_HELP = f"Dataset folder for {_root_datasets()} datasets."
+
+
 def _quiet(quiet: bool) -> None:
     """--quiet / -q on every command (those that print only their result have no log lines to hide)."""
     if quiet:
@@ -61,7 +69,7 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
               generator: Optional[str] = typer.Option(None, help="joint (one DiT for all lengths) or separate (one per length)."),
               lengths: Optional[str] = typer.Option(None, help="Lengths for --generator separate (default: the config's lengths.train)."),
               out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint path (default: the checkpoint cache)."),
-              data_root: Optional[str] = typer.Option(None, help="Dataset folder for folder/imagenet datasets."),
+              data_root: Optional[str] = typer.Option(None, help=DATA_ROOT_HELP),
               device: Optional[str] = DEVICE, quiet: bool = QUIET):
     """Train one method on a preset: tokenizer, latent cache, DiT(s); writes a checkpoint."""
     path = api.train(method, preset=preset, config=config, overrides=sets, generator=generator, lengths=lengths,
@@ -151,7 +159,7 @@ SWEEP_OPTS = dict(
                            "in every preset: mnist-cnn on mnist (the tiny preset), inception on any other dataset. "
                            f"{_extractor_list()}. gfid / rfid hold this extractor's Fréchet distance."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
-    data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
+    data_root=typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "
                           "(one Slurm job array task per missing cell, via submitit; needs --slurm-partition and "
                           "pip install 'vltbench\\[slurm]'; resources: --set slurm.KEY=VALUE) or submitit-local "

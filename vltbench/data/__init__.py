@@ -14,11 +14,24 @@ import difflib
 import numbers
 import os
 
+from typing import TYPE_CHECKING
+
 from vltbench.core.errors import UserError
 from vltbench.core.registry import datasets, resolve
-from vltbench.data.core import ArrayImageSet, Dataset, ImageSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vltbench.data.core import Dataset
 
 __all__ = ["ArrayImageSet", "Dataset", "ImageSet", "class_names", "dataset_info", "load_data", "load_dataset"]
+
+
+def __getattr__(name):
+    # the types load with numpy only when used: reading the catalog (the CLI's help, config checks) stays cheap
+    if name in ("ArrayImageSet", "Dataset", "ImageSet"):
+        from vltbench.data import core
+
+        return getattr(core, name)
+    raise AttributeError(name)
 
 
 def _positive_int(what: str, value) -> None:
@@ -43,6 +56,8 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, image_size
         raise UserError(f"dataset {name!r} reads images from disk: set data.root (or --data-root) to its folder")
     if not needs_root and root is not None:
         raise UserError(f"dataset {name!r} comes with its images and takes no root: unset data.root or use name 'folder'")
+    from vltbench.data.core import Dataset
+
     train, val = datasets.get(name)(name, root=root, image_size=image_size, seed=seed, train_count=train_count,
                                     val_count=val_count)
     return Dataset.from_splits(name, train, val, image_size, flip)
