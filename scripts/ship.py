@@ -19,7 +19,7 @@ from vltbench.training.checkpoints import cached_path
 from vltbench.core.config import load_config
 from vltbench.data import load_data
 from vltbench.core.hashing import hash_obj
-from vltbench.core import registry
+from vltbench.models import method_code
 from vltbench.models.bundle import load_bundle, save_bundle, training_identity
 
 ASSETS = Path(__file__).resolve().parents[1] / "vltbench" / "assets"  # this checkout's, committed with it
@@ -39,7 +39,7 @@ def ship(preset: str, methods: list[str]) -> dict:
         # the config identity (as before method code was recorded) and the code it was trained with
         manifest[f"{preset}/{method}"] = {"file": name, "sha256": sha, "source": src.name,
                                           "identity": hash_obj(training_identity(cfg, method, ds.num_classes, code=False)),
-                                          "method_code": registry.code(method)}
+                                          "method_code": method_code.code(method)}
         print(f"{method}: {assets / name} ({(assets / name).stat().st_size / 1e6:.1f} MB, sha256 {sha[:12]})")
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

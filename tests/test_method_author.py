@@ -201,7 +201,6 @@ def test_shipped_checkpoints_record_the_code_that_trained_them(monkeypatch):
     """The README's main job loads the shipped merge (no retraining): the manifest records each built-in's
     code, which is unchanged; a changed built-in (another source hash) no longer matches it."""
     from vltbench.training import checkpoints
-    from vltbench.core import registry
     from vltbench.core.config import load_config
     from vltbench.core.errors import UserError
     from vltbench.models.bundle import load_bundle
@@ -211,13 +210,15 @@ def test_shipped_checkpoints_record_the_code_that_trained_them(monkeypatch):
         found = checkpoints.find_checkpoint(cfg, method, 10)
         assert found is not None and found[0].parent.name == "assets" and found[1], method
     path, sha = checkpoints.find_checkpoint(cfg, "merge", 10)
-    real = registry.code
+    from vltbench.models import method_code
+
+    real = method_code.code
 
     def edited(name):
         fp = real(name)
         return {**fp, "source_sha256": "0" * 64} if name == "merge" else fp
 
-    monkeypatch.setattr(registry, "code", edited)
+    monkeypatch.setattr(method_code, "code", edited)
     assert checkpoints.shipped_path(cfg, "merge", 10) is None  # -> run trains a checkpoint of its own
     with pytest.raises(UserError, match=r"is stale: merge was trained with another version of its code \(vltbench"):
         load_bundle(path, cfg, "merge", 10, expected_sha=sha)

@@ -18,7 +18,6 @@ CLI's start stay fast.
 from __future__ import annotations
 
 import errno
-import importlib
 import numbers
 import os
 import warnings
@@ -39,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
 
 DEFAULT_RESULTS = Path("results/runs")
-BUILT_IN = ("embedded", "mnist", "digits")  # datasets whose class list is in the package
 IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
 
 
@@ -626,16 +624,18 @@ def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
     d = cfg.data
     if given is not None and (not _is_int(given) or given < 1):
         raise UserError(f"--num-classes {given}: give a positive number of classes, e.g. --num-classes 1000")
+    from .data import class_names
+
     known, source = None, ""
-    if d.name in BUILT_IN:
-        CLASS_NAMES = importlib.import_module(f"vltbench.data.{d.name}").CLASS_NAMES
-        known, source = len(CLASS_NAMES), f"dataset {d.name}"
+    classes = class_names(d.name)  # the dataset's entry: names, a count, or None (its folders tell)
+    if classes is not None:
+        known, source = (classes if isinstance(classes, int) else len(classes)), f"dataset {d.name}"
     elif d.root is not None:
         known = _count_class_folders(d.name, Path(d.root).expanduser())
         source = f"class folders of {d.root}"
     if known is not None:
         if given is not None and given != known:
-            where = f" in {d.root}" if d.root is not None and d.name not in BUILT_IN else ""
+            where = f" in {d.root}" if d.root is not None and classes is None else ""
             raise UserError(f"--num-classes {given}: dataset {d.name!r} has {known} classes{where}; drop "
                             "--num-classes, which is for a folder or imagenet dataset whose data is not here")
         return known, source

@@ -29,6 +29,14 @@ DEVICE = typer.Option(None, "--device", help="auto (CUDA when present), cpu or c
 RESULTS = typer.Option(Path("results/runs"), "--results", "-r", help="Results folder (one JSON record per cell).")
 
 
+def _root_datasets() -> str:
+    """The registered datasets that read data.root, for the --data-root help."""
+    return "/".join(n for n in registry.datasets.names() if registry.datasets.info(n)["needs_root"])
+
+
+DATA_ROOT_HELP = f"Dataset folder for {_root_datasets()} datasets."
+
+
 def _quiet(quiet: bool) -> None:
     """--quiet / -q on every command (those that print only their result have no log lines to hide)."""
     if quiet:
@@ -61,7 +69,7 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
               generator: Optional[str] = typer.Option(None, help="joint (one DiT for all lengths) or separate (one per length)."),
               lengths: Optional[str] = typer.Option(None, help="Lengths for --generator separate (default: the config's lengths.train)."),
               out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint path (default: the checkpoint cache)."),
-              data_root: Optional[str] = typer.Option(None, help="Dataset folder for folder/imagenet datasets."),
+              data_root: Optional[str] = typer.Option(None, help=DATA_ROOT_HELP),
               device: Optional[str] = DEVICE, quiet: bool = QUIET):
     """Train one method on a preset: tokenizer, latent cache, DiT(s); writes a checkpoint."""
     path = api.train(method, preset=preset, config=config, overrides=sets, generator=generator, lengths=lengths,
@@ -130,6 +138,15 @@ def _show_tables(tables, fmt: str) -> None:
         typer.echo(render(tables, "md" if fmt == "rich" else fmt))
 
 
+def _extractor_list() -> str:
+    """Every registered feature extractor with its summary, for the --extractor help."""
+    items = []
+    for name in registry.extractors.names():
+        summary = registry.extractors.info(name)["summary"]
+        items.append(f"{name} ({summary})" if summary else name)
+    return ", ".join(items[:-1]) + (" or " if len(items) > 1 else "") + items[-1]
+
+
 SWEEP_OPTS = dict(
     method=typer.Option(None, "--method", "-m", help="Method name, or 'all' (see `vltbench methods`)."),
     methods=typer.Option(None, "--methods", help="Several methods, comma-separated."),
@@ -141,10 +158,9 @@ SWEEP_OPTS = dict(
     n_samples=typer.Option(None, "--n-samples", help="Generated samples (and reconstructions) per cell."),
     extractor=typer.Option(None, "--extractor", help="Feature extractor. Default: the config's eval.extractor, auto "
                            "in every preset: mnist-cnn on mnist (the tiny preset), inception on any other dataset. "
-                           "inception (FID), mnist-cnn (FD_mnist-cnn and class accuracy; mnist only) or randproj "
-                           "(cheap, FD_randproj, not FID). gfid / rfid hold this extractor's Fréchet distance."),
+                           f"{_extractor_list()}. gfid / rfid hold this extractor's Fréchet distance."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
-    data_root=typer.Option(None, "--data-root", help="Dataset folder for folder/imagenet datasets."),
+    data_root=typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "
                           "(one Slurm job array task per missing cell, via submitit; needs --slurm-partition and "
                           "pip install 'vltbench\\[slurm]'; resources: --set slurm.KEY=VALUE) or submitit-local "

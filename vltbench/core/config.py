@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic_core import PydanticCustomError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
@@ -42,8 +43,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
+def _dataset(v: str) -> str:
+    from . import registry
+
+    if v not in registry.datasets:  # a registered dataset (vltbench.data.catalog, plugins)
+        raise PydanticCustomError("unknown_dataset", str(registry.datasets.unknown(v)))
+    return v
+
+
 class DataCfg(Strict):
-    name: Literal["embedded", "mnist", "digits", "folder", "imagenet"] = "embedded"
+    name: Annotated[str, AfterValidator(_dataset)] = "embedded"
     root: str | None = None
     image_size: int = 32
     train_count: int | None = None

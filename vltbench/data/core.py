@@ -68,6 +68,20 @@ class Dataset:
         return cls(name, train, val, image_size, flip, train.num_classes, train.class_names, digest)
 
 
+def array_splits(name: str, arrays: dict[str, np.ndarray], class_names: list[str], seed: int,
+                 train_count: int | None = None, val_count: int | None = None) -> tuple[ArrayImageSet, ArrayImageSet]:
+    """The train / val splits of a dataset held in arrays ({split}_images uint8 (n, 3, S, S),
+    {split}_labels), each a seeded subset of `{split}_count` images (all of them for None)."""
+    sets = []
+    for split, count in (("train", train_count), ("val", val_count)):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if count is not None:
+            idx = pick(len(y), count, seed, f"{split}_count")
+            x, y = x[idx], y[idx]
+        sets.append(ArrayImageSet.from_arrays(f"{name}/{split}", x, y, class_names))
+    return sets[0], sets[1]
+
+
 def pick(n: int, count: int | None, seed: int, what: str) -> np.ndarray:
     """Sorted indices of a seeded random subset of `count` out of `n` (all of them for None)."""
     if count is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from vltbench.data.core import array_splits
+
 CLASS_NAMES = [str(d) for d in range(10)]
 VAL_FRACTION = 0.2
 
@@ -24,3 +26,9 @@ def build(image_size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
         out[f"{split}_images"] = rgb[idx]
         out[f"{split}_labels"] = digits.target[idx].astype(np.int64)
     return out
+
+
+def load(name: str, *, root=None, image_size: int = 32, seed: int = 0, train_count: int | None = None,
+         val_count: int | None = None):
+    """The dataset loader (vltbench.data.catalog): a seeded subset of `build`'s splits."""
+    return array_splits(name, build(image_size, seed), CLASS_NAMES, seed, train_count, val_count)

@@ -24,6 +24,7 @@ from PIL import Image
 from vltbench.core.atomic import atomic_path
 from vltbench.core.hashing import hash_obj, sha256_bytes
 from vltbench.core.paths import cache_dir
+from vltbench.data.core import array_splits
 
 GENERATOR_VERSION = "embedded-v1"  # bump when the crops change for the same key inputs
 
@@ -137,3 +138,9 @@ def build(image_size: int = 32, seed: int = 0, train_count: int | None = None,
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # uncompressed: photo crops barely compress and this loads fastest
     return arrays
+
+
+def load(name: str, *, root=None, image_size: int = 32, seed: int = 0, train_count: int | None = None,
+         val_count: int | None = None):
+    """The dataset loader (vltbench.data.catalog): the crops are generated at these counts (no subset)."""
+    return array_splits(name, build(image_size, seed, train_count, val_count), CLASS_NAMES, seed)

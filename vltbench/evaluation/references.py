@@ -27,7 +27,7 @@ from vltbench.data.core import ImageSet, stratified, subset_info
 from vltbench.core.errors import UserError
 from .metrics import Reference, adm_reference, load_adm_npz, reference_stats
 from .metrics.domains import class_accuracy_unavailable
-from .metrics.features import INCEPTION_ID_PREFIX
+from .metrics.extractor import INCEPTION_ID_PREFIX
 
 ALIGN_IMAGES = 500
 PREPROCESSING = "uint8 RGB, extractor's own resize"

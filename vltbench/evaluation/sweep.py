@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vltbench.core import dist, progress, registry
+from vltbench.core import dist, progress
 from vltbench.core.atomic import remove_leftovers
 from vltbench.training.checkpoints import obtain_bundle
 from vltbench.core.config import Config
@@ -40,6 +40,8 @@ from vltbench.core.device import resolve_device, to_float
 from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from vltbench.training.latents import cached_latents
 from .metrics import compute_image_metrics, extractor_for, reference_stats
+from .metrics.specs import passes, record_metrics
+from vltbench.models import method_code
 from vltbench.models.bundle import Bundle, read_metadata
 from vltbench.core.paths import cache_dir
 from .references import RealSets, splits
@@ -167,7 +169,7 @@ def _run_sweep(spec: SweepSpec) -> SweepSpec:
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
                                                         train=spec.train, hint=spec.hint(method))
-        code = registry.code(method)  # what trained the checkpoint too: load_bundle refuses other code
+        code = method_code.code(method)  # what trained the checkpoint too: load_bundle refuses other code
         bank = None
         if bundle.method.data_dependent:
             with dist.main_first():
@@ -443,8 +445,10 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
 
     with dist.main_first():  # rank 0 extracts (or reads) the cached real-image sets, the others read them
         ref, real = sets.reference, sets.held_out_stats
-    ceiling = timed("ceiling_s", per_method.ceiling)
-    full = timed("full_length_samples_s", lambda: per_method.full_samples(seed)) if k != bundle.n_tokens else None
+    need = passes()  # the passes the declared metrics name (vltbench.evaluation.metrics.specs.PASSES)
+    ceiling = timed("ceiling_s", per_method.ceiling) if "ceiling" in need else None
+    full = (timed("full_length_samples_s", lambda: per_method.full_samples(seed))
+            if "xlen" in need and k != bundle.n_tokens else None)
 
     ids = shard_ids(e.n_samples, e.batch_size)  # this rank's whole batches of sample indices
 
@@ -499,26 +503,25 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     with torch.no_grad():
         z_val = bundle.tokenizer.encode(to_float(align_set.split.images(align_set.idx)).to(device))
     align = timed("alignment_s", lambda: alignment_metrics(bundle, z_val, k))
-    real_fid, real_std = _vs_reference(real, ref, seed)
-    ceil_fid, ceil_std = _vs_reference(ceiling, ref, seed)
-    xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
-    classes = _class_accuracies(sets, guided, recon, bundle.num_classes) if sets.dataset_classes else {}
-
-    metrics = {"gfid": guided["fid"], "gfid_bootstrap_std": guided["fid_bootstrap_std"],
-               "gfid_noguidance": plain["fid"], "gfid_noguidance_bootstrap_std": plain["fid_bootstrap_std"],
-               "rfid": recon["fid"], "rfid_bootstrap_std": recon["fid_bootstrap_std"],
-               "real_fid": real_fid, "real_fid_bootstrap_std": real_std,
-               "rfid_full": ceil_fid, "rfid_full_bootstrap_std": ceil_std, "xlen_distance": xlen,
-               "kid": guided["kid"], "kid_std": guided["kid_std"], "inception_score": guided["inception_score"],
-               "precision": guided["precision"], "recall": guided["recall"],
-               "psnr": rec_q.get("psnr"), "ssim": rec_q.get("ssim"), "lpips": rec_q.get("lpips"), **classes}
+    fd = ("fid", "fid_bootstrap_std")  # a features pass's output: distance and bootstrap std
+    outputs = {"guided": guided, "unguided": plain, "recon": recon, "recon_quality": rec_q}
+    if "floor" in need:
+        outputs["floor"] = dict(zip(fd, _vs_reference(real, ref, seed)))
+    if "ceiling" in need:
+        outputs["ceiling"] = dict(zip(fd, _vs_reference(ceiling, ref, seed)))
+    if "xlen" in need:
+        xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
+        outputs["xlen"] = {"xlen_distance": xlen}
+    if "classes" in need and sets.dataset_classes:
+        outputs["classes"] = _class_accuracies(sets, guided, recon, bundle.num_classes)
+    metrics = record_metrics(outputs)  # every declared metric its pass computed, with its std
     for name, why in {**guided["reasons"], **rec_q.get("reasons", {})}.items():
         if name in metrics and metrics[name] is None:
             unavailable[name] = why
-    if not classes:  # absent with the reason, never 0 (folder class indices are no digits)
+    if "classes" not in outputs:  # absent with the reason, never 0 (folder class indices are no digits)
         why = sets.class_accuracy_unavailable
         unavailable.update(dict.fromkeys(("class_acc", "rclass_acc", "real_class_acc"), why))
-    if xlen is None:
+    if "xlen" in outputs and outputs["xlen"]["xlen_distance"] is None:
         unavailable["xlen_distance"] = f"needs more than {bundle.num_classes} samples (a same-class partner)"
     notes += [f"{key}: {val}" for key, val in bundle.method.describe().items()]
     label = extractor_label(extractor)

@@ -24,6 +24,7 @@ from vltbench.core.hashing import hash_obj, sha256_file
 from . import shipped
 from .imported import describe_imported
 from .method import Method
+from . import method_code
 from .method_code import describe as describe_code, identity_part
 from .dit import DiT
 from .tokenizer import Tokenizer
@@ -70,7 +71,7 @@ def training_identity(cfg: Config, method: str, num_classes: int, code: dict | b
              "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
              "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}
     if code is not False:
-        ident["method_code"] = identity_part(registry.code(method) if code is True else code)
+        ident["method_code"] = identity_part(method_code.code(method) if code is True else code)
     return ident
 
 
@@ -163,7 +164,7 @@ def save_bundle(bundle: Bundle, path: str | Path, dtype: torch.dtype = torch.flo
     meta = {"format": FORMAT, "method": bundle.method_name, "n_tokens": str(bundle.n_tokens),
             "preset": bundle.cfg.preset, "config": json.dumps(bundle.cfg.resolved(bundle.method_name)),
             "identity": hash_obj(bundle.identity), "num_classes": str(bundle.num_classes),
-            "method_code": json.dumps(registry.code(bundle.method_name), sort_keys=True),
+            "method_code": json.dumps(method_code.code(bundle.method_name), sort_keys=True),
             "stages": ",".join(bundle.stages), "dits": ",".join(sorted(bundle.dits))}
     if bundle.origin is not None:
         meta["origin"] = json.dumps(bundle.origin, sort_keys=True)
@@ -253,7 +254,7 @@ def stale_error(path, method_name: str, recorded: dict | None, hint: str | None)
     what = "another version of its code" if recorded is not None else "code it did not record"
     todo = hint or f"`vltbench train --method {method_name}` with the options it was trained with"
     return UserError(f"checkpoint {path} is stale: {method_name} was trained with {what} "
-                     f"({describe_code(recorded)}), the installed code is {describe_code(registry.code(method_name))}; "
+                     f"({describe_code(recorded)}), the installed code is {describe_code(method_code.code(method_name))}; "
                      f"retrain it: run {todo}, or install the code it was trained with")
 
 
@@ -283,7 +284,7 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
     except json.JSONDecodeError:
         raise UserError(f"checkpoint {path} has unreadable origin metadata; import it again") from None
     recorded = recorded_code(meta, expected_sha or (None if "method_code" in meta else sha256_file(path)))
-    if recorded is not None and identity_part(recorded) != identity_part(registry.code(method_name)):
+    if recorded is not None and identity_part(recorded) != identity_part(method_code.code(method_name)):
         raise stale_error(path, method_name, recorded, hint)
     if recorded is None:
         from vltbench.core import progress

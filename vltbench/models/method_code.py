@@ -89,6 +89,14 @@ def fingerprint(cls, dist: str | None = None) -> dict:
     return dict(_fingerprint(cls.__module__, dist))
 
 
+def code(name: str) -> dict:
+    """The fingerprint of the code behind the registered method `name`."""
+    from vltbench.core import registry
+
+    entry = registry.methods.entry(name)
+    return fingerprint(entry.load(), entry.dist)
+
+
 def identity_part(fp: dict) -> dict:
     """What of a fingerprint decides the training: the distribution, its version and the source hash.
     A built-in's version is vltbench's own, whose changes to training are counted by TRAINING_RECIPE

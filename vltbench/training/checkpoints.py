@@ -7,7 +7,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from vltbench.core import dist, locks, progress, registry
+from vltbench.core import dist, locks, progress
+from vltbench.models import method_code
 from vltbench.core.config import Config
 from vltbench.data import Dataset
 from vltbench.core.errors import UserError
@@ -23,7 +24,7 @@ def cached_path(cfg: Config, method: str, num_classes: int) -> Path:
     """<method>-<config identity>-<code identity>: another version of the method's code trains a
     checkpoint of its own (and `stale_cached` finds the others for a config)."""
     config = hash_obj(training_identity(cfg, method, num_classes, code=False), 12)
-    code = hash_obj(identity_part(registry.code(method)), 8)
+    code = hash_obj(identity_part(method_code.code(method)), 8)
     return cache_dir("checkpoints") / cfg.preset / f"{method}-{config}-{code}.safetensors"
 
 
@@ -43,7 +44,7 @@ def shipped_path(cfg: Config, method: str, num_classes: int) -> tuple[Path, str]
     entry = manifest.get(f"{cfg.preset}/{method}")
     if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes, code=False)):
         return None
-    if identity_part(entry.get("method_code") or {}) != identity_part(registry.code(method)):
+    if identity_part(entry.get("method_code") or {}) != identity_part(method_code.code(method)):
         return None  # the method's code changed since it was trained: a cached or new checkpoint instead
     return Path(str(assets.joinpath(entry["file"]))), entry["sha256"]
 
@@ -76,7 +77,7 @@ def no_checkpoint(cfg: Config, method: str, num_classes: int, hint: str | None =
         except UserError:
             recorded = None
         return UserError(f"the checkpoint of {method} for this config ({stale}) is stale: it was trained with "
-                         f"{describe_code(recorded)}, the installed code is {describe_code(registry.code(method))}; "
+                         f"{describe_code(recorded)}, the installed code is {describe_code(method_code.code(method))}; "
                          f"`vltbench eval` never trains: run {train} to retrain (then eval), or "
                          f"`vltbench run` with the same options, which retrains and evaluates")
     return UserError(f"no checkpoint for {method} with this config; run {train} first")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # annotations only: importing vltbench.evaluation.metrics.spe
     import torch
 
 _EXPORTS = {
-    "get_extractor": "features", "extractor_for": "features", "metric_label": "features", "Extractor": "features",
+    "get_extractor": "features", "extractor_for": "features", "metric_label": "features", "Extractor": "extractor",
     "resolve_extractor": "domains",
     "FeatureStats": "fid", "frechet_distance": "fid", "fid_from_stats": "fid", "fid_bootstrap_std": "fid",
     "reference_stats": "refstats", "load_adm_npz": "refstats", "adm_reference": "refstats", "Reference": "refstats",

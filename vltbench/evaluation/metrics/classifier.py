@@ -22,7 +22,7 @@ from torch import nn
 
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
-from .features import Extractor
+from .extractor import Extractor
 
 NAME = "mnist-cnn"
 FEATURE_DIM = 64

@@ -8,9 +8,11 @@ before any training or sampling. Torch-free: the CLI checks a config before impo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vltbench.core.errors import UserError
+from vltbench.core.registry import extractors
 
 AUTO = "auto"
 PUBLISHED_FID_SAMPLES = 50_000  # the sample count of published (ADM / DiT) FIDs
@@ -29,13 +31,23 @@ class Domain:
     what: str = ""
 
 
-# The names of features.EXTRACTORS (a test keeps the two in step).
-DOMAINS = {
-    "inception": Domain(what="ImageNet Inception-v3"),
-    "randproj": Domain(what="random projection"),
-    # classifier.IMAGE_SIZE: the shipped weights' input size (a test keeps them in step)
-    "mnist-cnn": Domain(("mnist",), 16, "mnist", what="digit classifier trained on mnist at 16x16"),
-}
+class _Domains(Mapping):
+    """Extractor name -> its Domain, as its registry entry declares it (vltbench.evaluation.metrics.extractors):
+    one home for both, read when asked, so an extractor registered later has its domain too."""
+
+    def __getitem__(self, name: str) -> Domain:
+        if name not in extractors:
+            raise KeyError(name)
+        return extractors.info(name)["domain"] or Domain(what=f"feature extractor {name}")
+
+    def __iter__(self):
+        return iter(extractors.names())
+
+    def __len__(self) -> int:
+        return len(extractors)
+
+
+DOMAINS = _Domains()
 AUTO_ORDER = ("mnist-cnn", "inception")  # auto: the first whose domain admits the config
 
 

@@ -1,81 +1,16 @@
-"""Feature extractors for distribution metrics (FID, KID, precision/recall, IS).
+"""Feature extractors for distribution metrics (FID, KID, precision/recall, IS): building them by name.
 
-An extractor maps uint8 images (B, 3, H, W) to float64 features. Its `id` names the weights (sha256
-prefix of the original file) and the preprocessing, so caches and result records keyed on it change
-whenever either changes. Only the standard Inception-v3 is labelled "FID"; any other extractor is
-reported as "FD_<name>" (a Frechet distance in its own feature space, not comparable to FID).
+Extractors are entries of vltbench.core.registry.extractors (the built-ins: .extractors; the base
+class: .extractor). Only the standard Inception-v3 is labelled "FID"; any other extractor is reported
+as "FD_<name>" (a Frechet distance in its own feature space, not comparable to FID).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-import numpy as np
-import torch
-
 from vltbench.core.errors import UserError
+from vltbench.core.registry import extractors as EXTRACTORS
+from .extractor import INCEPTION_ID_PREFIX, Extractor
 
-INCEPTION_ID_PREFIX = "inception-v3-tf2015"
-
-
-class Extractor:
-    """Base class: subclasses set name, id, dim, has_logits and implement `_extract`."""
-
-    name: str
-    id: str
-    dim: int
-    has_logits: bool = False
-
-    def _extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def __call__(self, images: torch.Tensor) -> dict[str, np.ndarray]:
-        check_images(images)
-        with torch.inference_mode():
-            out = self._extract(images)
-        return {k: v.detach().cpu().double().numpy() for k, v in out.items()}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(id={self.id!r}, dim={self.dim})"
-
-
-def check_images(images) -> None:
-    """Extractors take uint8 RGB batches (B, 3, H, W); anything else is a caller mistake."""
-    if not torch.is_tensor(images):
-        raise UserError(f"images must be a torch.Tensor (B,3,H,W) uint8, got {type(images).__name__}")
-    if images.dtype != torch.uint8:
-        raise UserError(f"images must be uint8 in [0, 255], got {images.dtype}; "
-                        "convert with (x * 255).round().clamp(0, 255).to(torch.uint8)")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise UserError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-
-
-def _make_inception(**kw) -> Extractor:
-    from .inception import InceptionExtractor
-
-    return InceptionExtractor(**kw)
-
-
-def _make_randproj(*, weights=None, backend=None, device="cpu", expected_sha=None) -> Extractor:
-    from .randproj import RandProjExtractor
-
-    if weights is not None or expected_sha is not None:
-        raise UserError("extractor 'randproj' has no weights file; "
-                        "drop --inception-weights / expected_sha or use 'inception'")
-    return RandProjExtractor(device=device)
-
-
-def _make_classifier(*, weights=None, backend=None, device="cpu", expected_sha=None) -> Extractor:
-    from .classifier import ClassifierExtractor
-
-    if expected_sha is not None:
-        raise UserError("extractor 'mnist-cnn' checks its own weights' sha256; drop expected_sha")
-    return ClassifierExtractor(weights=weights, device=device)
-
-
-# Their domains (which datasets each is valid for) are declared in vltbench.evaluation.metrics.domains.
-EXTRACTORS: dict[str, Callable[..., Extractor]] = {"inception": _make_inception, "randproj": _make_randproj,
-                                                   "mnist-cnn": _make_classifier}
 _CACHE: dict[tuple, Extractor] = {}
 
 
@@ -84,10 +19,20 @@ def get_extractor(name: str, *, weights=None, backend: str = "torch-fidelity", d
     """Build (once per argument set) the named extractor. `expected_sha`: a sha256 (prefix) or an
     extractor id whose weights the file must match (inception only)."""
     if name not in EXTRACTORS:
-        raise UserError(f"unknown feature extractor {name!r}; valid: {', '.join(sorted(EXTRACTORS))}")
+        raise UserError(f"unknown feature extractor {name!r}; valid: {', '.join(EXTRACTORS.names())}")
     key = (name, str(weights) if weights else None, backend, str(device), expected_sha)
     if key not in _CACHE:
-        _CACHE[key] = EXTRACTORS[name](weights=weights, backend=backend, device=device, expected_sha=expected_sha)
+        policy = EXTRACTORS.info(name)["weights"]  # vltbench.evaluation.metrics.extractors
+        if policy == "none" and (weights is not None or expected_sha is not None):
+            raise UserError(f"extractor {name!r} has no weights file; "
+                            "drop --inception-weights / expected_sha or use 'inception'")
+        if policy == "shipped" and expected_sha is not None:
+            raise UserError(f"extractor {name!r} checks its own weights' sha256; drop expected_sha")
+        kwargs = {"none": {}, "shipped": {"weights": weights},
+                  "file": {"weights": weights, "backend": backend, "expected_sha": expected_sha}}.get(policy)
+        if kwargs is None:
+            raise UserError(f"extractor {name!r}: unknown weights policy {policy!r}; use none, shipped or file")
+        _CACHE[key] = EXTRACTORS.get(name)(device=device, **kwargs)
     return _CACHE[key]
 
 

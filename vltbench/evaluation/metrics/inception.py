@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vltbench.core.errors import UserError
-from .features import INCEPTION_ID_PREFIX, Extractor
+from .extractor import INCEPTION_ID_PREFIX, Extractor
 from . import inception_weights as iw
 
 BACKENDS = {"torch-fidelity": "tf1-bilinear-299", "clean-fid": "pil-bicubic-299"}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vltbench.core.hashing import hash_obj
-from .features import Extractor
+from .extractor import Extractor
 
 
 class RandProjExtractor(Extractor):

@@ -7,9 +7,15 @@ values (`sampling_gflops`, params as `params_<part>`) and alignment diagnostics 
 Leaderboard columns appear in declaration order (params_* and align_* columns after the others,
 sorted by key).
 
+A spec also names the pass of the sweep that computes it (`computed_by`, one of PASSES) and where in
+that pass's output its value is (`field`, default its key; `std_field`: its std, written under
+noise_key or `<key>_std`); `compute` ("module:attr" or a function of the pass's output) computes a
+new metric from a pass's output. The sweep runs the passes the specs name and fills each record's
+"metrics" from them (`record_metrics`): adding a metric to every record is one spec.
+
 A plugin that writes a metric of its own declares it once, either at import time:
 
-    from vltbench.metrics import MetricSpec, register_metric
+    from vltbench.evaluation.metrics.specs import MetricSpec, register_metric
     register_metric(MetricSpec("my_score", "My score", "higher", noise_key="my_score_std", min_effect=0.5))
 
 or, so that `vltbench leaderboard` / `check` / `plot` know it without importing the plugin's method,
@@ -30,6 +36,22 @@ from vltbench.core.errors import UserError
 GROUP = "vltbench.metrics"
 DIRECTIONS = ("lower", "higher", None)
 DYNAMIC_PREFIXES = ("params_", "align_")  # columns that exist per record: ordered by key after the others
+# The passes of a cell's evaluation (vltbench.evaluation.sweep.evaluate_cell) and what each one outputs.
+# The first ones fill record["metrics"]; the last three are stored whole in their own record section.
+PASSES = {
+    "guided": "samples at the chosen guidance scale vs the test reference (compute_image_metrics' output)",
+    "unguided": "samples at scale 1.0 vs the test reference (compute_image_metrics' output)",
+    "recon": "held-out images reconstructed at K vs the test reference (compute_image_metrics' output)",
+    "recon_quality": "held-out images vs their reconstructions at K: psnr, ssim, lpips",
+    "floor": "the held-out real images themselves vs the test reference: fid, fid_bootstrap_std",
+    "ceiling": "held-out images reconstructed at K = N vs the test reference: fid, fid_bootstrap_std",
+    "xlen": "unguided samples at K vs at K = N, same seeds: xlen_distance",
+    "classes": "class accuracies from a dataset classifier's logits: <name>, <name>_std",
+    "guidance": "the guidance scale chosen (record['guidance'])",
+    "flops": "FLOPs and parameter counts (record['compute'])",
+    "alignment": "alignment of the K-token latents with the full-length ones (record['alignment'])",
+}
+SECTION_PASSES = ("guidance", "flops", "alignment")  # stored whole, not through record_metrics
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,11 @@ class MetricSpec:
         is never marked best.
     per_family: compares representations that differ across method families: ranked only among
         methods of one family and representation.
+    computed_by: the pass that computes it (PASSES); None: not computed by the sweep (a plugin's own).
+    field: the key of its value in the pass's output (None: the metric's key).
+    std_field: the key of its std in the pass's output, written under noise_key (or <key>_std).
+    compute: a function of the pass's output (or its "module:attr") that returns the value, for a
+        metric the pass does not output itself.
     """
 
     key: str
@@ -69,12 +96,22 @@ class MetricSpec:
     values: bool = False
     trivial_at_full: bool = False
     per_family: bool = False
+    computed_by: str | None = None
+    field: str | None = None
+    std_field: str | None = None
+    compute: object = None
 
     def __post_init__(self):
         if not isinstance(self.key, str) or not self.key:
             raise UserError(f"a metric key must be a non-empty string, got {self.key!r}")
         if self.better not in DIRECTIONS:
             raise UserError(f"metric {self.key!r}: better must be 'lower', 'higher' or None, got {self.better!r}")
+        if self.computed_by is not None and self.computed_by not in PASSES:
+            raise UserError(f"metric {self.key!r}: computed_by must name a pass ({', '.join(PASSES)}), "
+                            f"got {self.computed_by!r}")
+        if self.compute is not None and self.computed_by in (None, *SECTION_PASSES):
+            raise UserError(f"metric {self.key!r}: compute needs computed_by naming the pass whose output it "
+                            f"reads (one of {', '.join(p for p in PASSES if p not in SECTION_PASSES)})")
 
     def header_for(self, label: str | None = None) -> str:
         """The header with the Fréchet distance's name filled in (label: the record's metric_label)."""
@@ -92,47 +129,59 @@ def fd_name(label: str | None, prefix: str) -> str:
     return f"{prefix}{label}" if label == "FID" or label.startswith("FD_") else f"{prefix}FD_{label}"
 
 
+def _fd(pass_: str) -> dict:
+    """A Fréchet distance and its bootstrap std, as a features pass outputs them."""
+    return {"computed_by": pass_, "field": "fid", "std_field": "fid_bootstrap_std"}
+
+
+def _acc(prefix: str = "") -> dict:
+    """A class accuracy and its binomial std, as the classes pass outputs them."""
+    return {"computed_by": "classes", "std_field": f"{prefix}class_acc_std"}
+
+
 _BUILTIN = (
     # generation (guided samples at the chosen CFG scale unless named otherwise)
-    MetricSpec("gfid", "g{FD}", "lower", noise_key="gfid_bootstrap_std", min_effect=1.0),
-    MetricSpec("gfid_noguidance", "g{FD} no-CFG", "lower", noise_key="gfid_noguidance_bootstrap_std", min_effect=1.0),
-    MetricSpec("cfg_scale", "CFG w", None, values=True),
+    MetricSpec("gfid", "g{FD}", "lower", noise_key="gfid_bootstrap_std", min_effect=1.0, **_fd("guided")),
+    MetricSpec("gfid_noguidance", "g{FD} no-CFG", "lower", noise_key="gfid_noguidance_bootstrap_std", min_effect=1.0,
+               **_fd("unguided")),
+    MetricSpec("cfg_scale", "CFG w", None, values=True, computed_by="guidance"),
     # reconstruction
-    MetricSpec("rfid", "r{FD}", "lower", noise_key="rfid_bootstrap_std", min_effect=1.0),
-    MetricSpec("psnr", "PSNR (dB)", "higher"),
-    MetricSpec("ssim", "SSIM", "higher"),
-    MetricSpec("lpips", "LPIPS", "lower"),
-    MetricSpec("kid", "{KID}", "lower", noise_key="kid_std", min_effect=0.002),
-    MetricSpec("inception_score", "IS", "higher", min_effect=1.0),
+    MetricSpec("rfid", "r{FD}", "lower", noise_key="rfid_bootstrap_std", min_effect=1.0, **_fd("recon")),
+    MetricSpec("psnr", "PSNR (dB)", "higher", computed_by="recon_quality"),
+    MetricSpec("ssim", "SSIM", "higher", computed_by="recon_quality"),
+    MetricSpec("lpips", "LPIPS", "lower", computed_by="recon_quality"),
+    MetricSpec("kid", "{KID}", "lower", noise_key="kid_std", min_effect=0.002, computed_by="guided", std_field="kid_std"),
+    MetricSpec("inception_score", "IS", "higher", min_effect=1.0, computed_by="guided"),
     # classifier extractors (mnist-cnn): samples classified as their conditioning class; held-out
     # reconstructions at K classified as their label; the held-out real images themselves (the ceiling)
-    MetricSpec("class_acc", "class acc.", "higher", noise_key="class_acc_std", min_effect=0.02),
-    MetricSpec("rclass_acc", "recon class acc.", "higher", noise_key="rclass_acc_std", min_effect=0.02),
-    MetricSpec("real_class_acc", "real class acc.", "higher", ranked=False, column=False),
-    MetricSpec("precision", "Prec.", "higher", min_effect=0.02),
-    MetricSpec("recall", "Rec.", "higher", min_effect=0.02),
+    MetricSpec("class_acc", "class acc.", "higher", noise_key="class_acc_std", min_effect=0.02, **_acc()),
+    MetricSpec("rclass_acc", "recon class acc.", "higher", noise_key="rclass_acc_std", min_effect=0.02, **_acc("r")),
+    MetricSpec("real_class_acc", "real class acc.", "higher", ranked=False, column=False, **_acc("real_")),
+    MetricSpec("precision", "Prec.", "higher", min_effect=0.02, computed_by="guided"),
+    MetricSpec("recall", "Rec.", "higher", min_effect=0.02, computed_by="guided"),
     # cost
-    MetricSpec("sampling_gflops", "GFLOPs/img", "lower", exact=True),
-    MetricSpec("dit_forward_gflops", "GFLOPs/fwd", "lower", exact=True),
-    MetricSpec("xlen_distance", "x-len dist→N", "lower", trivial_at_full=True),
+    MetricSpec("sampling_gflops", "GFLOPs/img", "lower", exact=True, computed_by="flops"),
+    MetricSpec("dit_forward_gflops", "GFLOPs/fwd", "lower", exact=True, computed_by="flops"),
+    MetricSpec("xlen_distance", "x-len dist→N", "lower", trivial_at_full=True, computed_by="xlen"),
     # reference values: the floor (held-out real images) and each tokenizer's ceiling (recon at K = N),
     # shown as reference rows of the gFID column, never ranked
     MetricSpec("real_fid", "real (held-out)", "lower", noise_key="real_fid_bootstrap_std", ranked=False,
-               column=False),
+               column=False, **_fd("floor")),
     MetricSpec("rfid_full", "tokenizer @K=N (recon)", "lower", noise_key="rfid_full_bootstrap_std", ranked=False,
-               column=False),
-    MetricSpec("encoder_gflops", "encoder GFLOPs", "lower", exact=True, column=False),
-    MetricSpec("decoder_gflops", "decoder GFLOPs", "lower", exact=True, column=False),
-    MetricSpec("nfe", "NFE", "lower", exact=True, column=False),
+               column=False, **_fd("ceiling")),
+    MetricSpec("encoder_gflops", "encoder GFLOPs", "lower", exact=True, column=False, computed_by="flops"),
+    MetricSpec("decoder_gflops", "decoder GFLOPs", "lower", exact=True, column=False, computed_by="flops"),
+    MetricSpec("nfe", "NFE", "lower", exact=True, column=False, computed_by="flops"),
     # parameters (compute.params -> params_<part>)
-    MetricSpec("params_dit", "DiT params (M)", None, scale=1e-6, exact=True),
-    MetricSpec("params_tokenizer", "Tok. params (M)", None, scale=1e-6, exact=True),
+    MetricSpec("params_dit", "DiT params (M)", None, scale=1e-6, exact=True, computed_by="flops"),
+    MetricSpec("params_tokenizer", "Tok. params (M)", None, scale=1e-6, exact=True, computed_by="flops"),
     # alignment of the K-token latents with the full-length ones (record["alignment"] -> align_<name>)
-    MetricSpec("align_frechet_to_full", "Fréchet→full", "lower", trivial_at_full=True, per_family=True),
-    MetricSpec("align_cknna", "CKNNA", "higher", trivial_at_full=True),
-    MetricSpec("align_merged_pair_cos", "merged-pair cos", "higher"),
-    MetricSpec("align_mutual_knn", "mutual_knn", None),
-    MetricSpec("align_all_pair_cos", "all_pair_cos", None),
+    MetricSpec("align_frechet_to_full", "Fréchet→full", "lower", trivial_at_full=True, per_family=True,
+               computed_by="alignment"),
+    MetricSpec("align_cknna", "CKNNA", "higher", trivial_at_full=True, computed_by="alignment"),
+    MetricSpec("align_merged_pair_cos", "merged-pair cos", "higher", computed_by="alignment"),
+    MetricSpec("align_mutual_knn", "mutual_knn", None, computed_by="alignment"),
+    MetricSpec("align_all_pair_cos", "all_pair_cos", None, computed_by="alignment"),
 )
 
 _registry: dict[str, MetricSpec] = {s.key: s for s in _BUILTIN}
@@ -185,6 +234,38 @@ def metric_specs() -> list[MetricSpec]:
     """Every declared metric, built-ins first, in declaration order."""
     _discover()
     return list(_registry.values())
+
+
+def record_metrics(outputs: dict[str, dict]) -> dict:
+    """A record's "metrics" from the outputs of the passes that ran (pass name -> its output): each
+    declared metric computed by one of them, with its std; a pass that did not run adds nothing."""
+    out = {}
+    for s in metric_specs():
+        if s.computed_by in SECTION_PASSES or s.computed_by not in outputs:
+            continue
+        res = outputs[s.computed_by]
+        if s.compute is not None:
+            fn = _resolve(s.compute) if isinstance(s.compute, str) else s.compute
+            out[s.key] = fn(res)
+        else:
+            out[s.key] = res.get(s.field or s.key)
+        if s.std_field is not None:
+            out[s.noise_key or f"{s.key}_std"] = res.get(s.std_field)
+    return out
+
+
+def passes() -> set[str]:
+    """The passes some declared metric needs (the sweep runs the optional ones only when named)."""
+    return {s.computed_by for s in metric_specs() if s.computed_by is not None}
+
+
+def _resolve(target: str):
+    from vltbench.core.registry import resolve
+
+    try:
+        return resolve(target)
+    except (ImportError, AttributeError) as e:
+        raise UserError(f"metric compute function {target} failed to load: {e}") from e
 
 
 def metric_spec(key: str) -> MetricSpec | None:
