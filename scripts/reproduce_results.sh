@@ -21,7 +21,7 @@ wait
 
 for s in $SEEDS; do for m in $METHODS; do echo "$s $m"; done; done |
   xargs -P 2 -L 1 sh -c 'vltbench train --method "$1" --set seed="$0" -q'
-python scripts/ship.py --preset tiny --methods merge,nested-dropout,tail-drop,tome
+python scripts/ship.py --preset tiny
 
 rm -rf results/reference results/plots  # records of another protocol or checkpoint never mix with the new ones
 printf '%s\n' $SEEDS | xargs -P 2 -I{} vltbench run --method all --lengths 4,8,32 --set seed={} --seeds {} \

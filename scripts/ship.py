@@ -1,6 +1,6 @@
 """Maintainer tool: ship trained checkpoints with the package (fp16 safetensors in vltbench/assets).
 
-    python scripts/ship.py --preset tiny --methods merge,nested-dropout,tail-drop,tome
+    python scripts/ship.py --preset tiny            # every built-in method; --methods a,b for some
 
 Copies each method's trained checkpoint from the cache (what `vltbench train` wrote) into this
 checkout's vltbench/assets/<preset>-<method>.safetensors in fp16 and records its sha256 and training identity
@@ -15,14 +15,20 @@ from pathlib import Path
 
 import torch
 
-from vltbench.training.checkpoints import cached_path
+from vltbench.core import registry
 from vltbench.core.config import load_config
 from vltbench.data import load_data
 from vltbench.core.hashing import hash_obj
 from vltbench.models import method_code
 from vltbench.models.bundle import load_bundle, save_bundle, training_identity
+from vltbench.training.checkpoints import cached_path
 
 ASSETS = Path(__file__).resolve().parents[1] / "vltbench" / "assets"  # this checkout's, committed with it
+
+
+def builtin_methods() -> list[str]:
+    """The methods vltbench itself registers (its pyproject's entry points), not installed plugins."""
+    return [n for n in registry.names() if registry.methods.entry(n).dist == "vltbench"]
 
 
 def ship(preset: str, methods: list[str]) -> dict:
@@ -48,6 +54,6 @@ def ship(preset: str, methods: list[str]) -> dict:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--methods", default="merge,nested-dropout,tail-drop,tome")
+    p.add_argument("--methods", default=None, help="comma-separated (default: every built-in method)")
     a = p.parse_args()
-    ship(a.preset, [m.strip() for m in a.methods.split(",")])
+    ship(a.preset, [m.strip() for m in a.methods.split(",")] if a.methods else builtin_methods())
