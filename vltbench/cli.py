@@ -44,10 +44,6 @@ def _quiet(quiet: bool) -> None:
         progress.set_quiet(True)
 
 
-# kept importable from here (benchmarks/bench_dist.py uses parse_sets)
-parse_lengths, parse_sets = api.parse_lengths, api.parse_sets
-
-
 @app.command("methods")
 def methods_cmd(preset: str = PRESET, quiet: bool = QUIET):
     """List registered methods: name, family, description, maximum length."""

@@ -209,8 +209,6 @@ class ResultStore:
             raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
                             "choose another with --results") from None
 
-    _ensure_writable = ensure_writable  # older name, still used by sweep.py
-
     def tidy(self) -> list[Path]:
         """Remove what killed runs left here: temp files, lock files and write probes no live process
         holds, and sample images whose record was never written (their cell's lock taken first)."""

@@ -152,7 +152,7 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
 def _run_sweep(spec: SweepSpec) -> SweepSpec:
     cfg = spec.cfg
     store = ResultStore(spec.results)
-    store._ensure_writable()  # fail before any work if the results folder is unusable
+    store.ensure_writable()  # fail before any work if the results folder is unusable
     if spec.checkpoint is not None:
         read_metadata(spec.checkpoint)  # a missing or corrupt file fails before any work
     if dist.is_main():  # what killed runs left (temp files, free lock files, probes, orphan images)
