@@ -368,15 +368,22 @@ def measurements(rec: dict) -> dict[str, float | None]:
     return out
 
 
+def guidance_protocol(sampler: dict) -> tuple[str | None, dict]:
+    """(protocol, guidance spec) of a record's sampler identity: "search" or "fixed" (a fixed spec's
+    "scale" filled in). Records from before the protocol existed carry sampler.cfg_scale: one fixed scale."""
+    spec = dict(sampler["guidance"]) if isinstance(sampler.get("guidance"), dict) else {}
+    protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
+    if protocol == "fixed" and spec.get("scale") is None:
+        spec["scale"] = sampler.get("cfg_scale")
+    return protocol, spec
+
+
 def _guidance(rec: dict, sampler: dict) -> tuple[str | None, float | None]:
-    """(protocol, chosen scale): from record["guidance"], else the sampler's guidance spec; records
-    from before the protocol existed carry sampler.cfg_scale, i.e. one fixed scale."""
+    """(protocol, chosen scale): from record["guidance"], else the sampler's guidance spec."""
     chosen = rec.get("guidance") if isinstance(rec.get("guidance"), dict) else {}
-    spec = sampler.get("guidance") if isinstance(sampler.get("guidance"), dict) else {}
-    protocol = chosen.get("protocol") or spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
-    scale = next((v for v in (chosen.get("scale"), spec.get("scale"), sampler.get("cfg_scale")) if v is not None),
-                 None)
-    return protocol, _num(scale)
+    protocol, spec = guidance_protocol(sampler)
+    scale = chosen.get("scale") if chosen.get("scale") is not None else spec.get("scale")
+    return chosen.get("protocol") or protocol, _num(scale)
 
 
 # The parts of a record's config that determine a checkpoint's training, the seed aside: records whose
