@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vltbench.core import defaults
 from vltbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
 
-DEFAULT_RESULTS = Path("results/runs")
 IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
 
 
@@ -157,7 +157,7 @@ def _overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict:
     return parse_sets(overrides)
 
 
-def load_config(preset: str = "tiny", config: str | Path | None = None,
+def load_config(preset: str = defaults.PRESET, config: str | Path | None = None,
                 overrides: Mapping[str, Any] | Iterable[str] | None = None, **named: Any) -> Config:
     """The resolved config: preset, the YAML file `config` over it, then `named` options
     ("eval.n_samples": 1000, ...; None = not given), then `overrides` (which win, as --set does)."""
@@ -201,7 +201,7 @@ def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, A
     import shlex
 
     out = []
-    if preset != "tiny":
+    if preset != defaults.PRESET:
         out += ["--preset", preset]
     if config is not None:
         out += ["--config", str(config)]
@@ -299,10 +299,10 @@ def _write_errors():
 
 # -- the functions ---------------------------------------------------------------------------------
 
-def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = "tiny",
+def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
              config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
-             seeds: str | int | Sequence[int] = (0,), results: str | Path = DEFAULT_RESULTS, train: bool = True,
-             executor: str = "local", slurm_partition: str | None = None, overwrite: bool = False,
+             seeds: str | int | Sequence[int] = defaults.SEEDS, results: str | Path = defaults.RESULTS, train: bool = True,
+             executor: str = defaults.EXECUTOR, slurm_partition: str | None = None, overwrite: bool = False,
              checkpoint: str | Path | None = None, generator: str | None = None, n_samples: int | None = None,
              extractor: str | None = None, inception_weights: str | Path | None = None,
              data_root: str | Path | None = None, device: str | None = None,
@@ -393,7 +393,7 @@ def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int
     return df
 
 
-def train(method: str, *, preset: str = "tiny", config: str | Path | None = None,
+def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | None = None,
           overrides: Mapping[str, Any] | Sequence[str] | None = None, generator: str | None = None,
           lengths: str | int | Sequence[int] | None = None, out: str | Path | None = None,
           data_root: str | Path | None = None, device: str | None = None, quiet: bool | None = None) -> Path:
@@ -426,7 +426,7 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
 
 
 def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | Path, *,
-               latent_stats: str | Path | None = None, ema: bool = True, preset: str = "lgm-official-xl",
+               latent_stats: str | Path | None = None, ema: bool = True, preset: str = defaults.IMPORT_PRESET,
                config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
     """Import the official LGM release as `vltbench import lgm` does: tokenizer.pt (+ xl.pth and
     latents_stats.pt) -> one merge checkpoint at `out` (vltbench/models/official_lgm.py); returns its path."""
@@ -437,7 +437,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                overrides=_overrides(overrides))
 
 
-def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
+def leaderboard(results: str | Path | pd.DataFrame = defaults.RESULTS, *,
                 frame: bool = False) -> list[Table] | pd.DataFrame:
     """The leaderboard of a results folder (or record file, or a frame from `evaluate`).
 
@@ -453,7 +453,7 @@ def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
     return tidy_frame(tables) if frame else tables
 
 
-def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> list[Path]:
+def plot(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Path | None = None) -> list[Path]:
     """The figures of `vltbench plot` (trade-off, rFID and alignment vs K, sample grid, training loss
     curves where their logs exist; PNG + SVG per comparable group) written to `out`; returns their paths.
 
@@ -480,7 +480,7 @@ def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path |
         raise write_failed(Path(e.filename), "--out", e) from None
 
 
-def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> Path:
+def report(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Path | None = None) -> Path:
     """The report page of `vltbench report`: one self-contained HTML file (no external asset, opens
     offline) with, per comparable group, the leaderboard (floor / ceiling rows, ± intervals, sortable
     columns), the trade-off, rFID / reconstruction and alignment figures, the same-seed sample strips
@@ -511,8 +511,8 @@ def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path
     return out
 
 
-def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
-          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None, z: float = 2.0,
+def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = defaults.RESULTS, *,
+          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None, z: float = defaults.Z,
           metrics: str | Sequence[str] | None = None, method_map: str | Mapping[str, str] | Sequence[str] | None = None,
           lengths: str | int | Sequence[int] | None = None, require_all: bool = False) -> CheckReport:
     """Regression check of `vltbench check`: candidate cells vs baseline cells with the same
@@ -666,7 +666,7 @@ def _count_class_folders(name: str, root: Path) -> int:
     return len(classes)
 
 
-def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = "tiny", config: str | Path | None = None,
+def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET, config: str | Path | None = None,
           overrides: Mapping[str, Any] | Sequence[str] | None = None, data_root: str | Path | None = None,
           num_classes: int | None = None) -> pd.DataFrame:
     """GFLOPs per image per stage and parameter counts at each length, as `vltbench flops` prints.

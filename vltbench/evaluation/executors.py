@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vltbench.core import progress
+from vltbench.core import defaults, progress
 from vltbench.core.config import Config
 from vltbench.core.errors import UserError
 from .sweep import SweepSpec
@@ -24,7 +24,7 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 INSTALL_HINT = "pip install 'vltbench[slurm]'"
 
 
-def run(spec: SweepSpec, executor: str = "local", partition: str | None = None) -> SweepSpec:
+def run(spec: SweepSpec, executor: str = defaults.EXECUTOR, partition: str | None = None) -> SweepSpec:
     """Run the sweep with the named executor; returns the spec with written / skipped filled in."""
     from .sweep import run_sweep
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from vltbench.core import defaults
 from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics.specs import MetricSpec, metric_spec
 from vltbench.evaluation.store import guidance_protocol
@@ -207,7 +208,7 @@ def checked_metrics(b: pd.DataFrame) -> tuple[str, ...]:
 
 
 def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: dict | None = None,
-          z: float = 2.0, metrics: tuple[str, ...] | None = None, method_map: dict | None = None,
+          z: float = defaults.Z, metrics: tuple[str, ...] | None = None, method_map: dict | None = None,
           lengths: tuple[int, ...] | None = None, require_all: bool = False) -> CheckReport:
     """Compare candidate cells to baseline cells with the same (method, generator, length), paired on
     (training seed, sampling seed): only the pairs both sides have are compared; baseline cells, pairs
