@@ -47,14 +47,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def _presets_allowing(k: int) -> str:
-    """' (valid on preset imagenet256: --preset imagenet256)' for the presets whose N >= k, or ''."""
-    from vltbench.core.config import load_config, preset_names
-
-    ok = [p for p in preset_names() if load_config(p).tokenizer.n_tokens >= k]
-    return f"; {k} is valid on preset {' / '.join(ok)} (--preset {ok[0]})" if ok else ""
-
-
 def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset: str | None = None) -> list[int]:
     """'8,16,32' or [8, 16, 32] -> [8, 16, 32]; every mistake is a one-line UserError. `preset`: the
     preset in use, named when a length exceeds its N (with the presets where that length is valid)."""
@@ -85,14 +77,10 @@ def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset:
                 k = None
             if k is None:
                 raise UserError(f"--lengths: {p!r} is not an integer; give comma-separated integers in 1..{n_max}")
-        if k <= 0 or k > n_max:
-            where = f" of preset {preset}" if preset else ""
-            raise UserError(f"--lengths: {k} is outside 1..{n_max} (the maximum length N={n_max}{where})"
-                            + (_presets_allowing(k) if k > n_max else ""))
-        if k in out:
-            raise UserError(f"--lengths: {k} is given twice; list each length once")
         out.append(k)
-    return out
+    from vltbench.evaluation.plan import check_lengths
+
+    return check_lengths(out, n_max, preset)  # the range rule a sweep's plan applies
 
 
 def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
@@ -348,48 +336,26 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
 
     from vltbench.evaluation.executors import run as run_with
-    from vltbench.evaluation.sweep import SweepSpec
+    from vltbench.evaluation.plan import SweepSpec
 
     results = Path(results)
     sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
                       train, train_args=train_args(preset, config, overrides, generator, data_root))
     with _write_errors():
-        spec = run_with(sweep, executor, slurm_partition)
-    busy = f", {len(spec.busy)} left to other processes computing them" if spec.busy else ""
-    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done{busy}; results in {results}")
-    return _cells_frame(results, names, ks, seed_list, spec)
+        outcome = run_with(sweep, executor, slurm_partition)
+    busy = f", {len(outcome.busy)} left to other processes computing them" if outcome.busy else ""
+    progress.log(f"{len(outcome.written)} cells written, {len(outcome.skipped)} already done{busy}; results in {results}")
+    return _cells_frame(results, [c.cell_id for c in outcome.cells])
 
 
-def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int], spec) -> pd.DataFrame:
-    """The records of the cells the sweep wrote or found done, in the requested order."""
-    from vltbench.core import dist
-    from vltbench.evaluation.store import ResultStore, load_frame, with_labels
+def _cells_frame(results: Path, cell_ids: list[str]) -> pd.DataFrame:
+    """The records of the planned cells (written now or found done), in the planned order."""
+    from vltbench.evaluation.store import load_frame, with_labels
 
-    written, skipped = [str(p) for p in spec.written], list(spec.skipped) + list(spec.busy)
-    if dist.is_initialized():  # rank 0 alone writes records and knows their paths
-        written, skipped = dist.broadcast_object((written, skipped))
-    paths = {Path(p) for p in written}
-    if results.is_dir():
-        for cid in skipped:
-            paths.update(p for p in results.glob(f"*/{cid}.json") if not p.parent.name.startswith("."))
-
-    class _Cells(ResultStore):
-        def files(self) -> list[Path]:
-            return sorted(p for p in paths if p.is_file())
-
-    df = load_frame(results, store=_Cells(results))
-    if not df.empty:
-        df = df.drop_duplicates("cell_id")
-        order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
-        # an imported model's rows are labelled "merge [official LGM release]" (store.flatten): order by the method
-        plain = [m[: -len(f" [{o}]")] if isinstance(o, str) and o else m for m, o in zip(df["method"], df["origin"])]
-        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(plain, df["length"], df["seed"])]
-        df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
-        df = with_labels(df.reset_index(drop=True))
-    expected = len(names) * len(ks) * len(seeds)
-    if len(df) < expected:
-        warnings.warn(f"{expected - len(df)} of the {expected} requested cells have no record in {results} yet "
-                      "(another process is computing them); evaluate again later to include them", stacklevel=3)
+    df = with_labels(load_frame(results, cell_ids=cell_ids).drop_duplicates("cell_id").reset_index(drop=True))
+    if len(df) < len(cell_ids):
+        warnings.warn(f"{len(cell_ids) - len(df)} of the {len(cell_ids)} requested cells have no record in {results} "
+                      "yet (another process is computing them); evaluate again later to include them", stacklevel=3)
     return df
 
 
