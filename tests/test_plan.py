@@ -84,3 +84,32 @@ def test_local_run_and_executors_plan_the_same_cells(tmp_path):
         df = vltbench.evaluate("tail-drop", [8, 4], config=TINY, results=res, quiet=True,
                                overrides={"eval.n_samples": 20, "eval.batch_size": 8})
     assert list(df["cell_id"]) == ids
+
+
+def test_committed_records_are_planned_with_their_cell_ids():
+    """Every committed reference record is the plan's cell for its (method, K, seed, checkpoint) on its
+    preset, found done: the identities (and so the ids) are built as when the records were written."""
+    import json
+    from pathlib import Path
+
+    from vltbench import api
+    from vltbench.evaluation.metrics.domains import resolve_extractor
+
+    ref = Path(__file__).parents[1] / "results" / "reference"
+    if not ref.is_dir():
+        pytest.skip("no committed results/reference in this checkout")
+    recs = [json.loads(p.read_text()) for p in sorted(ref.glob("*/*.json"))]
+    assert recs
+    settings = {}
+    for rec in recs:
+        ident = rec["identity"]
+        if ident["preset"] not in settings:
+            cfg = api.load_config(ident["preset"])
+            cfg.eval.extractor = resolve_extractor(cfg)  # as evaluate does
+            ds = load_data(cfg.data)
+            extractor = extractor_for(cfg)
+            settings[ident["preset"]] = cfg, ds, measurement_spec(cfg, extractor, RealSets(cfg, ds, extractor))
+        cfg, ds, mspec = settings[ident["preset"]]
+        spec = SweepSpec(cfg, [ident["method"]], [ident["length"]], [ident["seed"]], ref)
+        [cell] = plan(spec, {ident["method"]: ident["checkpoint_hash"]}, ds, mspec)
+        assert (cell.cell_id, cell.done) == (rec["cell_id"], True), rec["cell_id"]
