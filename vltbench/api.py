@@ -289,9 +289,10 @@ def _write_errors():
 
 def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
              config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
-             seeds: str | int | Sequence[int] = defaults.SEEDS, results: str | Path = defaults.RESULTS, train: bool = True,
-             executor: str = defaults.EXECUTOR, slurm_partition: str | None = None, overwrite: bool = False,
-             checkpoint: str | Path | None = None, generator: str | None = None, n_samples: int | None = None,
+             seeds: str | int | Sequence[int] = defaults.SEEDS, results: str | Path = defaults.RESULTS,
+             train: bool = True, executor: str = defaults.EXECUTOR, slurm_partition: str | None = None,
+             overwrite: bool = False, checkpoint: str | Path | None = None, generator: str | None = None,
+             n_samples: int | None = None,
              extractor: str | None = None, inception_weights: str | Path | None = None,
              data_root: str | Path | None = None, device: str | None = None,
              quiet: bool | None = None) -> pd.DataFrame:
@@ -344,7 +345,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     with _write_errors():
         outcome = run_with(sweep, executor, slurm_partition)
     busy = f", {len(outcome.busy)} left to other processes computing them" if outcome.busy else ""
-    progress.log(f"{len(outcome.written)} cells written, {len(outcome.skipped)} already done{busy}; results in {results}")
+    progress.log(f"{len(outcome.written)} cells written, {len(outcome.skipped)} already done{busy}; "
+                 f"results in {results}")
     return _cells_frame(results, [c.cell_id for c in outcome.cells])
 
 
@@ -478,7 +480,8 @@ def report(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Pat
 
 
 def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = defaults.RESULTS, *,
-          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None, z: float = defaults.Z,
+          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None,
+          z: float = defaults.Z,
           metrics: str | Sequence[str] | None = None, method_map: str | Mapping[str, str] | Sequence[str] | None = None,
           lengths: str | int | Sequence[int] | None = None, require_all: bool = False) -> CheckReport:
     """Regression check of `vltbench check`: candidate cells vs baseline cells with the same
@@ -632,9 +635,9 @@ def _count_class_folders(name: str, root: Path) -> int:
     return len(classes)
 
 
-def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET, config: str | Path | None = None,
-          overrides: Mapping[str, Any] | Sequence[str] | None = None, data_root: str | Path | None = None,
-          num_classes: int | None = None) -> pd.DataFrame:
+def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
+          config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
+          data_root: str | Path | None = None, num_classes: int | None = None) -> pd.DataFrame:
     """GFLOPs per image per stage and parameter counts at each length, as `vltbench flops` prints.
 
     fvcore convention (1 multiply-add = 1 FLOP; attention counted). No weights or images are needed:
