@@ -1004,9 +1004,9 @@ def bench_overhead(ctx: Ctx) -> dict:
                 timer = _ComputeTimer()
                 t0 = time.perf_counter()
                 with timer:
-                    spec = run_sweep(SweepSpec(cfg, ["merge"], [k], [0], tmp / "measured", train=False))
+                    outcome = run_sweep(SweepSpec(cfg, ["merge"], [k], [0], tmp / "measured", train=False))
                 wall = time.perf_counter() - t0
-                record = json.loads(spec.written[0].read_text())
+                record = json.loads(outcome.written[0].read_text())
     finally:
         progress.set_quiet(was_quiet)
     timing = record["timing"]

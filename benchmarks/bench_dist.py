@@ -31,7 +31,7 @@ def worker(a) -> None:
 
     torch.set_num_threads(a.threads)
     from vltbench.core import dist
-    from vltbench.cli import parse_sets
+    from vltbench.api import parse_sets
     from vltbench.core.config import load_config
     from vltbench.data import load_data
     from vltbench.core.device import resolve_device

@@ -124,9 +124,9 @@ def _sweep(tmp_path_factory):
     cfg = load_config("tiny", TINY, {"sampler.cfg_scales": [1.0, 2.0, 4.0], "sampler.select_samples": 16,
                                      "dit.steps": 30})
     out = tmp_path_factory.mktemp("protocol")
-    spec = run_sweep(SweepSpec(cfg, ["merge", "tail-drop"], [4, 32], [0], out))
+    outcome = run_sweep(SweepSpec(cfg, ["merge", "tail-drop"], [4, 32], [0], out))
     recs = {(r["identity"]["method"], r["identity"]["length"]): r for _, r in ResultStore(out).entries()}
-    return cfg, spec, recs
+    return cfg, outcome, recs
 
 
 def test_guidance_is_searched_with_the_same_budget_for_every_cell(swept):

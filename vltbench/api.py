@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vltbench.core import defaults
 from vltbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
 
-DEFAULT_RESULTS = Path("results/runs")
 IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
 
 
@@ -45,14 +45,6 @@ IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _presets_allowing(k: int) -> str:
-    """' (valid on preset imagenet256: --preset imagenet256)' for the presets whose N >= k, or ''."""
-    from vltbench.core.config import load_config, preset_names
-
-    ok = [p for p in preset_names() if load_config(p).tokenizer.n_tokens >= k]
-    return f"; {k} is valid on preset {' / '.join(ok)} (--preset {ok[0]})" if ok else ""
 
 
 def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset: str | None = None) -> list[int]:
@@ -85,14 +77,10 @@ def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset:
                 k = None
             if k is None:
                 raise UserError(f"--lengths: {p!r} is not an integer; give comma-separated integers in 1..{n_max}")
-        if k <= 0 or k > n_max:
-            where = f" of preset {preset}" if preset else ""
-            raise UserError(f"--lengths: {k} is outside 1..{n_max} (the maximum length N={n_max}{where})"
-                            + (_presets_allowing(k) if k > n_max else ""))
-        if k in out:
-            raise UserError(f"--lengths: {k} is given twice; list each length once")
         out.append(k)
-    return out
+    from vltbench.evaluation.plan import check_lengths
+
+    return check_lengths(out, n_max, preset)  # the range rule a sweep's plan applies
 
 
 def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
@@ -157,7 +145,7 @@ def _overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict:
     return parse_sets(overrides)
 
 
-def load_config(preset: str = "tiny", config: str | Path | None = None,
+def load_config(preset: str = defaults.PRESET, config: str | Path | None = None,
                 overrides: Mapping[str, Any] | Iterable[str] | None = None, **named: Any) -> Config:
     """The resolved config: preset, the YAML file `config` over it, then `named` options
     ("eval.n_samples": 1000, ...; None = not given), then `overrides` (which win, as --set does)."""
@@ -201,7 +189,7 @@ def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, A
     import shlex
 
     out = []
-    if preset != "tiny":
+    if preset != defaults.PRESET:
         out += ["--preset", preset]
     if config is not None:
         out += ["--config", str(config)]
@@ -299,11 +287,12 @@ def _write_errors():
 
 # -- the functions ---------------------------------------------------------------------------------
 
-def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = "tiny",
+def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
              config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
-             seeds: str | int | Sequence[int] = (0,), results: str | Path = DEFAULT_RESULTS, train: bool = True,
-             executor: str = "local", slurm_partition: str | None = None, overwrite: bool = False,
-             checkpoint: str | Path | None = None, generator: str | None = None, n_samples: int | None = None,
+             seeds: str | int | Sequence[int] = defaults.SEEDS, results: str | Path = defaults.RESULTS,
+             train: bool = True, executor: str = defaults.EXECUTOR, slurm_partition: str | None = None,
+             overwrite: bool = False, checkpoint: str | Path | None = None, generator: str | None = None,
+             n_samples: int | None = None,
              extractor: str | None = None, inception_weights: str | Path | None = None,
              data_root: str | Path | None = None, device: str | None = None,
              quiet: bool | None = None) -> pd.DataFrame:
@@ -348,52 +337,31 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
         raise UserError("--checkpoint applies to one method; pass a single --method with it")
 
     from vltbench.evaluation.executors import run as run_with
-    from vltbench.evaluation.sweep import SweepSpec
+    from vltbench.evaluation.plan import SweepSpec
 
     results = Path(results)
     sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
                       train, train_args=train_args(preset, config, overrides, generator, data_root))
     with _write_errors():
-        spec = run_with(sweep, executor, slurm_partition)
-    busy = f", {len(spec.busy)} left to other processes computing them" if spec.busy else ""
-    progress.log(f"{len(spec.written)} cells written, {len(spec.skipped)} already done{busy}; results in {results}")
-    return _cells_frame(results, names, ks, seed_list, spec)
+        outcome = run_with(sweep, executor, slurm_partition)
+    busy = f", {len(outcome.busy)} left to other processes computing them" if outcome.busy else ""
+    progress.log(f"{len(outcome.written)} cells written, {len(outcome.skipped)} already done{busy}; "
+                 f"results in {results}")
+    return _cells_frame(results, [c.cell_id for c in outcome.cells])
 
 
-def _cells_frame(results: Path, names: list[str], ks: list[int], seeds: list[int], spec) -> pd.DataFrame:
-    """The records of the cells the sweep wrote or found done, in the requested order."""
-    from vltbench.core import dist
-    from vltbench.evaluation.store import ResultStore, load_frame, with_labels
+def _cells_frame(results: Path, cell_ids: list[str]) -> pd.DataFrame:
+    """The records of the planned cells (written now or found done), in the planned order."""
+    from vltbench.evaluation.store import load_frame, with_labels
 
-    written, skipped = [str(p) for p in spec.written], list(spec.skipped) + list(spec.busy)
-    if dist.is_initialized():  # rank 0 alone writes records and knows their paths
-        written, skipped = dist.broadcast_object((written, skipped))
-    paths = {Path(p) for p in written}
-    if results.is_dir():
-        for cid in skipped:
-            paths.update(p for p in results.glob(f"*/{cid}.json") if not p.parent.name.startswith("."))
-
-    class _Cells(ResultStore):
-        def files(self) -> list[Path]:
-            return sorted(p for p in paths if p.is_file())
-
-    df = load_frame(results, store=_Cells(results))
-    if not df.empty:
-        df = df.drop_duplicates("cell_id")
-        order = {(m, k, s): i for i, (m, k, s) in enumerate((m, k, s) for m in names for k in ks for s in seeds)}
-        # an imported model's rows are labelled "merge [official LGM release]" (store.flatten): order by the method
-        plain = [m[: -len(f" [{o}]")] if isinstance(o, str) and o else m for m, o in zip(df["method"], df["origin"])]
-        pos = [order.get((m, int(k), int(s)), len(order)) for m, k, s in zip(plain, df["length"], df["seed"])]
-        df = df.assign(_order=pos).sort_values(["_order", "cell_id"], kind="stable").drop(columns="_order")
-        df = with_labels(df.reset_index(drop=True))
-    expected = len(names) * len(ks) * len(seeds)
-    if len(df) < expected:
-        warnings.warn(f"{expected - len(df)} of the {expected} requested cells have no record in {results} yet "
-                      "(another process is computing them); evaluate again later to include them", stacklevel=3)
+    df = with_labels(load_frame(results, cell_ids=cell_ids).drop_duplicates("cell_id").reset_index(drop=True))
+    if len(df) < len(cell_ids):
+        warnings.warn(f"{len(cell_ids) - len(df)} of the {len(cell_ids)} requested cells have no record in {results} "
+                      "yet (another process is computing them); evaluate again later to include them", stacklevel=3)
     return df
 
 
-def train(method: str, *, preset: str = "tiny", config: str | Path | None = None,
+def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | None = None,
           overrides: Mapping[str, Any] | Sequence[str] | None = None, generator: str | None = None,
           lengths: str | int | Sequence[int] | None = None, out: str | Path | None = None,
           data_root: str | Path | None = None, device: str | None = None, quiet: bool | None = None) -> Path:
@@ -426,7 +394,7 @@ def train(method: str, *, preset: str = "tiny", config: str | Path | None = None
 
 
 def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | Path, *,
-               latent_stats: str | Path | None = None, ema: bool = True, preset: str = "lgm-official-xl",
+               latent_stats: str | Path | None = None, ema: bool = True, preset: str = defaults.IMPORT_PRESET,
                config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
     """Import the official LGM release as `vltbench import lgm` does: tokenizer.pt (+ xl.pth and
     latents_stats.pt) -> one merge checkpoint at `out` (vltbench/models/official_lgm.py); returns its path."""
@@ -437,7 +405,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                overrides=_overrides(overrides))
 
 
-def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
+def leaderboard(results: str | Path | pd.DataFrame = defaults.RESULTS, *,
                 frame: bool = False) -> list[Table] | pd.DataFrame:
     """The leaderboard of a results folder (or record file, or a frame from `evaluate`).
 
@@ -453,7 +421,7 @@ def leaderboard(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
     return tidy_frame(tables) if frame else tables
 
 
-def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> list[Path]:
+def plot(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Path | None = None) -> list[Path]:
     """The figures of `vltbench plot` (trade-off, rFID and alignment vs K, sample grid, training loss
     curves where their logs exist; PNG + SVG per comparable group) written to `out`; returns their paths.
 
@@ -480,7 +448,7 @@ def plot(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path |
         raise write_failed(Path(e.filename), "--out", e) from None
 
 
-def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path | None = None) -> Path:
+def report(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Path | None = None) -> Path:
     """The report page of `vltbench report`: one self-contained HTML file (no external asset, opens
     offline) with, per comparable group, the leaderboard (floor / ceiling rows, ± intervals, sortable
     columns), the trade-off, rFID / reconstruction and alignment figures, the same-seed sample strips
@@ -511,8 +479,9 @@ def report(results: str | Path | pd.DataFrame = DEFAULT_RESULTS, out: str | Path
     return out
 
 
-def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = DEFAULT_RESULTS, *,
-          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None, z: float = 2.0,
+def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFrame = defaults.RESULTS, *,
+          report: str | Path | None = None, min_effect: float | Mapping[str, float] | None = None,
+          z: float = defaults.Z,
           metrics: str | Sequence[str] | None = None, method_map: str | Mapping[str, str] | Sequence[str] | None = None,
           lengths: str | int | Sequence[int] | None = None, require_all: bool = False) -> CheckReport:
     """Regression check of `vltbench check`: candidate cells vs baseline cells with the same
@@ -666,9 +635,9 @@ def _count_class_folders(name: str, root: Path) -> int:
     return len(classes)
 
 
-def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = "tiny", config: str | Path | None = None,
-          overrides: Mapping[str, Any] | Sequence[str] | None = None, data_root: str | Path | None = None,
-          num_classes: int | None = None) -> pd.DataFrame:
+def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
+          config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
+          data_root: str | Path | None = None, num_classes: int | None = None) -> pd.DataFrame:
     """GFLOPs per image per stage and parameter counts at each length, as `vltbench flops` prints.
 
     fvcore convention (1 multiply-add = 1 FLOP; attention counted). No weights or images are needed:

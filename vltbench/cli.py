@@ -12,21 +12,21 @@ from typing import Optional
 import typer
 
 from vltbench import api
-from vltbench.core import registry
+from vltbench.core import defaults, registry
 from vltbench.core.config import load_config
 from vltbench.core.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
 
-PRESET = typer.Option("tiny", "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "
+PRESET = typer.Option(defaults.PRESET, "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "
                       "a CPU-sized model; checkpoints shipped), imagenet256 or imagenet256-xl (paper scale, GPUs), "
                       "lgm-official-xl (the imported official LGM release).")
 CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as configs/tiny.yaml).")
 SET = typer.Option(None, "--set", help="Override one config value, e.g. --set dit.steps=200 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
 DEVICE = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda[:i]. Default: the config's device.")
-RESULTS = typer.Option(Path("results/runs"), "--results", "-r", help="Results folder (one JSON record per cell).")
+RESULTS = typer.Option(defaults.RESULTS, "--results", "-r", help="Results folder (one JSON record per cell).")
 
 
 def _root_datasets() -> str:
@@ -42,10 +42,6 @@ def _quiet(quiet: bool) -> None:
     if quiet:
         from vltbench.core import progress
         progress.set_quiet(True)
-
-
-# kept importable from here (benchmarks/bench_dist.py uses parse_sets)
-parse_lengths, parse_sets = api.parse_lengths, api.parse_sets
 
 
 @app.command("methods")
@@ -91,7 +87,7 @@ def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The 
                    ema: bool = typer.Option(True, "--ema/--no-ema", help="The EMA weights (default, as the official "
                                             "evaluation) or the raw training weights."),
                    out: Path = typer.Option(..., "--out", "-o", help="The vltbench checkpoint to write (.safetensors)."),
-                   preset: str = typer.Option("lgm-official-xl", "--preset", "-p", help="Config the checkpoint is for "
+                   preset: str = typer.Option(defaults.IMPORT_PRESET, "--preset", "-p", help="Config the checkpoint is for "
                                               "(its sizes must match the files)."),
                    config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET, quiet: bool = QUIET):
     """Import the official LGM release (tokenizer.pt, xl.pth) into one vltbench merge checkpoint."""
@@ -123,7 +119,7 @@ def _print_leaderboard(results: Path) -> None:
     except UserError:  # e.g. every cell is being computed by another process
         typer.echo(f"no records under {results}")
         return
-    _show_tables(tables, "rich")
+    _show_tables(tables, defaults.TABLE_FORMAT)
 
 
 def _show_tables(tables, fmt: str) -> None:
@@ -151,7 +147,8 @@ SWEEP_OPTS = dict(
     method=typer.Option(None, "--method", "-m", help="Method name, or 'all' (see `vltbench methods`)."),
     methods=typer.Option(None, "--methods", help="Several methods, comma-separated."),
     lengths=typer.Option(..., "--lengths", "-l", help="Token lengths K to evaluate, comma-separated, each in 1..N."),
-    seeds=typer.Option("0", "--seeds", help="Sampling seeds per cell, comma-separated; tables show mean +/- spread."),
+    seeds=typer.Option(",".join(map(str, defaults.SEEDS)), "--seeds",
+                       help="Sampling seeds per cell, comma-separated; tables show mean +/- spread."),
     generator=typer.Option(None, "--generator", help="joint (one DiT for all lengths, default) or separate (one per length)."),
     overwrite=typer.Option(False, "--overwrite", help="Recompute cells that already have a record."),
     checkpoint=typer.Option(None, "--checkpoint", help="Use this checkpoint file instead of the shipped/cached one."),
@@ -161,7 +158,7 @@ SWEEP_OPTS = dict(
                            f"{_extractor_list()}. gfid / rfid hold this extractor's Fréchet distance."),
     inception_weights=typer.Option(None, "--inception-weights", help="Path to the FID Inception weights (never downloaded)."),
     data_root=typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    executor=typer.Option("local", "--executor", help="local (this process; under torchrun, all its ranks), slurm "
+    executor=typer.Option(defaults.EXECUTOR, "--executor", help="local (this process; under torchrun, all its ranks), slurm "
                           "(one Slurm job array task per missing cell, via submitit; needs --slurm-partition and "
                           "pip install 'vltbench\\[slurm]'; resources: --set slurm.KEY=VALUE) or submitit-local "
                           "(the same job array as local processes)."),
@@ -225,7 +222,7 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
 
 @app.command("leaderboard")
 def leaderboard_cmd(results: Path = RESULTS,
-                    fmt: str = typer.Option("rich", "--format", "-f",
+                    fmt: str = typer.Option(defaults.TABLE_FORMAT, "--format", "-f",
                                              help="rich (a terminal; markdown when piped), md, csv or html."),
                     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file."),
                     quiet: bool = QUIET):
@@ -288,7 +285,7 @@ def check_cmd(baseline: Path = typer.Option(..., "--baseline", "-b", help="Basel
                                                              "as a regression: METRIC=VALUE (repeatable), or one VALUE "
                                                              "for every metric. Default: each metric's declared one "
                                                              "(gfid / rfid 1.0, class_acc 0.02, kid 0.002, ...)."),
-              z: float = typer.Option(2.0, "--z", help="Noise multiple a change must exceed."),
+              z: float = typer.Option(defaults.Z, "--z", help="Noise multiple a change must exceed."),
               quiet: bool = QUIET):
     _quiet(quiet)
     result = api.check(baseline, candidate, report=report, min_effect=_min_effect(min_effect), z=z, metrics=metrics,

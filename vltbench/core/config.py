@@ -15,6 +15,7 @@ import yaml
 from pydantic_core import PydanticCustomError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import defaults
 from .errors import UserError
 
 DIT_SIZES = {  # depth, width, heads — as in the DiT paper (Peebles & Xie, 2023)
@@ -383,7 +384,7 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
-def load_config(preset: str = "tiny", config_file: str | Path | None = None,
+def load_config(preset: str = defaults.PRESET, config_file: str | Path | None = None,
                 overrides: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> Config:
     """Preset YAML, then the user's file on top, then CLI overrides ("section.key": value).
 

@@ -153,11 +153,6 @@ def all_gather_object(obj: Any) -> list:
     return out
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when flag is True on some rank."""
-    return bool(all_reduce_sum(np.array([float(bool(flag))]))[0] > 0)
-
-
 def gather_rows(rows: np.ndarray | None, ids: np.ndarray | torch.Tensor | Sequence[int], dst: int | None = 0,
                 ) -> np.ndarray | None:
     """Rows of a variable-length per-rank array, concatenated over ranks and ordered by global index.

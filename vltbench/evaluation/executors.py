@@ -1,12 +1,13 @@
 """Where a sweep's cells run: in this process (`local`, the default) or fanned out as a job array
 through submitit (`slurm`; `submitit-local` runs the same jobs as local processes, for testing).
 
-The submitter finds the missing cells exactly as the sweep does (same checkpoint hash, cell identity
-and record store), trains any missing checkpoint first (one job per method, resumable), then submits
-ONE job array with one task per missing cell and waits for it. Each task runs the ordinary sweep
-restricted to its cell, so a task that is preempted (or times out) and requeued by submitit simply runs
-again: finished cells are skipped thanks to the record store, training resumes from its saved state.
-A job with `slurm.tasks_per_node > 1` evaluates its cell distributed over its tasks.
+The submitter plans the cells exactly as the sweep does (vltbench.evaluation.plan: same checkpoint
+hash, cell identity and record store), trains any missing checkpoint first (one job per method,
+resumable), then submits ONE job array with one task per missing cell and waits for it. Each task
+runs the ordinary sweep restricted to its cell, so a task that is preempted (or times out) and
+requeued by submitit simply runs again: finished cells are skipped thanks to the record store,
+training resumes from its saved state. A job with `slurm.tasks_per_node > 1` evaluates its cell
+distributed over its tasks.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vltbench.core import progress
+from vltbench.core import defaults, progress
 from vltbench.core.config import Config
 from vltbench.core.errors import UserError
-from .sweep import SweepSpec
+from .plan import SweepOutcome, SweepSpec, plan
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 INSTALL_HINT = "pip install 'vltbench[slurm]'"
 
 
-def run(spec: SweepSpec, executor: str = "local", partition: str | None = None) -> SweepSpec:
-    """Run the sweep with the named executor; returns the spec with written / skipped filled in."""
+def run(spec: SweepSpec, executor: str = defaults.EXECUTOR, partition: str | None = None) -> SweepOutcome:
+    """Run the sweep with the named executor; returns its outcome (planned cells, written, skipped, busy)."""
     from .sweep import run_sweep
 
     if executor not in EXECUTORS:
@@ -136,31 +137,6 @@ class TrainTask:
         return f"{self.method} training"
 
 
-def missing_cells(spec: SweepSpec, shas: dict[str, str]) -> list[CellTask]:
-    """The cells without a record, named exactly as run_sweep names them (or all with overwrite)."""
-    from vltbench.data import load_data
-    from .metrics import extractor_for
-    from .store import ResultStore, cell_id
-    from .references import RealSets
-    from .sweep import cell_identity, metric_spec
-
-    cfg = spec.cfg
-    store = ResultStore(spec.results)
-    ds = load_data(cfg.data)
-    extractor = extractor_for(cfg)
-    mspec = metric_spec(cfg, extractor, RealSets(cfg, ds, extractor))
-    out = []
-    for method in spec.methods:
-        for k in spec.lengths:
-            for seed in spec.seeds:
-                cid = cell_id(cell_identity(cfg, method, shas[method], k, seed, ds, mspec))
-                if spec.overwrite or not store.exists(cid):
-                    out.append(CellTask(cfg, method, k, seed, str(spec.results), spec.overwrite, spec.checkpoint))
-                else:
-                    spec.skipped.append(cid)
-    return out
-
-
 def _checkpoint_shas(spec: SweepSpec, ds) -> tuple[dict[str, str], list[str]]:
     """{method: checkpoint sha256} as obtain_bundle would use, and the methods still to train."""
     from vltbench.training.checkpoints import find_checkpoint
@@ -211,20 +187,23 @@ def _submit_array(ex, tasks: list):
     return jobs
 
 
-def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepSpec:
+def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepOutcome:
     from vltbench.data import load_data
     from vltbench.core.hashing import sha256_file
+    from .metrics import extractor_for
+    from .plan import measurement_spec
+    from .references import RealSets
     from .store import ResultStore
 
     cfg = spec.cfg
-    ResultStore(spec.results).ensure_writable()
+    store = ResultStore(spec.results)
+    store.ensure_writable()
     folder = Path(cfg.slurm.folder) if cfg.slurm.folder else Path(spec.results) / ".submitit"
     ex = make_executor(cfg, executor, partition, folder)
     ds = load_data(cfg.data)
-    from .metrics import extractor_for
-    from .references import RealSets
-
-    RealSets(cfg, ds, extractor_for(cfg)).check_sizes()  # every split large enough: refused before training
+    extractor = extractor_for(cfg)
+    sets = RealSets(cfg, ds, extractor)
+    sets.check_sizes()  # every split large enough: refused before training
     shas, untrained = _checkpoint_shas(spec, ds)
     if untrained:
         tasks = [TrainTask(cfg, m) for m in untrained]
@@ -232,15 +211,19 @@ def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepSpe
         progress.log(f"training {', '.join(untrained)}: job array {jobs[0].job_id.split('_')[0]} ({executor}); waiting")
         for method, path in zip(untrained, _wait(jobs, tasks, "training jobs", folder)):
             shas[method] = sha256_file(path)
-    tasks = missing_cells(spec, shas)
-    if not tasks:
-        progress.log(f"all {len(spec.skipped)} cells are done already; nothing submitted")
-        return spec
+    out = SweepOutcome(cells=plan(spec, shas, ds, measurement_spec(cfg, extractor, sets), store))
+    todo = [c for c in out.cells if spec.overwrite or not c.done]
+    out.skipped = [c.cell_id for c in out.cells if c.done and not spec.overwrite]
+    if not todo:
+        progress.log(f"all {len(out.skipped)} cells are done already; nothing submitted")
+        return out
+    tasks = [CellTask(cfg, c.method, c.length, c.seed, str(spec.results), spec.overwrite, spec.checkpoint)
+             for c in todo]
     jobs = _submit_array(ex, tasks)
-    progress.log(f"{len(tasks)} missing cells ({len(spec.skipped)} done earlier): job array "
+    progress.log(f"{len(tasks)} missing cells ({len(out.skipped)} done earlier): job array "
                  f"{jobs[0].job_id.split('_')[0]} ({executor}), logs in {folder}; waiting")
     for res in _wait(jobs, tasks, "cells", folder):
-        spec.written += [Path(p) for p in res["written"]]
-        spec.skipped += res["skipped"]
-        spec.busy += res.get("busy", [])
-    return spec
+        out.written += [Path(p) for p in res["written"]]
+        out.skipped += res["skipped"]
+        out.busy += res.get("busy", [])
+    return out

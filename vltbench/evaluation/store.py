@@ -23,7 +23,7 @@ import warnings
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from vltbench.core import locks
 from vltbench.core.atomic import PROBE_PREFIX, atomic_path, remove_leftovers
@@ -209,8 +209,6 @@ class ResultStore:
             raise UserError(f"results folder {self.root} is not writable: {e.strerror or e}; "
                             "choose another with --results") from None
 
-    _ensure_writable = ensure_writable  # older name, still used by sweep.py
-
     def tidy(self) -> list[Path]:
         """Remove what killed runs left here: temp files, lock files and write probes no live process
         holds, and sample images whose record was never written (their cell's lock taken first)."""
@@ -319,7 +317,10 @@ class ResultStore:
             yield owned
 
     # -- reading -------------------------------------------------------------
-    def files(self) -> list[Path]:
+    def files(self, cell_ids: Iterable[str] | None = None) -> list[Path]:
+        """The record files here; with cell_ids, only those of these cells."""
+        if cell_ids is not None:
+            return sorted({p for cid in cell_ids for p in self._candidates(cid)})
         if self.root.is_file():
             return [self.root]
         if not self.root.is_dir():
@@ -328,10 +329,11 @@ class ResultStore:
         return sorted(p for p in self.root.glob("*/*.json")
                       if not p.name.startswith(".") and not p.parent.name.startswith("."))
 
-    def entries(self) -> Iterator[tuple[Path, dict]]:
-        """(path, record) for each valid record; problems go to self.skipped and a warning."""
+    def entries(self, cell_ids: Iterable[str] | None = None) -> Iterator[tuple[Path, dict]]:
+        """(path, record) for each valid record (of cell_ids only, if given); problems go to
+        self.skipped and a warning."""
         self.skipped = []
-        for path in self.files():
+        for path in self.files(cell_ids):
             rec, why = _problem(path)
             if rec is None:
                 self._skip(path, why)
@@ -370,15 +372,22 @@ def measurements(rec: dict) -> dict[str, float | None]:
     return out
 
 
+def guidance_protocol(sampler: dict) -> tuple[str | None, dict]:
+    """(protocol, guidance spec) of a record's sampler identity: "search" or "fixed" (a fixed spec's
+    "scale" filled in). Records from before the protocol existed carry sampler.cfg_scale: one fixed scale."""
+    spec = dict(sampler["guidance"]) if isinstance(sampler.get("guidance"), dict) else {}
+    protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
+    if protocol == "fixed" and spec.get("scale") is None:
+        spec["scale"] = sampler.get("cfg_scale")
+    return protocol, spec
+
+
 def _guidance(rec: dict, sampler: dict) -> tuple[str | None, float | None]:
-    """(protocol, chosen scale): from record["guidance"], else the sampler's guidance spec; records
-    from before the protocol existed carry sampler.cfg_scale, i.e. one fixed scale."""
+    """(protocol, chosen scale): from record["guidance"], else the sampler's guidance spec."""
     chosen = rec.get("guidance") if isinstance(rec.get("guidance"), dict) else {}
-    spec = sampler.get("guidance") if isinstance(sampler.get("guidance"), dict) else {}
-    protocol = chosen.get("protocol") or spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
-    scale = next((v for v in (chosen.get("scale"), spec.get("scale"), sampler.get("cfg_scale")) if v is not None),
-                 None)
-    return protocol, _num(scale)
+    protocol, spec = guidance_protocol(sampler)
+    scale = chosen.get("scale") if chosen.get("scale") is not None else spec.get("scale")
+    return chosen.get("protocol") or protocol, _num(scale)
 
 
 # The parts of a record's config that determine a checkpoint's training, the seed aside: records whose
@@ -428,15 +437,19 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
     return row
 
 
-def load_frame(root: str | Path, store: ResultStore | None = None):
-    """One row per valid record under `root` (a folder or one record file)."""
+def load_frame(root: str | Path, store: ResultStore | None = None, cell_ids: Iterable[str] | None = None):
+    """One row per valid record under `root` (a folder or one record file); with cell_ids, only the
+    records of those cells, in their order."""
     import pandas as pd
 
     root = Path(root)
     if not root.exists():
         raise UserError(f"results {root} do not exist; pass an existing folder or record file")
     store = store or ResultStore(root)
-    entries = list(store.entries())
+    entries = list(store.entries(cell_ids))
+    if cell_ids is not None:
+        order = {cid: i for i, cid in enumerate(dict.fromkeys(cell_ids))}
+        entries.sort(key=lambda e: order.get(e[1]["cell_id"], len(order)))
     if not entries:
         return pd.DataFrame(columns=list(flatten(_EMPTY, None)))
     df = pd.DataFrame([flatten(rec, path) for path, rec in entries])

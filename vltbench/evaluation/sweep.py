@@ -20,11 +20,10 @@ reference-free cross-length distance of same-seed samples at K and N.
 from __future__ import annotations
 
 import io
-import itertools
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,7 @@ from PIL import Image
 from vltbench.core import dist, progress
 from vltbench.core.atomic import remove_leftovers
 from vltbench.training.checkpoints import obtain_bundle
-from vltbench.core.config import Config
-from vltbench.data import Dataset, load_data
+from vltbench.data import load_data
 from vltbench.core.device import resolve_device, to_float
 from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from vltbench.training.latents import cached_latents
@@ -44,77 +42,12 @@ from .metrics.specs import passes, record_metrics
 from vltbench.models import method_code
 from vltbench.models.bundle import Bundle, read_metadata
 from vltbench.core.paths import cache_dir
-from .references import RealSets, splits
-from .store import ResultStore, build_record, cell_id, provenance
+from .plan import FID_SQRT, SELECT_SEED_OFFSET, SweepOutcome, SweepSpec, extractor_label, measurement_spec, plan
+from .references import RealSets
+from .store import ResultStore, build_record, provenance
 
-FID_SQRT = "eigh"  # trace sqrt(S1 S2) via symmetric eigendecompositions: same value as sqrtm, faster on CPU
 GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds/classes everywhere)
-# Version of the measurement protocol, part of every metric spec: records measured under another
-# protocol (e.g. 1: first-n references, one fixed guidance scale) never share a table or a check.
-EVAL_PROTOCOL = 2
-SELECT_SEED_OFFSET = 1_000_000  # guidance is chosen on samples of seed + this: never the test samples
 SELECT_BOOTSTRAP = 10  # resamples for the noise of each selection score (cheap on select_samples features)
-# How a searched grid grows (part of the cell identity: another rule may choose another scale).
-EXTEND_RULE = ("while the best scale is the largest scored, add largest x (largest / second largest); while it "
-               "is the smallest and above 1.0, add max(1.0, smallest / (second / smallest)); 3 significant "
-               "digits; at most cfg_extend scales; ties to the smaller scale")
-
-
-@dataclass
-class SweepSpec:
-    cfg: Config
-    methods: list[str]
-    lengths: list[int]
-    seeds: list[int]
-    results: Path
-    overwrite: bool = False
-    checkpoint: str | None = None
-    train: bool = True
-    written: list[Path] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # cells found done
-    busy: list[str] = field(default_factory=list)  # cells another live process was computing
-    train_args: str = ""  # the caller's options that shape training (--preset, --config, --set, ...), for hints
-
-    def hint(self, method: str) -> str:
-        """The command that trains `method` as this sweep would, for messages."""
-        return f"`vltbench train --method {method}{self.train_args}`"
-
-
-def metric_spec(cfg: Config, extractor, sets: RealSets) -> dict:
-    e = cfg.eval
-    held = sets.held_out
-    return {"protocol": EVAL_PROTOCOL, "extractor_id": extractor.id, "label": extractor_label(extractor),
-            "n_samples": e.n_samples, "n_recon": len(held.idx), "n_ref": e.n_ref,
-            "ref_split": "adm-npz" if sets.adm else sets.test_split, "reference": sets.reference_spec(),
-            "held_out": {"split": held.split_name, "count": len(held.idx), "manifest": held.info["manifest"]},
-            "kid_subset_size": e.kid_subset_size, "pr_k": 3, "fid_sqrt": FID_SQRT}
-
-
-def extractor_label(extractor) -> str:
-    from .metrics import metric_label
-    return metric_label(extractor.id)
-
-
-def sampler_identity(cfg: Config) -> dict:
-    """The sampler settings and the guidance protocol a cell was measured with."""
-    s = cfg.sampler
-    if s.guidance == "search":
-        guidance = {"protocol": "search", "grid": list(s.cfg_scales), "n_select": s.select_samples,
-                    "select_reference": splits(cfg.eval.reference)[1],
-                    "select_seed": f"seed + {SELECT_SEED_OFFSET}",
-                    "extend": {"max_extra": s.cfg_extend, "rule": EXTEND_RULE}}
-    else:
-        guidance = {"protocol": "fixed", "scale": s.cfg_scale}
-        if s.cfg_scale_per_length:  # only when set: cells measured before the option keep their ids
-            guidance["per_length"] = {str(k): w for k, w in sorted(s.cfg_scale_per_length.items())}
-    return {"steps": s.steps, "shift": s.shift, "cfg_interval": list(s.cfg_interval), "guidance": guidance}
-
-
-def cell_identity(cfg: Config, method: str, ckpt_sha: str, k: int, seed: int, ds: Dataset, spec: dict) -> dict:
-    return {"method": method, "checkpoint_hash": ckpt_sha, "length": k, "n_tokens": cfg.tokenizer.n_tokens,
-            "generator": cfg.generator, "seed": seed, "preset": cfg.preset, "sampler": sampler_identity(cfg),
-            "dataset": {"name": ds.name, "manifest_hash": ds.manifest_hash, "image_size": ds.image_size},
-            "metric_spec": spec}
 
 
 def _new_folders(path: Path) -> list[Path]:
@@ -140,7 +73,7 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def run_sweep(spec: SweepSpec) -> SweepSpec:
+def run_sweep(spec: SweepSpec) -> SweepOutcome:
     made = _new_folders(Path(spec.results)) if dist.is_main() else []
     try:
         return _run_sweep(spec)
@@ -149,10 +82,11 @@ def run_sweep(spec: SweepSpec) -> SweepSpec:
         raise
 
 
-def _run_sweep(spec: SweepSpec) -> SweepSpec:
+def _run_sweep(spec: SweepSpec) -> SweepOutcome:
     cfg = spec.cfg
+    out = SweepOutcome()
     store = ResultStore(spec.results)
-    store._ensure_writable()  # fail before any work if the results folder is unusable
+    store.ensure_writable()  # fail before any work if the results folder is unusable
     if spec.checkpoint is not None:
         read_metadata(spec.checkpoint)  # a missing or corrupt file fails before any work
     if dist.is_main():  # what killed runs left (temp files, free lock files, probes, orphan images)
@@ -165,7 +99,7 @@ def _run_sweep(spec: SweepSpec) -> SweepSpec:
     extractor = extractor_for(cfg, device)  # refuses an extractor outside the dataset's domain, before training
     sets = RealSets(cfg, ds, extractor)
     sets.check_sizes()  # every split large enough for every metric: refused now, not after training
-    mspec = metric_spec(cfg, extractor, sets)
+    mspec = measurement_spec(cfg, extractor, sets)
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
                                                         train=spec.train, hint=spec.hint(method))
@@ -175,23 +109,25 @@ def _run_sweep(spec: SweepSpec) -> SweepSpec:
             with dist.main_first():
                 bank = cached_latents(bundle, ds, device)[0]
         per_method = MethodRefs(bundle, sha, sets, bank)
-        for k, seed in itertools.product(spec.lengths, spec.seeds):
-            identity = cell_identity(cfg, method, sha, k, seed, ds, mspec)
-            cid = cell_id(identity)
-            # rank 0 decides (record exists? lock taken?) and every rank follows
-            if dist.broadcast_object(store.exists(cid) and not spec.overwrite if dist.is_main() else None):
+        # this method's cells (its checkpoint hash is known now): rank 0 plans, every rank follows
+        cells = plan(replace(spec, methods=[method]), {method: sha}, ds, mspec, store) if dist.is_main() else None
+        cells = dist.broadcast_object(cells)
+        out.cells += cells
+        for cell in cells:
+            identity, cid, k, seed = cell.identity, cell.cell_id, cell.length, cell.seed
+            if cell.done and not spec.overwrite:
                 progress.log(f"{method} K={k} seed={seed}: done earlier ({cid}), skipped")
-                spec.skipped.append(cid)
+                out.skipped.append(cid)
                 continue
             with store.claim(cid) if dist.is_main() else nullcontext(None) as mine:
                 if not dist.broadcast_object(mine):
                     progress.log(f"{method} K={k} seed={seed}: another process is computing it, skipped")
-                    spec.busy.append(cid)
+                    out.busy.append(cid)
                     continue
-                # the lock holder may have finished this cell between our check and our claim
+                # the lock holder may have finished this cell between our plan and our claim
                 if dist.broadcast_object(store.exists(cid) and not spec.overwrite if dist.is_main() else None):
                     progress.log(f"{method} K={k} seed={seed}: finished by another process ({cid}), skipped")
-                    spec.skipped.append(cid)
+                    out.skipped.append(cid)
                     continue
                 if dist.is_main():
                     store.quarantine(cid)  # a corrupt record of this cell: moved aside (with a warning)
@@ -204,14 +140,14 @@ def _run_sweep(spec: SweepSpec) -> SweepSpec:
                 record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
                 png = io.BytesIO()
                 Image.fromarray(grid).save(png, format="PNG")
-                spec.written.append(store.write(record, overwrite=spec.overwrite,
-                                                artifacts={grid_name: png.getvalue()}))
+                out.written.append(store.write(record, overwrite=spec.overwrite,
+                                               artifacts={grid_name: png.getvalue()}))
                 m = record["metrics"]
                 progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
                              f"(w={record['guidance']['scale']:g}) r{mspec['label']} {m['rfid']:.2f} "
                              f"(real floor {m['real_fid']:.2f}) ({record['timing']['total_s']:.0f} s)")
     dist.barrier()  # no rank leaves before rank 0 has written the last record
-    return spec
+    return out
 
 
 def _keep_grid(batches, ids: torch.Tensor, keep: list):

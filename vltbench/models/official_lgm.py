@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from vltbench.core import defaults
 from vltbench.core.config import Config
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
@@ -307,7 +308,7 @@ def _lora(sd: dict) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | Path, *,
-               latent_stats: str | Path | None = None, ema: bool = True, preset: str = "lgm-official-xl",
+               latent_stats: str | Path | None = None, ema: bool = True, preset: str = defaults.IMPORT_PRESET,
                config: str | Path | None = None, overrides: dict | None = None) -> Path:
     """Convert the official files into one vltbench merge checkpoint at `out`; returns its path."""
     from vltbench.core.config import load_config

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from vltbench.core import defaults
 from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics.specs import MetricSpec, metric_spec
+from vltbench.evaluation.store import guidance_protocol
 
 SPEC_PARTS = {"spec_dataset": "dataset", "spec_metric": "metric_spec", "spec_sampler": "sampler"}
 KEY = ["method", "generator", "length"]
@@ -119,11 +121,9 @@ def _spec_diff(b: pd.Series, c: pd.Series) -> str:
 
 def _protocol(row: pd.Series) -> tuple[str | None, str]:
     """(guidance protocol, how it reads in a message), e.g. ('fixed', "'fixed' (w=1.5)")."""
-    s = json.loads(row["spec_sampler"])
-    spec = s.get("guidance") if isinstance(s.get("guidance"), dict) else {}
-    protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in s else None)
+    protocol, spec = guidance_protocol(json.loads(row["spec_sampler"]))
     if protocol == "fixed":
-        return protocol, f"'fixed' (w={spec.get('scale', s.get('cfg_scale'))})"
+        return protocol, f"'fixed' (w={spec['scale']})"
     if protocol == "search":
         return protocol, f"'search' (grid {spec.get('grid')}, scale chosen per method and K)"
     return protocol, repr(protocol)
@@ -208,7 +208,7 @@ def checked_metrics(b: pd.DataFrame) -> tuple[str, ...]:
 
 
 def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: dict | None = None,
-          z: float = 2.0, metrics: tuple[str, ...] | None = None, method_map: dict | None = None,
+          z: float = defaults.Z, metrics: tuple[str, ...] | None = None, method_map: dict | None = None,
           lengths: tuple[int, ...] | None = None, require_all: bool = False) -> CheckReport:
     """Compare candidate cells to baseline cells with the same (method, generator, length), paired on
     (training seed, sampling seed): only the pairs both sides have are compared; baseline cells, pairs

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.integrate import trapezoid
 
 from vltbench.evaluation.metrics.specs import column_specs, fd_name, metric_spec
+from vltbench.evaluation.store import guidance_protocol
 
 
 
@@ -204,8 +205,7 @@ def _fmt(v: float | str) -> str:
 
 def guidance_text(sampler: dict, short: bool = False) -> str:
     """How the CFG scale was set, from the sampler identity (old records: sampler.cfg_scale = fixed)."""
-    spec = sampler.get("guidance") if isinstance(sampler.get("guidance"), dict) else {}
-    protocol = spec.get("protocol") or ("fixed" if "cfg_scale" in sampler else None)
+    protocol, spec = guidance_protocol(sampler)
     if protocol == "search":
         grid, ref = spec.get("grid"), str(spec.get("select_reference"))
         extra = (spec.get("extend") or {}).get("max_extra")  # absent: records from before the extension
@@ -216,7 +216,7 @@ def guidance_text(sampler: dict, short: bool = False) -> str:
         return (f"searched per (method, K) over grid {grid} on {spec.get('n_select')} samples with their own "
                 f"seeds ({spec.get('select_seed')}) vs {ref}; unguided column at w=1")
     if protocol == "fixed":
-        w = spec.get("scale", sampler.get("cfg_scale"))
+        w = spec["scale"]
         if per_k := spec.get("per_length"):  # sampler.cfg_scale_per_length (upstream's evaluation)
             ws = ", ".join(f"K={k}: {v:g}" for k, v in sorted(per_k.items(), key=lambda kv: int(kv[0])))
             return (f"guidance fixed per K ({ws}; else {w:g})" if short

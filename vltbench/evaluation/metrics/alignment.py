@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from vltbench.core.errors import UserError
-from vltbench.models.lengths import check_length
 
 KNN = 10
 
@@ -154,7 +153,6 @@ def alignment_metrics(bundle, z: torch.Tensor, k: int, topk: int = KNN) -> dict:
     method = bundle.method
     if z.dim() != 3 or z.shape[1] != bundle.n_tokens:
         raise UserError(f"alignment needs full-length latents (B, {bundle.n_tokens}, d), got {tuple(z.shape)}")
-    k = check_length(k, bundle.n_tokens, bundle.method_name)
     z = z.detach()
     full = z.double().reshape(z.shape[0], -1).cpu()
     rep = representations(method, z, k).cpu()

@@ -229,10 +229,8 @@ def stage_flops(bundle, k: int, sampler=None, cfg_scale: float | None = None, *,
     decoder_tokens, params {dit, tokenizer, method}, skipped_ops (op -> calls, summed over the DiT
     forward, encoder and decoder traces, each traced once), convention."""
     from vltbench.models.flow import sampling_nfe
-    from vltbench.models.lengths import check_length
 
     method = bundle.method
-    k = check_length(k, bundle.n_tokens, bundle.method_name)
     steps, shift, scale, interval = _sampler_fields(bundle, sampler, cfg_scale)
     if method.data_dependent:
         z = _probe_latents(bundle) if z is None else z[:1]
