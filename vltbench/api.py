@@ -32,8 +32,8 @@ from vltbench.core.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from vltbench.reporting.check import CheckReport
     from vltbench.core.config import Config
+    from vltbench.reporting.check import CheckReport
     from vltbench.reporting.tables import Table
 
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
@@ -382,9 +382,10 @@ def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | No
     if out is not None:
         out = writable_file(out, "--out")  # before training, not after
 
-    from vltbench.training.checkpoints import train_bundle
-    from .data import load_data
     from vltbench.core.device import resolve_device
+    from vltbench.training.checkpoints import train_bundle
+
+    from .data import load_data
 
     with _write_errors():
         ds = load_data(cfg.data)
@@ -415,7 +416,8 @@ def leaderboard(results: str | Path | pd.DataFrame = defaults.RESULTS, *,
     method, K, seeds, each metric's mean and `<metric>_std`, pareto, and `best` (the columns where
     the row is best). Raises UserError when there are no records.
     """
-    from vltbench.reporting.tables import leaderboard as _leaderboard, tidy_frame
+    from vltbench.reporting.tables import leaderboard as _leaderboard
+    from vltbench.reporting.tables import tidy_frame
 
     tables = _leaderboard(_records(results))
     return tidy_frame(tables) if frame else tables

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import numbers
 import os
-
 from typing import TYPE_CHECKING
 
 from vltbench.core.errors import UserError

@@ -36,10 +36,10 @@ import numpy as np
 from PIL import Image
 
 from vltbench.core.atomic import atomic_write_text
-from vltbench.data.core import ImageSet, pick
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import canonical_json, hash_obj, sha256_bytes
 from vltbench.core.paths import cache_dir
+from vltbench.data.core import ImageSet, pick
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 VAL_FRACTION = 0.1  # for a folder without train/ and val/

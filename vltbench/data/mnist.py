@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vltbench.data.core import array_splits, stratified
 from vltbench.core.errors import UserError
+from vltbench.data.core import array_splits, stratified
 
 CLASS_NAMES = [str(d) for d in range(10)]
 VAL_PER_CLASS = 100  # 400 train / 100 val digits per class

@@ -19,6 +19,7 @@ from pathlib import Path
 from vltbench.core import defaults, progress
 from vltbench.core.config import Config
 from vltbench.core.errors import UserError
+
 from .plan import SweepOutcome, SweepSpec, plan
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -120,9 +121,9 @@ class TrainTask:
     method: str
 
     def __call__(self) -> str:
-        from vltbench.training.checkpoints import train_bundle
-        from vltbench.data import load_data
         from vltbench.core.device import resolve_device
+        from vltbench.data import load_data
+        from vltbench.training.checkpoints import train_bundle
 
         _export_dist_env()
         _, path, _ = train_bundle(self.cfg, self.method, load_data(self.cfg.data), resolve_device(self.cfg.device))
@@ -139,9 +140,9 @@ class TrainTask:
 
 def _checkpoint_shas(spec: SweepSpec, ds) -> tuple[dict[str, str], list[str]]:
     """{method: checkpoint sha256} as obtain_bundle would use, and the methods still to train."""
-    from vltbench.training.checkpoints import find_checkpoint
     from vltbench.core.hashing import sha256_file
     from vltbench.models.bundle import read_metadata
+    from vltbench.training.checkpoints import find_checkpoint
 
     shas, untrained = {}, []
     for method in spec.methods:
@@ -188,8 +189,9 @@ def _submit_array(ex, tasks: list):
 
 
 def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepOutcome:
-    from vltbench.data import load_data
     from vltbench.core.hashing import sha256_file
+    from vltbench.data import load_data
+
     from .metrics import extractor_for
     from .plan import measurement_spec
     from .references import RealSets

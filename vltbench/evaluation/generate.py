@@ -15,8 +15,8 @@ import torch
 from vltbench.core import dist
 from vltbench.core.config import SamplerCfg
 from vltbench.core.device import to_float, to_uint8
-from vltbench.models.flow import sample
 from vltbench.models.bundle import Bundle
+from vltbench.models.flow import sample
 
 SEED_STRIDE = 1_000_003
 

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 
 from vltbench.core.config import Config
 from vltbench.core.errors import UserError
+
 from .store import ResultStore, cell_id
 
 if TYPE_CHECKING:  # pragma: no cover (they load torch: check_lengths stays cheap for the CLI)
     from vltbench.data import Dataset
+
     from .references import RealSets
 
 FID_SQRT = "eigh"  # trace sqrt(S1 S2) via symmetric eigendecompositions: same value as sqrtm, faster on CPU

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from vltbench.core.config import Config
+from vltbench.core.errors import UserError
 from vltbench.data import Dataset
 from vltbench.data.core import ImageSet, stratified, subset_info
-from vltbench.core.errors import UserError
+
 from .metrics import Reference, adm_reference, load_adm_npz, reference_stats
 from .metrics.domains import class_accuracy_unavailable
 from .metrics.extractor import INCEPTION_ID_PREFIX

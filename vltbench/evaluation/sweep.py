@@ -32,16 +32,17 @@ from PIL import Image
 
 from vltbench.core import dist, progress
 from vltbench.core.atomic import remove_leftovers
-from vltbench.training.checkpoints import obtain_bundle
-from vltbench.data import load_data
 from vltbench.core.device import resolve_device, to_float
-from .generate import generate_batches, reconstruct, sample_labels, shard_ids
-from vltbench.training.latents import cached_latents
-from .metrics import compute_image_metrics, extractor_for, reference_stats
-from .metrics.specs import passes, record_metrics
+from vltbench.core.paths import cache_dir
+from vltbench.data import load_data
 from vltbench.models import method_code
 from vltbench.models.bundle import Bundle, read_metadata
-from vltbench.core.paths import cache_dir
+from vltbench.training.checkpoints import obtain_bundle
+from vltbench.training.latents import cached_latents
+
+from .generate import generate_batches, reconstruct, sample_labels, shard_ids
+from .metrics import compute_image_metrics, extractor_for, reference_stats
+from .metrics.specs import passes, record_metrics
 from .plan import FID_SQRT, SELECT_SEED_OFFSET, SweepOutcome, SweepSpec, extractor_label, measurement_spec, plan
 from .references import RealSets
 from .store import ResultStore, build_record, provenance

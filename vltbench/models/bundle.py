@@ -21,14 +21,15 @@ from vltbench.core.atomic import atomic_path
 from vltbench.core.config import Config, validate_options
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import hash_obj, sha256_file
-from . import shipped
+
+from . import method_code, shipped
+from .dit import DiT
 from .imported import describe_imported
 from .method import Method
-from . import method_code
-from .method_code import describe as describe_code, identity_part
-from .dit import DiT
-from .tokenizer import Tokenizer
+from .method_code import describe as describe_code
+from .method_code import identity_part
 from .pretrained import encoder_start_text, weights_sha256
+from .tokenizer import Tokenizer
 
 FORMAT = "vltbench-checkpoint/1"
 # Bumped whenever the training code changes what a config trains to, so a checkpoint trained by older

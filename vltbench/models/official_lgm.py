@@ -312,6 +312,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
                config: str | Path | None = None, overrides: dict | None = None) -> Path:
     """Convert the official files into one vltbench merge checkpoint at `out`; returns its path."""
     from vltbench.core.config import load_config
+
     from .bundle import build_bundle, save_bundle
 
     cfg = load_config(preset, config, overrides)

@@ -23,6 +23,7 @@ import torch
 
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
+
 from .losses import load_weights
 
 KEY = "tokenizer.encoder_init"

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from vltbench.evaluation.metrics.specs import metric_spec
+
 from .tables import comparable_groups, fd_name, guidance_text, pareto_mask, row_labels
 
 N_SAMPLES_SHOWN = 4  # samples per grid cell, cropped from each record's strip

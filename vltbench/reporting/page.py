@@ -24,7 +24,18 @@ import numpy as np
 import pandas as pd
 
 from vltbench.core import __version__
-from .tables import DIFFERENCE_HEADERS, Table, cell_texts, headers, summary_lines, comparable_groups, difference_caption, difference_cells, leaderboard
+
+from .tables import (
+    DIFFERENCE_HEADERS,
+    Table,
+    cell_texts,
+    comparable_groups,
+    difference_caption,
+    difference_cells,
+    headers,
+    leaderboard,
+    summary_lines,
+)
 
 e = html.escape
 

@@ -20,7 +20,6 @@ from vltbench.evaluation.metrics.specs import column_specs, fd_name, metric_spec
 from vltbench.evaluation.store import guidance_protocol
 
 
-
 @dataclass
 class Column:
     key: str

@@ -8,15 +8,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vltbench.core import dist, locks, progress
-from vltbench.models import method_code
 from vltbench.core.config import Config
-from vltbench.data import Dataset
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import hash_obj, sha256_file
-from vltbench.models import shipped
-from vltbench.models.method_code import describe as describe_code, identity_part
-from vltbench.models.bundle import Bundle, build_bundle, load_bundle, read_metadata, recorded_code, save_bundle, training_identity
 from vltbench.core.paths import cache_dir
+from vltbench.data import Dataset
+from vltbench.models import method_code, shipped
+from vltbench.models.bundle import (
+    Bundle,
+    build_bundle,
+    load_bundle,
+    read_metadata,
+    recorded_code,
+    save_bundle,
+    training_identity,
+)
+from vltbench.models.method_code import describe as describe_code
+from vltbench.models.method_code import identity_part
+
 from .loops import state_dir, train_dits, train_tokenizer
 
 

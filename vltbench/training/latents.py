@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-
 import torch
 from safetensors.torch import load_file, save_file
 
 from vltbench.core import progress
 from vltbench.core.atomic import atomic_path
-from vltbench.data import Dataset
 from vltbench.core.device import to_float
 from vltbench.core.hashing import hash_obj
-from vltbench.models.bundle import Bundle
 from vltbench.core.paths import cache_dir
+from vltbench.data import Dataset
+from vltbench.models.bundle import Bundle
 
 VERSION = 1
 

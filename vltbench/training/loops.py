@@ -37,15 +37,16 @@ from torch import nn
 
 from vltbench.core import dist, progress
 from vltbench.core.atomic import atomic_path
-from vltbench.data import Dataset
 from vltbench.core.device import to_float
 from vltbench.core.errors import UserError
-from vltbench.models.flow import EMA, flow_draws, flow_loss
 from vltbench.core.hashing import hash_obj
-from .latents import cached_latents
-from vltbench.models.bundle import Bundle
 from vltbench.core.paths import cache_dir
+from vltbench.data import Dataset
+from vltbench.models.bundle import Bundle
+from vltbench.models.flow import EMA, flow_draws, flow_loss
 from vltbench.models.pretrained import load_encoder_init
+
+from .latents import cached_latents
 
 STATE_FORMAT = "vltbench-train-state/1"
 

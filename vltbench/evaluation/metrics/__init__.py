@@ -44,6 +44,7 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     also return the generated images' features (float32, in order) as result["features"] and their
     logits (or None) as result["logits"]."""
     from vltbench.core.errors import UserError
+
     from .features import metric_label
     from .fid import fid_bootstrap_std, frechet_distance
     from .inception_score import inception_score

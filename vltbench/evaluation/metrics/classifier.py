@@ -22,6 +22,7 @@ from torch import nn
 
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
+
 from .extractor import Extractor
 
 NAME = "mnist-cnn"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vltbench.core.errors import UserError
 from vltbench.core.registry import extractors as EXTRACTORS
+
 from .extractor import INCEPTION_ID_PREFIX, Extractor
 
 _CACHE: dict[tuple, Extractor] = {}

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from vltbench.core.errors import UserError
-from .extractor import INCEPTION_ID_PREFIX, Extractor
+
 from . import inception_weights as iw
+from .extractor import INCEPTION_ID_PREFIX, Extractor
 
 BACKENDS = {"torch-fidelity": "tf1-bilinear-299", "clean-fid": "pil-bicubic-299"}
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vltbench.core.hashing import hash_obj
+
 from .extractor import Extractor
 
 

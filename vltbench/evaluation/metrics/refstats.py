@@ -20,8 +20,9 @@ from vltbench.core import locks, progress
 from vltbench.core.atomic import atomic_path
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import canonical_json, hash_obj, sha256_file
-from .fid import FeatureStats
 from vltbench.core.paths import cache_dir
+
+from .fid import FeatureStats
 
 REQUIRED_KEYS = ("dataset", "split", "count", "preprocessing")
 
