@@ -71,6 +71,8 @@ VOLATILE = (("timing",), ("provenance", "created"), ("provenance", "git_sha"), (
 # cell-locking code line-traced: VLTBENCH_TEST_KILL_LINE=n SIGKILLs the process at the n-th traced
 # line, VLTBENCH_TEST_COUNT_FILE receives the number of traced lines at exit, and
 # VLTBENCH_TEST_CLAIM_WAIT=1 makes the first claim() wait until another process has finished that cell.
+# --store-forks REC: per stdin line "N ROOT", a forked child does --store-only's job on ROOT, SIGKILLed at
+# traced line N (0: never); its exit code is printed (a fork costs milliseconds, a new interpreter 0.1 s).
 WRAPPER = r'''
 import atexit, contextlib, json, os, signal, sys, time
 KILL = int(os.environ.get("VLTBENCH_TEST_KILL_LINE", "0"))
@@ -124,13 +126,31 @@ def claim(self, cid):
 _store.ResultStore.claim = claim
 if COUNT_FILE:
     atexit.register(lambda: open(COUNT_FILE, "w").write(str(n)))
-if sys.argv[1:2] == ["--store-only"]:  # emulate the sweep's part for one cell: tidy, skip if done, claim, write
-    rec, store = json.loads(open(sys.argv[2]).read()), _store.ResultStore(sys.argv[3])
+def store_only(rec_file, root):  # emulate the sweep's part for one cell: tidy, skip if done, claim, write
+    rec, store = json.loads(open(rec_file).read()), _store.ResultStore(root)
     store.tidy()
     if not store.exists(rec["cell_id"]):
         with store.claim(rec["cell_id"]) as mine:
             if mine:
                 store.write(rec)
+
+if sys.argv[1:2] == ["--store-only"]:
+    store_only(*sys.argv[2:4])
+    sys.exit(0)
+if sys.argv[1:2] == ["--store-forks"]:
+    for request in sys.stdin:
+        kill, root = request.rstrip("\n").split(" ", 1)
+        pid = os.fork()
+        if pid == 0:  # this process never ran the job: each child starts as a fresh --store-only process
+            KILL, n = int(kill), 0
+            try:
+                store_only(sys.argv[2], root)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
     sys.exit(0)
 sys.argv = ["vltbench", *sys.argv[1:]]
 from vltbench.cli import main
@@ -409,20 +429,33 @@ def test_kill_at_every_line_of_claim_and_write(tmp_path, wrapper):
     assert r.returncode == 0, r.stderr
     total = int(count.read_text())
     assert total > 10
+    # the kills and restarts: children forked by one wrapper process (WRAPPER, --store-forks)
+    errors = tmp_path / "forks.err"
+    with open(errors, "w") as err:
+        forks = subprocess.Popen([sys.executable, str(wrapper), "--store-forks", rec_file], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+
+    def forked(root, kill=0):
+        forks.stdin.write(f"{kill} {root}\n")
+        forks.stdin.flush()
+        return int(forks.stdout.readline() or "999")
+
     kills = 0
     for n in range(1, total + 1):
         root = tmp_path / f"r{n}"
-        r = child(root, VLTBENCH_TEST_KILL_LINE=n)
-        assert r.returncode == -signal.SIGKILL, f"line {n}: not killed ({r.returncode}) {r.stderr}"
+        rc = forked(root, kill=n)
+        assert rc == -signal.SIGKILL, f"line {n}: not killed ({rc}) {errors.read_text()[-3000:]}"
         kills += 1
         assert assert_visible_state_clean(root) <= 1
-        r = child(root)  # the restart: a new process, the killed one's pid is dead
-        assert r.returncode == 0, f"line {n}: restart failed\n{r.stderr}"
+        rc = forked(root)  # the restart: a new process, the killed one's pid is dead
+        assert rc == 0, f"line {n}: restart failed\n{errors.read_text()[-3000:]}"
         store = ResultStore(root)
         assert [json.loads(p.read_text()) for p in store.files()] == [rec], f"line {n}: record missing after restart"
         assert_finished_clean(root)
         assert_no_leftovers(root)
         assert [p.name for p in (root / "merge").iterdir()] == [f"{rec['cell_id']}.json"], f"line {n}"
+    forks.stdin.close()
+    assert forks.wait(60) == 0, errors.read_text()[-3000:]
     print(f"\nstore kill points: {kills} SIGKILLs (every traced line of claim + write), {kills} restarts")
 
 
