@@ -1,6 +1,6 @@
 """The CLI end to end and its bad-input battery: one line, exit != 0, no traceback. In process (run_cli_here:
 the console entry point, without a python + torch start-up per call); the real `python -m vltbench`
-process is run by the reliability, resume and dist tests."""
+process is run by the reliability and resume tests."""
 
 import os
 import shutil
