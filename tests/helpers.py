@@ -20,7 +20,8 @@ def run_cli(*args, env=None, cwd=None, timeout=600):
 
 def run_cli_here(*args, env=None, cwd=None):
     """run_cli in this process (no python + torch start-up per call): the console entry point
-    vltbench.cli.main with this argv, stdout and stderr captured, the exit code from its SystemExit.
+    vltbench.cli.main with this argv, stdout and stderr captured, the exit code from its SystemExit (an
+    exception main() lets escape, a traceback in a real process, propagates and fails the test).
 
     For tests of what the CLI prints and returns. Not for process behaviour (signals, torchrun, import
     cost, environment variables read at import, entry points): those keep run_cli. What a call sets is
