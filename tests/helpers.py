@@ -1,5 +1,5 @@
-"""Shared test helpers: run the real CLI in a subprocess, the tiny test config, a smaller tiny model,
-a cell identity for hand-built records."""
+"""Shared test helpers: run the real CLI in a subprocess or in this process, the tiny test config, a
+smaller tiny model, a cell identity for hand-built records."""
 
 import os
 import subprocess
@@ -16,6 +16,54 @@ def run_cli(*args, env=None, cwd=None, timeout=600):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "vltbench", *map(str, args)], capture_output=True, text=True,
                           env=e, cwd=cwd, timeout=timeout)
+
+
+def run_cli_here(*args, env=None, cwd=None):
+    """run_cli in this process (no python + torch start-up per call): the console entry point
+    vltbench.cli.main with this argv, stdout and stderr captured, the exit code from its SystemExit (an
+    exception main() lets escape, a traceback in a real process, propagates and fails the test).
+
+    For tests of what the CLI prints and returns. Not for process behaviour (signals, torchrun, import
+    cost, environment variables read at import, entry points): those keep run_cli. What a call sets is
+    restored: environment, cwd, argv, the quiet flag, warnings.formatwarning (main() replaces it), and
+    torch's thread count (OMP_NUM_THREADS, else 1, as in run_cli's child, so the numbers are run_cli's)."""
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+
+    from vltbench import cli
+    from vltbench.core import progress
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ), os.getcwd(), sys.argv, progress.QUIET, torch.get_num_threads(), warnings.formatwarning
+    code = 0
+    try:
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = ["vltbench", *map(str, args)]
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # as run_cli's child would have
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # a fresh interpreter's warning filters and printing, not pytest's recording
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=category)
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
+                sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                cli.main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    finally:
+        environ, cwd0, sys.argv, progress.QUIET, threads, warnings.formatwarning = saved
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd0)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["vltbench", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 # the tiny preset shrunk further for in-process model tests (seconds, not minutes)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vltbench
-from helpers import FLOAT_RTOL, TINY, diff_paths, run_cli
+from helpers import FLOAT_RTOL, TINY, diff_paths, run_cli_here
 from vltbench.core.errors import UserError
 
 # columns of a flat record that may differ between two runs of the same cell
@@ -25,8 +25,8 @@ def cli_results(tmp_path_factory):
     (the same folder tests/conftest.py gives every test), where the API finds the checkpoint."""
     cache = os.environ.get("VLTBENCH_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
     res = tmp_path_factory.mktemp("cli") / "results"
-    r = run_cli("run", "--method", "merge", "--lengths", "4,8", "--config", TINY, "--results", res, "-q",
-                env={"VLTBENCH_CACHE": cache})
+    r = run_cli_here("run", "--method", "merge", "--lengths", "4,8", "--config", TINY, "--results", res, "-q",
+                     env={"VLTBENCH_CACHE": cache, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list(res.glob("merge/*.json"))) == 2
     return res
@@ -34,8 +34,8 @@ def cli_results(tmp_path_factory):
 
 @pytest.fixture
 def one_thread(monkeypatch):
-    """The CLI subprocess runs with OMP_NUM_THREADS=1 (tests/helpers.run_cli): match it, so float sums
-    are taken in the same order and the numbers can be compared exactly."""
+    """The CLI run of cli_results takes one thread (OMP_NUM_THREADS=1): match it, so float sums are taken
+    in the same order and the numbers can be compared exactly."""
     from vltbench.core import progress
 
     monkeypatch.setattr(progress, "QUIET", progress.QUIET)  # quiet=True below must not leak

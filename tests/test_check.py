@@ -5,7 +5,7 @@ import pytest
 from vltbench.reporting.check import check
 from vltbench.core.errors import UserError
 from vltbench.evaluation.store import ResultStore, build_record, load_frame
-from helpers import identity, run_cli, with_protocol
+from helpers import identity, with_protocol, run_cli_here
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
 BASE = {(8, 0): 40.0, (8, 1): 41.0, (8, 2): 39.5, (32, 0): 20.0, (32, 1): 20.6, (32, 2): 19.8}
@@ -128,7 +128,7 @@ def test_class_acc_is_checked_with_its_declared_min_effect(tmp_path):
     rep = api.check(base, cand)
     assert rep.failed and verdicts(rep, "class_acc") == {8: "regression", 32: "regression"}
     assert rep.min_effect["class_acc"] == 0.02 and rep.min_effect["gfid"] == 1.0  # declared, not 1.0 for all
-    r = run_cli("check", "--baseline", base, "--candidate", cand)
+    r = run_cli_here("check", "--baseline", base, "--candidate", cand)
     assert r.returncode == 1 and "class_acc" in r.stdout, r.stdout + r.stderr
     # a caller's override still wins
     assert not api.check(base, cand, min_effect={"class_acc": 0.2}).failed
@@ -156,25 +156,25 @@ def test_partial_candidate_passes_and_lists_the_rest_as_not_checked(tmp_path):
     assert not rep.failed and "passed" in str(rep)
     assert any("K=32" in n for n in rep.not_checked) and "not checked" in str(rep)
     assert check(load_frame(base), load_frame(part), require_all=True).failed
-    r = run_cli("check", "--baseline", base, "--candidate", part)
+    r = run_cli_here("check", "--baseline", base, "--candidate", part)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = run_cli("check", "--baseline", base, "--candidate", part, "--require-all")
+    r = run_cli_here("check", "--baseline", base, "--candidate", part, "--require-all")
     assert r.returncode == 1, r.stdout + r.stderr
 
 
 def test_cli_method_map_lengths_metrics(tmp_path):
     base = seeded(tmp_path / "b", TWO_TRAIN)
     mine = seeded(tmp_path / "c", {k: v + 5 for k, v in TWO_TRAIN.items()}, method="my-merge", ckpt="c")
-    r = run_cli("check", "--baseline", base, "--candidate", mine)
+    r = run_cli_here("check", "--baseline", base, "--candidate", mine)
     assert r.returncode == 2 and "--method-map my-merge=merge" in r.stderr, r.stderr
-    r = run_cli("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge=merge")
+    r = run_cli_here("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge=merge")
     assert r.returncode == 1 and "regression" in r.stdout, r.stdout + r.stderr
-    r = run_cli("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge=merge",
+    r = run_cli_here("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge=merge",
                 "--metrics", "rfid", "--lengths", "8", "--report", tmp_path / "r.json")
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert {(x["metric"], x["length"]) for x in rows} == {("rfid", 8)}
-    r = run_cli("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge")
+    r = run_cli_here("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge")
     assert r.returncode == 2 and "--method-map" in r.stderr
 
 
@@ -187,5 +187,5 @@ def test_corrupt_baseline_record_fails_loudly(tmp_path):
     from vltbench import api
     with pytest.raises(UserError, match=f"baseline record {bad}"):
         api.check(base, cand)
-    r = run_cli("check", "--baseline", base, "--candidate", cand)
+    r = run_cli_here("check", "--baseline", base, "--candidate", cand)
     assert r.returncode == 2 and str(bad) in r.stderr.strip().splitlines()[-1], r.stderr

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import TESTS, TINY, run_cli
+from helpers import TESTS, TINY, run_cli_here
 
 from vltbench.core import dist
 
@@ -42,7 +42,7 @@ def max_abs_diff(a: Path, b: Path) -> float:
 def cache(tmp_path_factory):
     """One cache (data, tail-drop checkpoint, reference stats) for this module's subprocesses."""
     path = tmp_path_factory.mktemp("dist-cache")
-    r = run_cli("train", "--method", "tail-drop", "--config", TINY, "-q", env={"VLTBENCH_CACHE": str(path)})
+    r = run_cli_here("train", "--method", "tail-drop", "--config", TINY, "-q", env={"VLTBENCH_CACHE": str(path)})
     assert r.returncode == 0, r.stderr
     return {"VLTBENCH_CACHE": str(path)}
 
@@ -103,7 +103,7 @@ def test_two_processes_give_the_same_samples_and_metrics(cache, tmp_path):
     log.mkdir()
     # a one-scale grid is at its own edge: the search adds a scale (3.0), on every rank alike
     grid = ["--set", "sampler.cfg_scales=[2.0]", "--set", "sampler.cfg_extend=1"]
-    r = run_cli("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, *grid, "--results", one, env=cache)
+    r = run_cli_here("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, *grid, "--results", one, env=cache)
     assert r.returncode == 0, r.stderr
     r = torchrun("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, *grid, "--results", two,
                  env={**cache, "VLTBENCH_TEST_LOG_IDS": str(log)})
@@ -159,7 +159,7 @@ UNEVEN = ["--config", TINY, "--set", "tokenizer.batch_size=15", "--set", "dit.ba
 
 def test_ddp_training_matches_one_process_with_the_same_global_batch(tmp_path):
     env1, env2 = {"VLTBENCH_CACHE": str(tmp_path / "c1")}, {"VLTBENCH_CACHE": str(tmp_path / "c2")}
-    r = run_cli("train", "--method", "tail-drop", *UNEVEN, "--out", tmp_path / "one.safetensors", env=env1)
+    r = run_cli_here("train", "--method", "tail-drop", *UNEVEN, "--out", tmp_path / "one.safetensors", env=env1)
     assert r.returncode == 0, r.stderr
     r = torchrun("train", "--method", "tail-drop", *UNEVEN, "--out", tmp_path / "two.safetensors", env=env2)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -171,7 +171,7 @@ def test_ddp_training_matches_one_process_with_the_same_global_batch(tmp_path):
 def test_killed_ddp_training_resumes_to_the_same_weights(tmp_path):
     cfg = [*UNEVEN, "--set", "dit.steps=6", "--set", "dit.ckpt_every=2", "--set", "tokenizer.ckpt_every=2"]
     env1, env2 = {"VLTBENCH_CACHE": str(tmp_path / "c1")}, {"VLTBENCH_CACHE": str(tmp_path / "c2")}
-    r = run_cli("train", "--method", "tail-drop", *cfg, "--out", tmp_path / "ref.safetensors", env=env1)
+    r = run_cli_here("train", "--method", "tail-drop", *cfg, "--out", tmp_path / "ref.safetensors", env=env1)
     assert r.returncode == 0, r.stderr
     # rank 1 dies during DiT step 3: the state of step 2 survives; restarting continues from it
     r = torchrun("train", "--method", "tail-drop", *cfg, "--out", tmp_path / "two.safetensors",
@@ -271,10 +271,10 @@ def test_missing_submitit_gives_the_install_hint(monkeypatch):
 def test_submitit_local_executor_runs_one_task_per_missing_cell(cache, tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     res = tmp_path / "res"
-    r = run_cli("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", res, env=cache)
+    r = run_cli_here("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", res, env=cache)
     assert r.returncode == 0, r.stderr
     first = records(res)
-    r = run_cli("eval", "--method", "tail-drop", "--lengths", "4,8", *EVAL, "--results", res,
+    r = run_cli_here("eval", "--method", "tail-drop", "--lengths", "4,8", *EVAL, "--results", res,
                 "--executor", "submitit-local", env=cache)
     assert r.returncode == 0, r.stderr
     got = records(res)
@@ -292,7 +292,7 @@ def test_submitit_local_executor_runs_one_task_per_missing_cell(cache, tmp_path,
 
 def test_slurm_executor_needs_a_partition(cache, tmp_path):
     pytest.importorskip("submitit")
-    r = run_cli("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", tmp_path,
+    r = run_cli_here("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", tmp_path,
                 "--executor", "slurm", env=cache)
     assert r.returncode == 2 and r.stderr.startswith("error: --executor slurm needs --slurm-partition")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY, run_cli
+from helpers import TINY, run_cli_here
 from vltbench.core import registry
 from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics import specs
@@ -94,7 +94,7 @@ def test_registry_refusals_are_one_line(clean_registries):
 
 
 def test_unknown_dataset_is_one_error_line(tmp_path):
-    r = run_cli("flops", "--method", "merge", "--lengths", "4", "--set", "data.name=mnsit")
+    r = run_cli_here("flops", "--method", "merge", "--lengths", "4", "--set", "data.name=mnsit")
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
         "error: --set data.name=mnsit: data.name: unknown dataset 'mnsit'; did you mean mnist?"]

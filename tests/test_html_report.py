@@ -16,7 +16,7 @@ from vltbench.reporting.page import SCRIPT, browser_dom, find_browser, screensho
 from vltbench.reporting.formats import render
 from vltbench.reporting.tables import leaderboard
 from vltbench.evaluation.store import ResultStore, build_record, load_frame
-from helpers import identity, run_cli, with_protocol
+from helpers import identity, with_protocol, run_cli_here
 
 PROV = {"vltbench_version": "0.1.0", "git_sha": "0123456789abcdef" * 2 + "01234567",
         "created": "2025-01-01T00:00:00+00:00"}
@@ -132,10 +132,10 @@ def test_api_cli_and_leaderboard_html(results, tmp_path):
         vltbench.report(load_frame(root))
     out = vltbench.report(load_frame(root), tmp_path / "frame.html")
     assert "<details class='record'>" in out.read_text()
-    r = run_cli("report", "--results", root, "--out", tmp_path / "cli" / "page.html")
+    r = run_cli_here("report", "--results", root, "--out", tmp_path / "cli" / "page.html")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(tmp_path / "cli" / "page.html")
-    r = run_cli("report", "--results", tmp_path / "missing")
+    r = run_cli_here("report", "--results", tmp_path / "missing")
     assert r.returncode == 2 and r.stderr.startswith("error: results folder") and "--results" in r.stderr
     html = render(leaderboard(load_frame(root)), "html")  # --format html: the page's tables, no figures
     assert html.count("class='board sortable'") == 2 and "<svg" not in html and "<script>" in html

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SMALL, TINY, run_cli
+from helpers import SMALL, TINY, run_cli_here
 from vltbench.core import progress
 from vltbench.core.config import load_config
 from vltbench.data import load_dataset
@@ -129,7 +129,7 @@ def test_output_to_a_pipe_is_plain_whole_lines(tmp_path):
     counts with elapsed / ETA in full, and the stages' loss logs beside the checkpoint."""
     out = tmp_path / ("a-folder-with-a-long-name-" * 4) / "tiny-merge.safetensors"
     # its own cache: a warm stage cached by another test would make the tokenizer bar start "resumed"
-    r = run_cli("train", "--method", "merge", "--config", TINY, "--out", out, env={"VLTBENCH_CACHE": str(tmp_path / "c")})
+    r = run_cli_here("train", "--method", "merge", "--config", TINY, "--out", out, env={"VLTBENCH_CACHE": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert f"merge: checkpoint written to {out}" in lines, r.stderr
@@ -167,12 +167,12 @@ def test_plot_writes_beside_the_records_by_default(tmp_path):
 
     res = tmp_path / "my-results"
     path = ResultStore(res).write(record())
-    r = run_cli("plot", "--results", res, cwd=tmp_path)
+    r = run_cli_here("plot", "--results", res, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (res / "plots" / "gfid_vs_gflops.png").is_file()
     assert not (tmp_path / "results").exists()  # not the committed folder's place
     assert default_out(path) == res / "merge" / "plots"  # one record file: beside it
     with pytest.raises(UserError, match="--out results/plots"):
         default_out(COMMITTED_PLOTS.parent)
-    r = run_cli("plot", "--results", res, "--out", tmp_path / "elsewhere")
+    r = run_cli_here("plot", "--results", res, "--out", tmp_path / "elsewhere")
     assert r.returncode == 0 and (tmp_path / "elsewhere" / "gfid_vs_gflops.png").is_file()

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from helpers import TINY, run_cli
+from helpers import TINY, run_cli, run_cli_here
 
 PLUGIN = textwrap.dedent('''
     import torch
@@ -155,13 +155,13 @@ def test_quiet_short_option_on_every_command():
     for name, cmd in commands(typer.main.get_command(app)):
         opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
         assert {"--quiet", "-q"} <= opts, name
-    r = run_cli("methods", "-q")
+    r = run_cli_here("methods", "-q")
     assert r.returncode == 0 and "merge" in r.stdout, r.stderr
 
 
 def test_eval_hint_for_a_missing_checkpoint_keeps_the_overrides(tmp_path):
-    r = cli("eval", "--method", "merge", "--lengths", "4", "--set", "dit.steps=3", "--set", "sampler.cfg_scales=[1.0, 3.0]",
-            "--results", tmp_path / "res", env={})
+    r = run_cli_here("eval", "--method", "merge", "--lengths", "4", "--set", "dit.steps=3", "--set",
+                     "sampler.cfg_scales=[1.0, 3.0]", "--results", tmp_path / "res", "--config", TINY)
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip().splitlines()[-1]
     assert "no checkpoint for merge" in line and f"--config {TINY}" in line and "--set dit.steps=3" in line, line
@@ -169,7 +169,7 @@ def test_eval_hint_for_a_missing_checkpoint_keeps_the_overrides(tmp_path):
 
 
 def test_help_wording():
-    r = run_cli("run", "--help", env={"COLUMNS": "200"})
+    r = run_cli_here("run", "--help", env={"COLUMNS": "200"})
     text = " ".join(r.stdout.replace("│", " ").split())
     assert "embedded CPU default" not in text and "MNIST digits" in text
     assert "Default: the config's eval.extractor, auto" in text

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import run_cli_here
 from lgm_layout import META, OUT, write_official_files
 from vltbench.core.errors import UserError
 from vltbench.models.lengths import view_from_labels
@@ -194,7 +194,7 @@ def test_cli_import_lgm(tmp_path):
                                  "--latent-stats", str(f["latent_stats"]), "--config", str(f["config"]), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert out.is_file() and "official LGM release" in r.output
-    r = run_cli("import", "lgm", "--tokenizer", tmp_path / "nope.pt", "--out", out)
+    r = run_cli_here("import", "lgm", "--tokenizer", tmp_path / "nope.pt", "--out", out)
     assert r.returncode == 2 and r.stderr.startswith("error: --tokenizer:") and "does not exist" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 

@@ -54,7 +54,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import TINY, diff_paths, run_cli
+from helpers import TINY, diff_paths, run_cli, run_cli_here
 from vltbench.core import atomic
 from vltbench.core.errors import UserError
 from vltbench.evaluation.store import SCHEMA_VERSION, ResultStore, build_record, load_frame
@@ -71,6 +71,8 @@ VOLATILE = (("timing",), ("provenance", "created"), ("provenance", "git_sha"), (
 # cell-locking code line-traced: VLTBENCH_TEST_KILL_LINE=n SIGKILLs the process at the n-th traced
 # line, VLTBENCH_TEST_COUNT_FILE receives the number of traced lines at exit, and
 # VLTBENCH_TEST_CLAIM_WAIT=1 makes the first claim() wait until another process has finished that cell.
+# --store-forks REC: per stdin line "N ROOT", a forked child does --store-only's job on ROOT, SIGKILLed at
+# traced line N (0: never); its exit code is printed (a fork costs milliseconds, a new interpreter 0.1 s).
 WRAPPER = r'''
 import atexit, contextlib, json, os, signal, sys, time
 KILL = int(os.environ.get("VLTBENCH_TEST_KILL_LINE", "0"))
@@ -124,13 +126,31 @@ def claim(self, cid):
 _store.ResultStore.claim = claim
 if COUNT_FILE:
     atexit.register(lambda: open(COUNT_FILE, "w").write(str(n)))
-if sys.argv[1:2] == ["--store-only"]:  # emulate the sweep's part for one cell: tidy, skip if done, claim, write
-    rec, store = json.loads(open(sys.argv[2]).read()), _store.ResultStore(sys.argv[3])
+def store_only(rec_file, root):  # emulate the sweep's part for one cell: tidy, skip if done, claim, write
+    rec, store = json.loads(open(rec_file).read()), _store.ResultStore(root)
     store.tidy()
     if not store.exists(rec["cell_id"]):
         with store.claim(rec["cell_id"]) as mine:
             if mine:
                 store.write(rec)
+
+if sys.argv[1:2] == ["--store-only"]:
+    store_only(*sys.argv[2:4])
+    sys.exit(0)
+if sys.argv[1:2] == ["--store-forks"]:
+    for request in sys.stdin:
+        kill, root = request.rstrip("\n").split(" ", 1)
+        pid = os.fork()
+        if pid == 0:  # this process never ran the job: each child starts as a fresh --store-only process
+            KILL, n = int(kill), 0
+            try:
+                store_only(sys.argv[2], root)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
     sys.exit(0)
 sys.argv = ["vltbench", *sys.argv[1:]]
 from vltbench.cli import main
@@ -409,20 +429,33 @@ def test_kill_at_every_line_of_claim_and_write(tmp_path, wrapper):
     assert r.returncode == 0, r.stderr
     total = int(count.read_text())
     assert total > 10
+    # the kills and restarts: children forked by one wrapper process (WRAPPER, --store-forks)
+    errors = tmp_path / "forks.err"
+    with open(errors, "w") as err:
+        forks = subprocess.Popen([sys.executable, str(wrapper), "--store-forks", rec_file], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+
+    def forked(root, kill=0):
+        forks.stdin.write(f"{kill} {root}\n")
+        forks.stdin.flush()
+        return int(forks.stdout.readline() or "999")
+
     kills = 0
     for n in range(1, total + 1):
         root = tmp_path / f"r{n}"
-        r = child(root, VLTBENCH_TEST_KILL_LINE=n)
-        assert r.returncode == -signal.SIGKILL, f"line {n}: not killed ({r.returncode}) {r.stderr}"
+        rc = forked(root, kill=n)
+        assert rc == -signal.SIGKILL, f"line {n}: not killed ({rc}) {errors.read_text()[-3000:]}"
         kills += 1
         assert assert_visible_state_clean(root) <= 1
-        r = child(root)  # the restart: a new process, the killed one's pid is dead
-        assert r.returncode == 0, f"line {n}: restart failed\n{r.stderr}"
+        rc = forked(root)  # the restart: a new process, the killed one's pid is dead
+        assert rc == 0, f"line {n}: restart failed\n{errors.read_text()[-3000:]}"
         store = ResultStore(root)
         assert [json.loads(p.read_text()) for p in store.files()] == [rec], f"line {n}: record missing after restart"
         assert_finished_clean(root)
         assert_no_leftovers(root)
         assert [p.name for p in (root / "merge").iterdir()] == [f"{rec['cell_id']}.json"], f"line {n}"
+    forks.stdin.close()
+    assert forks.wait(60) == 0, errors.read_text()[-3000:]
     print(f"\nstore kill points: {kills} SIGKILLs (every traced line of claim + write), {kills} restarts")
 
 
@@ -565,7 +598,7 @@ def test_pickle_checkpoint_is_never_unpickled(tmp_path):
                  ["eval", "--method", "merge", "--lengths", "4", "--config", TINY, "--checkpoint", evil_pkl],
                  ["run", "--method", "merge", "--lengths", "4", "--config", TINY, "--extractor", "inception",
                   "--inception-weights", evil_pt]):
-        r = run_cli(*args, "--results", tmp_path / "res", cwd=tmp_path)
+        r = run_cli_here(*args, "--results", tmp_path / "res", cwd=tmp_path)
         line = _one_line_error(r)
         assert ("pickle" in line or "torch.save" in line) or "not a known FID Inception file" in line, line
         assert not marker.exists(), f"{args}: loading ran code"
@@ -575,10 +608,10 @@ def test_yaml_python_tags_are_refused(tmp_path):
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.yaml"
     evil.write_text(f'dit: !!python/object/apply:os.system ["touch {marker}"]\n')
-    r = run_cli("train", "--method", "merge", "--config", evil, cwd=tmp_path)
+    r = run_cli_here("train", "--method", "merge", "--config", evil, cwd=tmp_path)
     line = _one_line_error(r)
     assert str(evil) in line and "python/object/apply:os.system" in line and "not valid YAML" in line
-    r = run_cli("run", "--method", "merge", "--lengths", "4", "--set",
+    r = run_cli_here("run", "--method", "merge", "--lengths", "4", "--set",
                 f'dit.steps=!!python/object/apply:os.system ["touch {marker}"]', cwd=tmp_path)
     line = _one_line_error(r)
     assert "--set" in line and "python/object/apply:os.system" in line
@@ -598,7 +631,7 @@ def test_corrupt_and_newer_records_are_reported_and_skipped(tmp_path, reference)
     edited = json.loads(good[1].read_text())
     edited["metrics"] = "oops"
     (res / "merge" / "edited.json").write_text(json.dumps(edited))
-    r = run_cli("leaderboard", "--results", res, "--format", "md", cwd=tmp_path)
+    r = run_cli_here("leaderboard", "--results", res, "--format", "md", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert len(re.findall(r"^\| merge \| (4|8|32) \|", r.stdout, re.M)) == N_CELLS, r.stdout
@@ -636,7 +669,7 @@ def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatc
         cut.write_bytes(bytes(data[:size]))
         with pytest.raises(UserError, match="unreadable or truncated"):
             load_bundle(cut, cfg, "merge", 10)
-    r = run_cli("eval", *SWEEP[1:], "--checkpoint", tmp_path / "half.safetensors", "--results", tmp_path / "r",
+    r = run_cli_here("eval", *SWEEP[1:], "--checkpoint", tmp_path / "half.safetensors", "--results", tmp_path / "r",
                 env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
     assert "unreadable or truncated" in _one_line_error(r)
 
@@ -1007,7 +1040,7 @@ def test_same_command_twice_gives_identical_records(tmp_path, reference):
     timing, provenance.created and provenance.git_sha (artifacts.checkpoint is the same path here,
     and compared)."""
     res = tmp_path / "res"
-    r = run_cli(*SWEEP, "--results", res, env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
+    r = run_cli_here(*SWEEP, "--results", res, env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "loaded checkpoint" in r.stderr  # the second run loads what the first one trained
     again = snapshot(res)
@@ -1210,7 +1243,7 @@ def test_a_corrupt_record_is_reported_moved_aside_and_recomputed(tmp_path, refer
     assert isinstance(e.value, ValueError) and str(torn) in str(e.value)
     with pytest.raises(UserError, match="cell_id does not match"):
         read_record(edited)
-    r = run_cli(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
+    r = run_cli_here(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     warned = [ln for ln in r.stderr.splitlines() if "is corrupt" in ln]
     assert len(warned) == 2 and all(ln.startswith("warning: ") and "moved to" in ln and "computing it again" in ln
@@ -1294,7 +1327,7 @@ def test_leftovers_of_killed_runs_are_cleaned_by_the_next_run(tmp_path, referenc
         fcntl.flock(f, fcntl.LOCK_EX)
         held.append(f)
     try:
-        r = run_cli(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+        r = run_cli_here(*_eval_args(), "--results", res, env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         assert "0 cells written, 3 already done" in r.stderr
         assert [p for p in stale if p.exists()] == []
@@ -1335,7 +1368,7 @@ def _current_umask() -> int:
 
 def test_a_failed_start_leaves_no_empty_results_folder(tmp_path):
     res = tmp_path / "new" / "res"
-    r = run_cli(*_eval_args("4"), "--checkpoint", tmp_path / "nope.safetensors", "--results", res, cwd=tmp_path)
+    r = run_cli_here(*_eval_args("4"), "--checkpoint", tmp_path / "nope.safetensors", "--results", res, cwd=tmp_path)
     assert "nope.safetensors does not exist" in _one_line_error(r)
     assert not res.exists() and not res.parent.exists()
 
@@ -1390,7 +1423,7 @@ def test_a_too_small_split_is_refused_before_training(tmp_path):
     conf = tmp_path / "folder.yaml"
     conf.write_text(yaml.safe_dump(cfg))
     cache = tmp_path / "cache"
-    r = run_cli("run", "--method", "merge", "--lengths", "4", "--config", conf,
+    r = run_cli_here("run", "--method", "merge", "--lengths", "4", "--config", conf,
                 "--data-root", root, "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
     line = _one_line_error(r)
     assert "val split" in line and "has 3 images" in line, line
@@ -1398,7 +1431,7 @@ def test_a_too_small_split_is_refused_before_training(tmp_path):
     assert "precision/recall" in line, line
     assert "tokenizer" not in r.stderr and not list(cache.rglob("*.safetensors")), "trained before refusing"
     # a request below what a metric needs names its option
-    r = run_cli("run", "--method", "merge", "--lengths", "4", "--config", TINY, "--n-samples", "3",
+    r = run_cli_here("run", "--method", "merge", "--lengths", "4", "--config", TINY, "--n-samples", "3",
                 "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
     line = _one_line_error(r)
     assert "--n-samples" in line and "at least 4" in line, line

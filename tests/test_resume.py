@@ -9,7 +9,7 @@ import time
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from helpers import TINY, run_cli
+from helpers import TINY, run_cli_here
 
 
 def _records(res):
@@ -18,8 +18,8 @@ def _records(res):
 
 def test_kill_minus_9_mid_sweep_then_resume(tmp_path):
     res = tmp_path / "res"
-    # train first so the kill lands in the sweep, not in training
-    assert run_cli("train", "--method", "tail-drop", "--config", TINY, "-q").returncode == 0
+    # train first so the kill lands in the sweep, not in training (in process; the killed run is a real one)
+    assert run_cli_here("train", "--method", "tail-drop", "--config", TINY, "-q").returncode == 0
     args = [sys.executable, "-m", "vltbench", "run", "--method", "tail-drop", "--lengths", "2,4,8,16,32",
             "--config", TINY, "--results", str(res), "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -34,7 +34,7 @@ def test_kill_minus_9_mid_sweep_then_resume(tmp_path):
     before = {p: p.read_bytes() for p in done}
     # nothing half-written is visible: only complete records and their sample strips
     assert not [p for p in res.rglob("*") if p.name.endswith(".tmp") and not p.name.startswith(".")]
-    r = run_cli("run", "--method", "tail-drop", "--lengths", "2,4,8,16,32", "--config", TINY, "--results", res)
+    r = run_cli_here("run", "--method", "tail-drop", "--lengths", "2,4,8,16,32", "--config", TINY, "--results", res)
     assert r.returncode == 0, r.stderr
     after = _records(res)
     assert len(after) == 5
@@ -44,11 +44,11 @@ def test_kill_minus_9_mid_sweep_then_resume(tmp_path):
 
 def test_check_flags_a_broken_model_and_passes_a_rerun(tmp_path):
     base, rerun, broken_res = tmp_path / "base", tmp_path / "rerun", tmp_path / "broken"
-    r = run_cli("run", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--results", base, "-q")
+    r = run_cli_here("run", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--results", base, "-q")
     assert r.returncode == 0, r.stderr
-    r = run_cli("run", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--results", rerun, "-q")
+    r = run_cli_here("run", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--results", rerun, "-q")
     assert r.returncode == 0
-    r = run_cli("check", "--baseline", base, "--candidate", rerun, "--min-effect", "0.2")
+    r = run_cli_here("check", "--baseline", base, "--candidate", rerun, "--min-effect", "0.2")
     assert r.returncode == 0, r.stdout  # no change: must pass
     # a deliberately broken model: the decoder's pixel head outputs saturated white (mid-grey is not
     # broken enough: against a reference covering every class, the textures included, grey images
@@ -63,11 +63,11 @@ def test_check_flags_a_broken_model_and_passes_a_rerun(tmp_path):
     tensors["tokenizer.to_pixels.bias"].fill_(10.0)
     broken = tmp_path / "broken.safetensors"
     save_file(tensors, str(broken), metadata=meta)
-    r = run_cli("eval", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--checkpoint", broken,
+    r = run_cli_here("eval", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--checkpoint", broken,
                 "--results", broken_res, "-q")
     assert r.returncode == 0, r.stderr
     # randproj distances are on a smaller scale than FID: a smaller minimum effect
-    r = run_cli("check", "--baseline", base, "--candidate", broken_res, "--report", tmp_path / "rep.json",
+    r = run_cli_here("check", "--baseline", base, "--candidate", broken_res, "--report", tmp_path / "rep.json",
                 "--min-effect", "0.2")
     assert r.returncode == 1, r.stdout
     assert "regression" in r.stdout
