@@ -64,15 +64,15 @@ def gates(df: pd.DataFrame, checks: dict[str, Path], folder_log: Path | None = N
     k_small, k_quarter = n_full // 8, n_full // 4
     label = df["metric_label"].iloc[0]
     seeds = sorted(int(s) for s in df["train_seed"].dropna().unique())
-    out = [f"# Tiny-preset gates (issue 20)", "",
+    out = ["# Tiny-preset gates (issue 20)", "",
            f"From {len(df)} records: methods {', '.join(sorted(df['method'].unique()))}; training seeds "
            f"{seeds}; N = {n_full}, N/8 = {k_small}, N/4 = {k_quarter}; metric "
            f"{label} ({df['extractor_id'].iloc[0]}), n = {df['n_samples'].iloc[0]} samples vs "
            f"n_ref = {df['n_ref'].iloc[0]}. Means over training seeds unless a column says otherwise.", ""]
     # 1. tokenizers use their length
     out += ["## 1. The tokenizers use their length", "",
-            f"Gate: PSNR(K = N) − PSNR(K = N/8) >= 2 dB for every method; merge's mean cosine of the latent tokens "
-            f"merged into one K = N/8 cluster <= 0.9 (the paper: 0.67; before the warm start: 0.97).", "",
+            "Gate: PSNR(K = N) − PSNR(K = N/8) >= 2 dB for every method; merge's mean cosine of the latent tokens "
+            "merged into one K = N/8 cluster <= 0.9 (the paper: 0.67; before the warm start: 0.97).", "",
             f"| method | PSNR K={k_small} | PSNR K={k_quarter} | PSNR K={n_full} | gap (>= 2 dB) | gap per seed | "
             f"in-cluster cos K={k_small} (<= 0.9) | all-pair cos |", "|---|---:|---:|---:|---:|---|---:|---:|"]
     for m, sub in df.groupby("method"):
@@ -109,7 +109,7 @@ def gates(df: pd.DataFrame, checks: dict[str, Path], folder_log: Path | None = N
             "Gate: no cell's chosen scale sits at the edge of the grid it scored.", "",
             f"- cells searched: {len(searched)}; chosen at an edge: {len(edge)} {'✓' if not edge else '✗'}"
             + "".join(f"; {m} K={k} seed {s} at {x['scale']:g} of {x['scored']}" for m, k, s, x in edge),
-            f"- grids scored (after automatic extension): " + "; ".join(str(list(gr)) for gr in grids), "",
+            "- grids scored (after automatic extension): " + "; ".join(str(list(gr)) for gr in grids), "",
             f"| method | K | chosen scale per training seed ({', '.join(map(str, seeds))}) |", "|---|---:|---|"]
     out += [f"| {m} | {k} | {v} |" for (m, k), v in chosen.items()]
     # 4. the extractor follows the dataset

@@ -2,9 +2,6 @@
 the console entry point, without a python + torch start-up per call); the real `python -m vltbench`
 process is run by the reliability and resume tests."""
 
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 

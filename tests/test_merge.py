@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from vltbench.core.config import load_config
 from vltbench.core.errors import UserError
 from vltbench.models.flow import flow_loss, sample
-from vltbench.models.lengths import LengthView, view_from_labels
+from vltbench.models.lengths import view_from_labels
 from vltbench.models.bundle import build_bundle, load_bundle, save_bundle
 from vltbench.models.blocks import AdaLNBlock, Attention, LightningBlock
-from vltbench.models.dit import DiT
 from helpers import SMALL
 
 

@@ -16,7 +16,7 @@ from vltbench.data import load_dataset
 from vltbench.data.core import stratified
 from vltbench.core.errors import UserError
 from vltbench.models.flow import flow_loss, loss_weight
-from vltbench.models.lengths import LengthView, average_linkage, prefix_view, view_from_labels
+from vltbench.models.lengths import average_linkage, prefix_view, view_from_labels
 from vltbench.evaluation.metrics import get_extractor
 from vltbench.evaluation.metrics.consistency import xlen_distance
 from vltbench.models.bundle import build_bundle

@@ -1185,7 +1185,7 @@ def test_cached_converted_inception_weights_are_safetensors_and_reverified(tmp_p
     from safetensors.torch import load_file, save_file
 
     from vltbench.core.hashing import sha256_file
-    from vltbench.evaluation.metrics import features, inception_weights as iw
+    from vltbench.evaluation.metrics import features
     from vltbench.evaluation.metrics.inception import InceptionExtractor
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
