@@ -602,7 +602,9 @@ def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
     if classes is not None:
         known, source = (classes if isinstance(classes, int) else len(classes)), f"dataset {d.name}"
     elif d.root is not None:
-        known = _count_class_folders(d.name, Path(d.root).expanduser())
+        from vltbench.data.folders import count_classes
+
+        known = count_classes(d.name, d.root)
         source = f"class folders of {d.root}"
     if known is not None:
         if given is not None and given != known:
@@ -616,25 +618,6 @@ def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
         return IMAGENET_CLASSES, "ImageNet-1k; data.root is not set, --num-classes N counts another number"
     raise UserError(f"the class count of dataset {d.name!r} (it sizes the DiT's label embedding) is unknown without "
                     "its data: set --data-root to the dataset folder or pass --num-classes N")
-
-
-def _count_class_folders(name: str, root: Path) -> int:
-    from .data.folders import IMAGE_EXTS, _dirs
-
-    if not root.exists():
-        raise UserError(f"dataset root {root} does not exist: set data.root (or --data-root) to an existing folder")
-    if not root.is_dir():
-        raise UserError(f"dataset root {root} is not a folder: set data.root (or --data-root) to a folder")
-    split = name == "imagenet" or (root / "train").is_dir() or (root / "val").is_dir()
-    base = root / "train" if split else root
-    if split and not base.is_dir():
-        raise UserError(f"{root} has no train/ folder: the layout is {root}/train/<class>/*.JPEG "
-                        f"and {root}/val/<class>/*.JPEG")
-    classes = _dirs(base)
-    if not classes:
-        raise UserError(f"no class folders in {base}: expected {base}/<class>/*.png "
-                        f"(or {', '.join(IMAGE_EXTS[1:])}) with one folder per class")
-    return len(classes)
 
 
 def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,

@@ -156,20 +156,44 @@ def _manifest_hash(classes: list[str], items: list[tuple[str, int, str]]) -> str
     return h.hexdigest()[:16]
 
 
-def load(name: str, root: str | os.PathLike, image_size: int, seed: int,
-         train_count: int | None = None, val_count: int | None = None) -> tuple[FolderImageSet, FolderImageSet]:
-    """The train and val splits of a `folder` or `imagenet` dataset (see the module docstring)."""
+def _checked_root(root: str | os.PathLike) -> Path:
     root = Path(root).expanduser()
     if not root.exists():
         raise UserError(f"dataset root {root} does not exist: set data.root (or --data-root) to an existing folder")
     if not root.is_dir():
         raise UserError(f"dataset root {root} is not a folder: set data.root (or --data-root) to a folder")
+    return root
+
+
+def _no_split(root: Path, split: str) -> UserError:
+    return UserError(f"{root} has no {split}/ folder: the layout is {root}/train/<class>/*.JPEG "
+                     f"and {root}/val/<class>/*.JPEG")
+
+
+def count_classes(name: str, root: str | os.PathLike) -> int:
+    """The class folders of a `folder` or `imagenet` dataset, counted without reading an image (the
+    DiT's label embedding for `vltbench flops`)."""
+    root = _checked_root(root)
+    split = name == "imagenet" or (root / "train").is_dir() or (root / "val").is_dir()
+    base = root / "train" if split else root
+    if split and not base.is_dir():
+        raise _no_split(root, "train")
+    classes = _dirs(base)
+    if not classes:
+        raise UserError(f"no class folders in {base}: expected {base}/<class>/*.png "
+                        f"(or {', '.join(IMAGE_EXTS[1:])}) with one folder per class")
+    return len(classes)
+
+
+def load(name: str, root: str | os.PathLike, image_size: int, seed: int,
+         train_count: int | None = None, val_count: int | None = None) -> tuple[FolderImageSet, FolderImageSet]:
+    """The train and val splits of a `folder` or `imagenet` dataset (see the module docstring)."""
+    root = _checked_root(root)
     has = {s: (root / s).is_dir() for s in ("train", "val")}
     if name == "imagenet" or any(has.values()):
         for split in ("train", "val"):
             if not has[split]:
-                raise UserError(f"{root} has no {split}/ folder: the layout is {root}/train/<class>/*.JPEG "
-                                f"and {root}/val/<class>/*.JPEG")
+                raise _no_split(root, split)
         classes, train_items = _class_files(root, "train", None)
         _, val_items = _class_files(root, "val", classes)
     else:
