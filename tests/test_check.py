@@ -170,7 +170,7 @@ def test_cli_method_map_lengths_metrics(tmp_path):
     r = run_cli_here("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge=merge")
     assert r.returncode == 1 and "regression" in r.stdout, r.stdout + r.stderr
     r = run_cli_here("check", "--baseline", base, "--candidate", mine, "--method-map", "my-merge=merge",
-                "--metrics", "rfid", "--lengths", "8", "--report", tmp_path / "r.json")
+                     "--metrics", "rfid", "--lengths", "8", "--report", tmp_path / "r.json")
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert {(x["metric"], x["length"]) for x in rows} == {("rfid", 8)}

@@ -73,7 +73,7 @@ def test_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     r = run_cli_here("eval", "--method", "merge", "--lengths", "4", "--config", TINY, "--checkpoint", bad,
-                "--results", tmp_path / "r")
+                     "--results", tmp_path / "r")
     assert r.returncode == 2 and "unreadable or truncated" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -275,7 +275,7 @@ def test_submitit_local_executor_runs_one_task_per_missing_cell(cache, tmp_path,
     assert r.returncode == 0, r.stderr
     first = records(res)
     r = run_cli_here("eval", "--method", "tail-drop", "--lengths", "4,8", *EVAL, "--results", res,
-                "--executor", "submitit-local", env=cache)
+                     "--executor", "submitit-local", env=cache)
     assert r.returncode == 0, r.stderr
     got = records(res)
     assert len(got) == 2 and all(got[c] == first[c] for c in first)  # the finished cell was not resubmitted
@@ -293,7 +293,7 @@ def test_submitit_local_executor_runs_one_task_per_missing_cell(cache, tmp_path,
 def test_slurm_executor_needs_a_partition(cache, tmp_path):
     pytest.importorskip("submitit")
     r = run_cli_here("eval", "--method", "tail-drop", "--lengths", "4", *EVAL, "--results", tmp_path,
-                "--executor", "slurm", env=cache)
+                     "--executor", "slurm", env=cache)
     assert r.returncode == 2 and r.stderr.startswith("error: --executor slurm needs --slurm-partition")
 
 

@@ -612,7 +612,7 @@ def test_yaml_python_tags_are_refused(tmp_path):
     line = _one_line_error(r)
     assert str(evil) in line and "python/object/apply:os.system" in line and "not valid YAML" in line
     r = run_cli_here("run", "--method", "merge", "--lengths", "4", "--set",
-                f'dit.steps=!!python/object/apply:os.system ["touch {marker}"]', cwd=tmp_path)
+                     f'dit.steps=!!python/object/apply:os.system ["touch {marker}"]', cwd=tmp_path)
     line = _one_line_error(r)
     assert "--set" in line and "python/object/apply:os.system" in line
     assert not marker.exists()
@@ -670,7 +670,7 @@ def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatc
         with pytest.raises(UserError, match="unreadable or truncated"):
             load_bundle(cut, cfg, "merge", 10)
     r = run_cli_here("eval", *SWEEP[1:], "--checkpoint", tmp_path / "half.safetensors", "--results", tmp_path / "r",
-                env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
+                     env={"VLTBENCH_CACHE": str(reference.cache)}, cwd=tmp_path)
     assert "unreadable or truncated" in _one_line_error(r)
 
 
@@ -1424,7 +1424,7 @@ def test_a_too_small_split_is_refused_before_training(tmp_path):
     conf.write_text(yaml.safe_dump(cfg))
     cache = tmp_path / "cache"
     r = run_cli_here("run", "--method", "merge", "--lengths", "4", "--config", conf,
-                "--data-root", root, "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+                     "--data-root", root, "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
     line = _one_line_error(r)
     assert "val split" in line and "has 3 images" in line, line
     assert "eval.reference" in line or "data.val_count" in line or str(root / "val") in line, line
@@ -1432,7 +1432,7 @@ def test_a_too_small_split_is_refused_before_training(tmp_path):
     assert "tokenizer" not in r.stderr and not list(cache.rglob("*.safetensors")), "trained before refusing"
     # a request below what a metric needs names its option
     r = run_cli_here("run", "--method", "merge", "--lengths", "4", "--config", TINY, "--n-samples", "3",
-                "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
+                     "--results", tmp_path / "res", env={"VLTBENCH_CACHE": str(cache)}, cwd=tmp_path)
     line = _one_line_error(r)
     assert "--n-samples" in line and "at least 4" in line, line
 

@@ -64,11 +64,11 @@ def test_check_flags_a_broken_model_and_passes_a_rerun(tmp_path):
     broken = tmp_path / "broken.safetensors"
     save_file(tensors, str(broken), metadata=meta)
     r = run_cli_here("eval", "--method", "merge", "--lengths", "4,32", "--config", TINY, "--checkpoint", broken,
-                "--results", broken_res, "-q")
+                     "--results", broken_res, "-q")
     assert r.returncode == 0, r.stderr
     # randproj distances are on a smaller scale than FID: a smaller minimum effect
     r = run_cli_here("check", "--baseline", base, "--candidate", broken_res, "--report", tmp_path / "rep.json",
-                "--min-effect", "0.2")
+                     "--min-effect", "0.2")
     assert r.returncode == 1, r.stdout
     assert "regression" in r.stdout
     rep = json.loads((tmp_path / "rep.json").read_text())

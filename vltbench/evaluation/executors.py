@@ -214,8 +214,8 @@ def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepOut
         for method, path in zip(untrained, _wait(jobs, tasks, "training jobs", folder)):
             shas[method] = sha256_file(path)
     out = SweepOutcome(cells=plan(spec, shas, ds, measurement_spec(cfg, extractor, sets), store))
-    todo = [c for c in out.cells if spec.overwrite or not c.done]
-    out.skipped = [c.cell_id for c in out.cells if c.done and not spec.overwrite]
+    todo = [c for c in out.cells if not spec.skips(c)]
+    out.skipped = [c.cell_id for c in out.cells if spec.skips(c)]
     if not todo:
         progress.log(f"all {len(out.skipped)} cells are done already; nothing submitted")
         return out

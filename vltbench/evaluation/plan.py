@@ -50,6 +50,10 @@ class SweepSpec:
     train: bool = True
     train_args: str = ""  # the caller's options that shape training (--preset, --config, --set, ...), for hints
 
+    def skips(self, cell: Cell) -> bool:
+        """Whether the sweep leaves `cell` as it is: its record exists and overwrite is off."""
+        return cell.done and not self.overwrite
+
     def hint(self, method: str) -> str:
         """The command that trains `method` as this sweep would, for messages."""
         return f"`vltbench train --method {method}{self.train_args}`"

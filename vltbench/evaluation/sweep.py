@@ -116,7 +116,7 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
         out.cells += cells
         for cell in cells:
             identity, cid, k, seed = cell.identity, cell.cell_id, cell.length, cell.seed
-            if cell.done and not spec.overwrite:
+            if spec.skips(cell):
                 progress.log(f"{method} K={k} seed={seed}: done earlier ({cid}), skipped")
                 out.skipped.append(cid)
                 continue
