@@ -421,6 +421,8 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
         "extractor_id": spec.get("extractor_id"), "metric_label": spec.get("label"),
         "n_samples": spec.get("n_samples"), "n_ref": spec.get("n_ref"), "ref_split": spec.get("ref_split"),
         "steps": sampler.get("steps"), "guidance_protocol": protocol, "cfg_scale": scale,  # the scale used
+        # how far the search's runner-up lay behind the chosen scale, in noise stds (None: not searched)
+        "cfg_margin": _num((rec.get("guidance") or {}).get("margin_over_noise")),
         "family": rec.get("family"), "alignment_representation": rec.get("alignment_representation"),
         # Canonical JSON of each comparability part: the check names the field that differs.
         "spec_dataset": canonical_json(ds), "spec_metric": canonical_json(spec),

@@ -240,12 +240,18 @@ class MethodRefs:
                                                                  self.bank), self.sets.extractor)
 
 
-def _vs_reference(r, ref, seed: int) -> tuple[float, float | None]:
-    """(Fréchet distance, bootstrap std) of a cached feature set against the reference."""
+def _vs_reference(r, ref, seed: int, kid_subset_size: int) -> dict:
+    """Fréchet distance (fid, fid_bootstrap_std) and KID (kid, kid_std; None without reference features)
+    of a cached feature set against the reference: a floor or ceiling pass's output."""
     from .metrics import fid_bootstrap_std, frechet_distance
+    from .metrics.kid import kid
 
     fd = frechet_distance(r.mu, r.sigma, ref.mu, ref.sigma, method=FID_SQRT, features1=r.features)
-    return fd, fid_bootstrap_std(r.features, (ref.mu, ref.sigma), seed=seed)
+    out = {"fid": fd, "fid_bootstrap_std": fid_bootstrap_std(r.features, (ref.mu, ref.sigma), seed=seed),
+           "kid": None, "kid_std": None}
+    if ref.features is not None and r.features is not None:
+        out.update(kid(ref.features, r.features, subset_size=kid_subset_size, seed=seed))
+    return out
 
 
 def bracket_search(score_fn, grid, max_extra: int) -> dict:
@@ -440,12 +446,11 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     with torch.no_grad():
         z_val = bundle.tokenizer.encode(to_float(align_set.split.images(align_set.idx)).to(device))
     align = timed("alignment_s", lambda: alignment_metrics(bundle, z_val, k))
-    fd = ("fid", "fid_bootstrap_std")  # a features pass's output: distance and bootstrap std
     outputs = {"guided": guided, "unguided": plain, "recon": recon, "recon_quality": rec_q}
     if "floor" in need:
-        outputs["floor"] = dict(zip(fd, _vs_reference(real, ref, seed)))
+        outputs["floor"] = _vs_reference(real, ref, seed, common["kid_subset_size"])
     if "ceiling" in need:
-        outputs["ceiling"] = dict(zip(fd, _vs_reference(ceiling, ref, seed)))
+        outputs["ceiling"] = _vs_reference(ceiling, ref, seed, common["kid_subset_size"])
     if "xlen" in need:
         xlen = 0.0 if full is None else xlen_distance(plain["features"], full.features, bundle.num_classes)
         outputs["xlen"] = {"xlen_distance": xlen}

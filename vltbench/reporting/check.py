@@ -207,6 +207,14 @@ def checked_metrics(b: pd.DataFrame) -> tuple[str, ...]:
     return tuple(s.key for s in metric_specs() if s.is_ranked and s.column and s.key in b and b[s.key].notna().any())
 
 
+def discriminability_notes(df: pd.DataFrame, side: str) -> list[str]:
+    """One line per comparison group of `side` that cannot tell methods apart (its verdicts mean little)."""
+    from .tables import leaderboard
+
+    return [f"{side} {t.title.split(':')[0].lower()} ({t.title.split(': ', 1)[-1]}): {t.verdict.line}"
+            for t in leaderboard(df) if not t.verdict.ok]
+
+
 def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: dict | None = None,
           z: float = defaults.Z, metrics: tuple[str, ...] | None = None, method_map: dict | None = None,
           lengths: tuple[int, ...] | None = None, require_all: bool = False) -> CheckReport:
@@ -294,5 +302,6 @@ def check(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, *, min_effect: 
         notes.append(f"not checked for want of a noise estimate (one seed pair, no bootstrap std, no min effect "
                      f"declared): {', '.join(sorted(no_noise))}")
     notes.append("min effect: " + ", ".join(f"{m}={effect.get(m, 0.0):g}" for m in metrics))
+    notes += discriminability_notes(baseline_df, "baseline") + discriminability_notes(candidate_df, "candidate")
     return CheckReport(rows=rows, z=z, min_effect={m: effect.get(m, 0.0) for m in metrics}, notes=notes,
                        not_checked=not_checked, require_all=require_all)

@@ -75,11 +75,17 @@ def _palette(labels) -> dict:
 
 
 def fig_tradeoff(g: pd.DataFrame) -> Figure | None:
-    """gFID vs sampling GFLOPs (log x), ± seed std (one seed: the bootstrap std), floor / ceiling lines, Pareto
-    frontier; None without data."""
-    if not {"gfid", "sampling_gflops"} <= set(g):
+    """The table's headline (gFID, or KID at n <= feature dim) vs sampling GFLOPs (log x), ± seed std (one
+    seed: the bootstrap / subset std), floor / ceiling lines, Pareto frontier; None without data."""
+    from .tables import headline_key
+
+    y = headline_key(g) if {"extractor_id", "n_samples", "n_ref"} <= set(g) else "gfid"
+    noise = {"gfid": "gfid_bootstrap_std", "kid": "kid_std"}[y]
+    if not {y, "sampling_gflops"} <= set(g):
         return None
-    a = _agg(g, ["gfid", "gfid_bootstrap_std", "sampling_gflops"]).dropna(subset=["gfid_mean", "sampling_gflops_mean"])
+    a = _agg(g, [y, noise, "sampling_gflops"]).dropna(subset=[f"{y}_mean", "sampling_gflops_mean"])
+    a = a.rename(columns=lambda c: c.replace(f"{y}_", "gfid_", 1).replace(f"{noise}_", "gfid_bootstrap_std_", 1)
+                 if c.startswith((f"{y}_", f"{noise}_")) else c)
     if a.empty:
         return None
     colors = _palette(a["_label"].unique())
@@ -100,18 +106,22 @@ def fig_tradeoff(g: pd.DataFrame) -> Figure | None:
         ax.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8.5,
                     color="0.2")
     front = a[pareto_mask(a["sampling_gflops_mean"], a["gfid_mean"])].sort_values("sampling_gflops_mean")
-    if len(front) > 1:
+    verdict = _verdict(g)
+    if verdict.ok and len(front) > 1:
         ax.plot(front["sampling_gflops_mean"], front["gfid_mean"], ls="--", color="0.55", lw=1, zorder=0,
                 label="Pareto frontier", drawstyle="steps-post")
-    refs = _references(ax, g, colors)
+    refs = _references(ax, g, colors, *(("real_kid", "rkid_full") if y == "kid" else ("real_fid", "rfid_full")))
     ax.set_xscale("log")
     # plain numbers (2, 5, 10, 20) instead of 2x10^0: readable on a narrow decade range
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("sampling cost [GFLOPs / image]")
-    ax.set_ylabel(metric_axis_label(g.iloc[0], "g"))
-    ax.set_title(_title(g.iloc[0]), fontsize=10)
+    ax.set_ylabel(metric_axis_label(g.iloc[0], "g") if y == "gfid" else
+                  metric_axis_label(g.iloc[0], "g").replace(fd_name(g.iloc[0]["metric_label"], "g"), "KID", 1)
+                  + ", FID biased at this n")
+    ax.set_title(_title(g.iloc[0]) + ("" if verdict.ok else "\ncannot tell methods apart: no Pareto front "
+                                      "(see the table's note)"), fontsize=10)
     ax.margins(x=0.12, y=0.14)
     title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else "method (± bootstrap std)"
     # reference lines span the whole width: a legend inside would hide them
@@ -120,13 +130,20 @@ def fig_tradeoff(g: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def _references(ax, g: pd.DataFrame, colors: dict) -> bool:
+def _verdict(g: pd.DataFrame):
+    """The group's discriminability verdict, as its leaderboard table states it."""
+    from .tables import leaderboard
+
+    return leaderboard(g.drop(columns="_label", errors="ignore"))[0].verdict
+
+
+def _references(ax, g: pd.DataFrame, colors: dict, floor_key: str = "real_fid", ceiling_key: str = "rfid_full") -> bool:
     """The metric's floor at this n (real held-out images) and each tokenizer's ceiling (recon at K = N);
     True when any was drawn."""
-    floor = "real_fid" in g and g["real_fid"].notna().any()
+    floor = floor_key in g and g[floor_key].notna().any()
     if floor:
-        ax.axhline(g["real_fid"].mean(), ls=":", color="0.25", lw=1.3, zorder=1.5, label="real (floor)")
-    ceil = g.groupby("_label")["rfid_full"].mean().dropna() if "rfid_full" in g else pd.Series(dtype=float)
+        ax.axhline(g[floor_key].mean(), ls=":", color="0.25", lw=1.3, zorder=1.5, label="real (floor)")
+    ceil = g.groupby("_label")[ceiling_key].mean().dropna() if ceiling_key in g else pd.Series(dtype=float)
     ceil = ceil[ceil.index.isin(list(colors))]
     for label, y in ceil.items():
         ax.axhline(y, ls="--", lw=0.8, color=colors[label], alpha=0.8, zorder=1.5)  # above the grid

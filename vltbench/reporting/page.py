@@ -134,7 +134,9 @@ def table_html(t: Table, tid: str = "") -> str:
             tds.append(_td(text, best, attr))
         out.append(f"<tr class='{e(kind)}'>{''.join(tds)}</tr>")
     out += ["</tbody></table></div>",
-            "<p class='notes'>Best per column in bold (method rows only). Floor and ceiling rows (italic) are "
+            "<p class='notes'>" + ("Best per column in bold (method rows only). " if t.verdict.ok else
+                                   "<strong>No best marked: this comparison cannot tell methods apart (first "
+                                   "note).</strong> ") + "Floor and ceiling rows (italic) are "
             "references, never ranked. Click a header to sort; the first column restores this order.</p>",
             "<ul class='notes'>" + "".join(f"<li>{e(s)}</li>" for s in summary_lines(t)) + "</ul>"]
     return "\n".join(out + [differences_html(t)])

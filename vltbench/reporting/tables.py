@@ -19,6 +19,8 @@ from scipy.integrate import trapezoid
 from vltbench.evaluation.metrics.specs import column_specs, fd_name, metric_spec
 from vltbench.evaluation.store import guidance_protocol
 
+from .discriminability import Discriminability, judge
+
 
 @dataclass
 class Column:
@@ -49,6 +51,9 @@ class Table:
     differences: dict[str, pd.DataFrame] = field(default_factory=dict)
     families: dict[str, str] = field(default_factory=dict)  # row label -> method family
     n_tokens: int = 0
+    headline: str = "gfid"  # the column the front, AUC and first differences use ("kid" at n <= feature dim)
+    # could these records tell methods apart at all (vltbench.reporting.discriminability)
+    verdict: Discriminability = field(default_factory=Discriminability)
 
 
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
@@ -108,6 +113,11 @@ def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     def ref(kind, label, k, mean, std):
         return {"row": kind, "method": label, "K": k, "seeds": pd.NA, "gfid": mean, "gfid_std": std}
 
+    def with_kid(row, sub, key):  # the same reference in the KID column, when the records carry it
+        if key in sub and sub[key].notna().any():
+            row["kid"], row["kid_std"] = stat(sub, key), stat(sub, metric_spec(key).noise_key)
+        return row
+
     def stat(sub, key):
         v = sub[key].dropna() if key in sub else pd.Series(dtype=float)
         return v.mean() if len(v) else np.nan
@@ -116,7 +126,7 @@ def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     parts = []
     if real.key in g and g[real.key].notna().any():
         label = f"real (held-out, n={g['n_samples'].iloc[0]})"
-        floor = ref("floor", label, pd.NA, stat(g, real.key), stat(g, real.noise_key))
+        floor = with_kid(ref("floor", label, pd.NA, stat(g, real.key), stat(g, real.noise_key)), g, "real_kid")
         parts.append(pd.DataFrame([floor]))
     ceilings: dict[str, list[dict]] = {}  # row label -> ceiling rows shown after its rows
     if full.key in g:
@@ -126,7 +136,7 @@ def _reference_rows(g: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
             std = per_ckpt.std(ddof=1) if len(per_ckpt) > 1 else stat(sub, full.noise_key)
             row = ref("ceiling", f"{label} tokenizer @K=N (recon)", sub["n_tokens"].max(), per_ckpt.mean(), std)
             row["seeds"] = len(per_ckpt) if len(per_ckpt) > 1 else pd.NA
-            ceilings[label] = [row]
+            ceilings[label] = [with_kid(row, sub, "rkid_full")]
     for label, sub in rows.groupby("method", sort=False):
         parts += [sub] + ([pd.DataFrame(ceilings[label])] if label in ceilings else [])
     out = pd.concat(parts, ignore_index=True)
@@ -242,14 +252,45 @@ def _gfid_header(t: Table) -> str:
     return next((c.header for c in t.columns if c.key == "gfid"), "gFID")
 
 
+def _headline_header(t: Table) -> str:
+    """The header of the column the table's front, AUC and first differences are computed on."""
+    return next((c.header for c in t.columns if c.key == t.headline), _gfid_header(t))
+
+
+def feature_dim(extractor_id: str | None) -> int | None:
+    """The feature dimension of a registered extractor, from its class (None: unknown or unregistered)."""
+    from vltbench.core.registry import extractors
+
+    name = str(extractor_id or "").split(":", 1)[0]
+    try:
+        dim = getattr(extractors.get(name), "dim", None) if name in extractors else None
+    except Exception:  # noqa: BLE001 - a plugin that fails to import: the dimension is unknown
+        return None
+    return dim if isinstance(dim, int) else None
+
+
+def headline_key(g: pd.DataFrame) -> str:
+    """"kid" when the group's sample counts are at most the feature dimension (the covariance behind a
+    Fréchet distance is then singular and FD strongly biased, KID unbiased) and its records carry KID
+    with its floor; else "gfid"."""
+    dim = feature_dim(g["extractor_id"].iloc[0])
+    n = min(pd.to_numeric(g["n_samples"], errors="coerce").min(), pd.to_numeric(g["n_ref"], errors="coerce").min())
+    has_kid = all(k in g and g[k].notna().any() for k in ("kid", "real_kid"))
+    return "kid" if dim is not None and n <= dim and has_kid else "gfid"
+
+
 def _reference_notes(t: Table, g: pd.DataFrame) -> list[str]:
     kinds = set(t.rows["row"])
     notes = []
     gname = _gfid_header(t)
     fd = gname[1:]
+    if t.headline == "kid":
+        notes.append("KID: unbiased at any n (polynomial-kernel MMD² over random subsets, ± its std over subsets); "
+                     f"{gname} is shown second: with n at most the feature dimension its covariance is singular")
     if "floor" in kinds:
         notes.append(f"real (held-out): {fd} of held-out real images vs the same reference at the same n, "
-                     "the floor no generator reaches at this n; not ranked")
+                     "the floor no generator reaches at this n; not ranked"
+                     + ("; its KID stands in the KID column" if t.headline == "kid" else ""))
     if "ceiling" in kinds:
         notes.append(f"<method> tokenizer @K=N (recon): {fd} of that tokenizer's reconstructions at K=N, "
                      f"the best {gname} its latents allow; not ranked")
@@ -294,6 +335,9 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
             if c not in g:
                 g[c] = None
         cols = _columns(g, g["metric_label"].iloc[0])
+        headline = headline_key(g)
+        if headline != "gfid":  # the headline column first, then the others in declaration order
+            cols = [c for c in cols if c.key == headline] + [c for c in cols if c.key != headline]
         rows = _aggregate(g, cols)
         if "gfid" in rows:  # the reference rows show their FID in the gFID column
             rows = _reference_rows(g, rows)
@@ -301,23 +345,32 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
         r0 = g.iloc[0]
         title = (f"Group {i}: {r0['dataset']} · {fd_name(r0['metric_label'], 'g')} · n={r0['n_samples']} · "
                  f"{guidance_text(json.loads(r0['spec_sampler']), short=True)}")
-        t = Table(title=title, group=_describe(g), columns=cols, rows=rows)
+        if headline != "gfid":
+            dim = feature_dim(r0["extractor_id"])
+            title += (f" · KID leads: n ≤ {dim} feature dims, where the Fréchet distance's covariance is singular "
+                      f"and {fd_name(r0['metric_label'], 'g')} strongly biased (shown second)")
+        t = Table(title=title, group=_describe(g), columns=cols, rows=rows, headline=headline)
         _best(t, rows, g["n_tokens"].max())
         method = rows["row"] == "method"
-        has_front = {"gfid", "sampling_gflops"} <= set(rows.columns)
+        has_front = {headline, "sampling_gflops"} <= set(rows.columns)
         rows["pareto"] = False
         if has_front:
-            rows.loc[method, "pareto"] = pareto_mask(rows.loc[method, "sampling_gflops"], rows.loc[method, "gfid"])
+            rows.loc[method, "pareto"] = pareto_mask(rows.loc[method, "sampling_gflops"], rows.loc[method, headline])
         t.pareto = [(m, k) for m, k in rows.loc[rows["pareto"], ["method", "K"]].itertuples(index=False)]
         if has_front:
-            curves = {m: (s["sampling_gflops"], s["gfid"]) for m, s in rows[method].groupby("method", sort=True)}
+            curves = {m: (s["sampling_gflops"], s[headline]) for m, s in rows[method].groupby("method", sort=True)}
             t.auc, t.auc_range, auc_notes = auc_log_gflops(curves)
             t.notes += auc_notes
         t.notes = ["± = std over seeds when seeds > 1, else the metric's bootstrap std"] + t.notes
         t.notes += _reference_notes(t, g) + _unavailable_notes(g, {c.key for c in cols})
-        t.differences = _differences(g, cols)
+        t.differences = _differences(g, cols, headline)
         t.families = g.groupby("_label")["family"].first().dropna().to_dict()
         t.n_tokens = int(g["n_tokens"].max())
+        gfid_header = next((f"{c.header} ({c.better} is better)" for c in cols if c.key == "gfid"), None)
+        t.verdict = judge(rows, g, t.differences.get(gfid_header), t.n_tokens)
+        if not t.verdict.ok:  # nothing to rank: no best, no front, no AUC order
+            t.best, t.pareto, t.auc, t.auc_range = {}, [], {}, None
+            rows["pareto"] = False
         tables.append(t)
     return tables
 
@@ -325,18 +378,18 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
 DIFFERENCE_KEYS = ("gfid", "class_acc")  # the columns whose method-vs-method differences are tabled
 
 
-def _differences(g: pd.DataFrame, cols: list[Column]) -> dict[str, pd.DataFrame]:
+def _differences(g: pd.DataFrame, cols: list[Column], headline: str = "gfid") -> dict[str, pd.DataFrame]:
     from .paired import paired_differences
 
     if g["_label"].nunique() < 2:
         return {}
     g = g.assign(train_seed=g["train_seed"] if "train_seed" in g else 0)
     out = {}
-    for c in cols:
-        if c.key in DIFFERENCE_KEYS:
-            d = paired_differences(g, c.key, c.better)
-            if len(d):
-                out[f"{c.header} ({c.better} is better)"] = d
+    keys = dict.fromkeys((headline, *DIFFERENCE_KEYS))  # the headline's differences first
+    for c in sorted((c for c in cols if c.key in keys), key=lambda c: list(keys).index(c.key)):
+        d = paired_differences(g, c.key, c.better)
+        if len(d):
+            out[f"{c.header} ({c.better} is better)"] = d
     return out
 
 
@@ -406,8 +459,8 @@ def headers(t: Table) -> list[str]:
 
 
 def summary_lines(t: Table) -> list[str]:
-    lines = []
-    g = _gfid_header(t)
+    lines = [t.verdict.line] if t.verdict.line else []
+    g = _headline_header(t)
     if t.pareto:
         lines.append(f"Pareto frontier ({g} vs sampling GFLOPs): " + ", ".join(f"{m} K={k}" for m, k in t.pareto))
     if t.auc:
@@ -424,7 +477,8 @@ def markdown(t: Table) -> str:
     out += ["", "| " + " | ".join(heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
     for row in cell_texts(t):
         out.append("| " + " | ".join(f"**{s}**" if b else s for s, b in row) + " |")
-    out += ["", "Best per column in bold."] + [f"- {s}" for s in summary_lines(t)] + _difference_lines(t)
+    out += ["", "Best per column in bold." if t.verdict.ok else "No best marked (see the first note)."]
+    out += [f"- {s}" for s in summary_lines(t)] + _difference_lines(t)
     return "\n".join(out) + "\n"
 
 

@@ -34,13 +34,14 @@ def __getattr__(name):
 def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None,
                           fake_batches: Iterable[torch.Tensor], *,
                           ref=None, kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3,
-                          isc_splits: int = 10, fid_bootstrap: int = 10, fid_method: str = "sqrtm",
+                          isc_splits: int = 10, fid_bootstrap: int = 10, fid_method: str = "eigh",
                           seed: int = 0, return_features: bool = False) -> dict:
     """Distribution metrics of generated (`fake_batches`) against real images: either `real_batches`
     (uint8 (B,3,H,W) batches, streamed) or a precomputed `ref` (refstats.Reference), not both.
     Only features are kept in memory, never images. Unavailable metrics are None, with the reason in
     result["reasons"]; never 0. fid_bootstrap: resamples for fid_bootstrap_std (0 = off);
-    fid_method: "sqrtm" (standard) or "eigh" (faster), see fid.frechet_distance. return_features:
+    fid_method: "eigh" (stable, the default) or "sqrtm" (scipy's, for parity tests), see
+    fid.frechet_distance. return_features:
     also return the generated images' features (float32, in order) as result["features"] and their
     logits (or None) as result["logits"]."""
     from vltbench.core.errors import UserError

@@ -11,7 +11,7 @@ only, zero-padded here to N), flattened to N*d. The representation at full lengt
   sets of flattened representations. When B <= N*d (the usual case: the covariances are rank
   deficient) it is computed exactly in sample space: with A, C the centred data scaled by
   1/sqrt(B-1), Tr sqrt(S1 S2) = nuclear norm of A C^T (B x B), which needs no sqrtm of an
-  N*d x N*d matrix; otherwise vltbench.evaluation.metrics.fid.frechet_distance (scipy sqrtm). Lower is better.
+  N*d x N*d matrix; otherwise vltbench.evaluation.metrics.fid.frechet_distance (its stable eigh route). Lower is better.
 - cknna: CKNNA of Huh et al. 2024 ("The Platonic Representation Hypothesis", metrics.py of
   minyoungg/platonic-rep: `cknna(topk=10, unbiased=True)`): cosine kernels K_A, K_B of the
   L2-normalised representations; the mask keeps pairs (i, j), i != j, where j is among the 10
@@ -66,20 +66,10 @@ def frechet(x: torch.Tensor, y: torch.Tensor) -> float:
         tr_covmean = torch.linalg.svdvals(a @ c.T).sum()
         d = mu1 - mu2
         return float(d @ d + (a * a).sum() + (c * c).sum() - 2 * tr_covmean)
-    try:
-        from .fid import frechet_distance
-    except ImportError:  # pragma: no cover - fid.py is part of the package
-        frechet_distance = _scipy_frechet
+    from .fid import frechet_distance  # the stable eigh route: these covariances are often ill-conditioned
+
     s1, s2 = np.cov(x.numpy(), rowvar=False), np.cov(y.numpy(), rowvar=False)
     return float(frechet_distance(mu1.numpy(), np.atleast_2d(s1), mu2.numpy(), np.atleast_2d(s2)))
-
-
-def _scipy_frechet(mu1, s1, mu2, s2) -> float:
-    from scipy import linalg
-
-    covmean = linalg.sqrtm(s1 @ s2).real
-    d = mu1 - mu2
-    return float(d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 def _knn_mask(kernel: torch.Tensor, topk: int) -> torch.Tensor:

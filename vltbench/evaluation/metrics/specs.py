@@ -43,8 +43,8 @@ PASSES = {
     "unguided": "samples at scale 1.0 vs the test reference (compute_image_metrics' output)",
     "recon": "held-out images reconstructed at K vs the test reference (compute_image_metrics' output)",
     "recon_quality": "held-out images vs their reconstructions at K: psnr, ssim, lpips",
-    "floor": "the held-out real images themselves vs the test reference: fid, fid_bootstrap_std",
-    "ceiling": "held-out images reconstructed at K = N vs the test reference: fid, fid_bootstrap_std",
+    "floor": "the held-out real images themselves vs the test reference: fid, fid_bootstrap_std, kid, kid_std",
+    "ceiling": "held-out images reconstructed at K = N vs the test reference: fid, fid_bootstrap_std, kid, kid_std",
     "xlen": "unguided samples at K vs at K = N, same seeds: xlen_distance",
     "classes": "class accuracies from a dataset classifier's logits: <name>, <name>_std",
     "guidance": "the guidance scale chosen (record['guidance'])",
@@ -151,6 +151,7 @@ _BUILTIN = (
     MetricSpec("ssim", "SSIM", "higher", computed_by="recon_quality"),
     MetricSpec("lpips", "LPIPS", "lower", computed_by="recon_quality"),
     MetricSpec("kid", "{KID}", "lower", noise_key="kid_std", min_effect=0.002, computed_by="guided", std_field="kid_std"),
+    MetricSpec("rkid", "r{KID}", "lower", noise_key="rkid_std", computed_by="recon", field="kid", std_field="kid_std"),
     MetricSpec("inception_score", "IS", "higher", min_effect=1.0, computed_by="guided"),
     # classifier extractors (mnist-cnn): samples classified as their conditioning class; held-out
     # reconstructions at K classified as their label; the held-out real images themselves (the ceiling)
@@ -169,6 +170,11 @@ _BUILTIN = (
                column=False, **_fd("floor")),
     MetricSpec("rfid_full", "tokenizer @K=N (recon)", "lower", noise_key="rfid_full_bootstrap_std", ranked=False,
                column=False, **_fd("ceiling")),
+    # the same two as KID (rows of the KID column when KID leads the table: n <= feature dim)
+    MetricSpec("real_kid", "real (held-out) {KID}", "lower", noise_key="real_kid_std", ranked=False, column=False,
+               computed_by="floor", field="kid", std_field="kid_std"),
+    MetricSpec("rkid_full", "tokenizer @K=N (recon) {KID}", "lower", noise_key="rkid_full_std", ranked=False,
+               column=False, computed_by="ceiling", field="kid", std_field="kid_std"),
     MetricSpec("encoder_gflops", "encoder GFLOPs", "lower", exact=True, column=False, computed_by="flops"),
     MetricSpec("decoder_gflops", "decoder GFLOPs", "lower", exact=True, column=False, computed_by="flops"),
     MetricSpec("nfe", "NFE", "lower", exact=True, column=False, computed_by="flops"),
