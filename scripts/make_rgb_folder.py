@@ -4,7 +4,7 @@
 Six classes, one shape each (disc, square, triangle, ring, cross, bar), every image with its own
 random colours, size, position, rotation and background: a blend of a colour gradient, stripes
 (random frequency and angle) and smoothed noise. Nothing about it is downloaded; the same seed writes
-the same bytes. This is the data the small-rgb preset was sized on (README "The small-rgb preset").
+the same bytes. The RGB recipe is being sized on it (scripts/size_small_rgb.py, README "Your own RGB folder").
 
     python scripts/make_rgb_folder.py --out data/shapes            # 500 train / 100 val per class
     python scripts/make_rgb_folder.py --out data/shapes --train 50 --val 20 --seed 1
@@ -32,9 +32,9 @@ def _background(rng: np.random.Generator, s: int) -> np.ndarray:
     t = (np.cos(a) * x + np.sin(a) * y + 1) / 2
     grad = c0 * (1 - t[..., None]) + c1 * t[..., None]
     b = rng.uniform(0, np.pi)
-    freq = rng.uniform(2, 8)
+    freq = rng.uniform(1, 4)  # cycles per image: 8 px periods and longer (4 px is the patch size)
     stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(b) * x + np.sin(b) * y) + rng.uniform(0, 2 * np.pi))
-    noise = gaussian_filter(rng.normal(size=(s, s, 3)), sigma=(rng.uniform(1, 3) * SS, rng.uniform(1, 3) * SS, 0))
+    noise = gaussian_filter(rng.normal(size=(s, s, 3)), sigma=(rng.uniform(2, 4) * SS, rng.uniform(2, 4) * SS, 0))
     noise = 0.5 + noise / (6 * noise.std() + 1e-8)
     w = rng.dirichlet([1.5, 1.0, 1.0])
     tint = rng.uniform(0, 1, 3)

@@ -1,13 +1,14 @@
-"""Size the small-rgb preset's tokenizer (issue 30): train the tokenizer stage of each method on a folder of
+"""Size a tokenizer recipe for small RGB folders (issue 30): train the tokenizer stage of each method on a folder of
 RGB images under --set overrides and measure whether it reconstructs and uses its length.
 
     python scripts/make_rgb_folder.py --out data/shapes
-    python scripts/size_small_rgb.py --root data/shapes --methods tail-drop,merge --tag base \
-        --set tokenizer.steps=3000 --out results/small_rgb/sizing.jsonl
+    python scripts/size_small_rgb.py --root data/shapes --methods tail-drop --tag C-w96-d16 \
+        --set tokenizer.width=96 --set tokenizer.enc_depth=3 --set tokenizer.dec_depth=3 \
+        --out results/small_rgb/sizing.jsonl
 
 Per (tag, method): train seconds, PSNR of the held-out images (the records' rFID set) reconstructed at
 K = N/8, N/4 and N, merge's mean token cosine inside one K = N/8 cluster, and Inception FID at the
-preset's n of those reconstructions at K = N (the tokenizer ceiling), of the same images through the
+records' n (500) of those reconstructions at K = N (the tokenizer ceiling), of the same images through the
 untrained tokenizer (step 0), and of the held-out real images themselves (the floor), all against the
 test reference. The tokenizer stage is the real one (`train.train_tokenizer`), so a later `vltbench run`
 with the same config reuses its training state. One JSON line per tokenizer is appended to --out.
@@ -20,7 +21,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -33,6 +33,12 @@ from vltbench.evaluation.metrics.features import extractor_for
 from vltbench.evaluation.references import RealSets
 from vltbench.models.bundle import build_bundle
 from vltbench.training import loops as train
+
+# The candidate RGB recipe over the tiny preset (every row of results/small_rgb/sizing.jsonl starts here,
+# then applies its own --set values): 32 px, 64 patches, N = 32 tokens.
+BASE = {"data.image_size": 32, "data.flip": True, "tokenizer.patch_size": 4, "tokenizer.n_tokens": 32,
+        "tokenizer.latent_dim": 16, "tokenizer.width": 128, "tokenizer.enc_depth": 4, "tokenizer.dec_depth": 4,
+        "tokenizer.lr": 1.0e-3}
 
 
 @torch.no_grad()
@@ -69,7 +75,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="folder dataset root")
     p.add_argument("--methods", default="tail-drop,merge")
-    p.add_argument("--preset", default="small-rgb")
+    p.add_argument("--preset", default="tiny")
     p.add_argument("--tag", required=True, help="name of this configuration in the output")
     p.add_argument("--set", action="append", default=[], help="section.key=value, as the CLI's --set")
     p.add_argument("--data-name", default="folder")
@@ -80,7 +86,7 @@ def main():
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sets = {"data.name": a.data_name, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}}
+    sets = {"data.name": a.data_name, **BASE, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}}
     if a.data_name == "folder":
         sets["data.root"] = a.root
     for method in a.methods.split(","):

@@ -118,3 +118,20 @@ def test_thresholds_are_documented():
     for name in ("PRECISION_MIN", "CEILING_OVER_FLOOR", "CEILING_SHARE", "NOISE_Z", "UNGUIDED_SHARE", "FLAT_MARGIN"):
         value = getattr(D, name)
         assert f"{name} = {value:g}" in readme, name
+
+
+def test_kid_leads_at_n_below_the_feature_dim(reference):
+    """With Inception's 2048-d features and 500 samples the table leads with KID: first column, floor and
+    ceiling rows in it, the front computed on it; FID stays as a column. mnist-cnn (64-d) keeps FD first."""
+    assert one(reference).headline == "gfid"
+    rng = np.random.default_rng(1)
+    df = reference.assign(extractor_id="inception-v3-tf2015:sha=7ff4a85c3a63:resize=tf1-bilinear-299:range=uint8",
+                          metric_label="FID", real_kid=0.001, real_kid_std=0.0005,
+                          rkid_full=reference["rfid_full"] / 100, rkid_full_std=0.001)
+    df["kid"] = df["gfid"] / 100 + rng.normal(0, 1e-3, len(df))
+    t = one(df)
+    assert t.headline == "kid" and t.columns[0].key == "kid" and "KID leads" in t.title
+    floor = t.rows[t.rows["row"] == "floor"].iloc[0]
+    assert floor["kid"] == pytest.approx(0.001) and floor["gfid"] == pytest.approx(reference["real_fid"].mean())
+    assert any(c.key == "gfid" for c in t.columns)
+    assert next(iter(t.differences)).startswith("KID")

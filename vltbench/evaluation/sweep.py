@@ -101,6 +101,7 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
     sets = RealSets(cfg, ds, extractor)
     sets.check_sizes()  # every split large enough for every metric: refused now, not after training
     mspec = measurement_spec(cfg, extractor, sets)
+    _small_n_warning(cfg, extractor)
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
                                                         train=spec.train, hint=spec.hint(method))
@@ -132,7 +133,9 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
                     continue
                 if dist.is_main():
                     store.quarantine(cid)  # a corrupt record of this cell: moved aside (with a warning)
-                record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device)
+                with warnings.catch_warnings():  # said once per sweep (above), not once per pass
+                    warnings.filterwarnings("ignore", message=r"\d+ (real|generated) samples <= feature dim")
+                    record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device)
                 if record is None:  # not rank 0: rank 0 writes the record
                     continue
                 record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
@@ -144,11 +147,24 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
                 out.written.append(store.write(record, overwrite=spec.overwrite,
                                                artifacts={grid_name: png.getvalue()}))
                 m = record["metrics"]
+                kid = f" KID {m['kid']:.4f} (real floor {m['real_kid']:.4f})" if m.get("real_kid") is not None else ""
                 progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
                              f"(w={record['guidance']['scale']:g}) r{mspec['label']} {m['rfid']:.2f} "
-                             f"(real floor {m['real_fid']:.2f}) ({record['timing']['total_s']:.0f} s)")
+                             f"(real floor {m['real_fid']:.2f}){kid} ({record['timing']['total_s']:.0f} s)")
     dist.barrier()  # no rank leaves before rank 0 has written the last record
     return out
+
+
+def _small_n_warning(cfg, extractor) -> None:
+    """One warning per sweep when the sample counts are at most the feature dimension (unless `auto`'s
+    caveat line already said it): the Fréchet distance is then strongly biased and KID leads the tables."""
+    from .metrics.domains import auto_caveat
+
+    n = min(cfg.eval.n_samples, cfg.eval.n_ref)
+    if n <= extractor.dim and auto_caveat(cfg) is None:
+        warnings.warn(f"{n} samples <= feature dim {extractor.dim}: the covariance is singular and "
+                      f"{extractor_label(extractor)} strongly biased; KID leads the tables (use more than "
+                      f"{extractor.dim} samples for a Fréchet distance)", UserWarning, stacklevel=3)
 
 
 def _keep_grid(batches, ids: torch.Tensor, keep: list):

@@ -65,7 +65,7 @@ def _precision(rows: pd.DataFrame) -> tuple[str, str] | None:
     if best >= PRECISION_MIN:
         return None
     return (f"samples are off the data (highest precision {best:.3g} < {PRECISION_MIN:g}: almost no sample lands "
-            "near a real image)", "train longer or larger (for 32 px RGB folders: --preset small-rgb)")
+            "near a real image)", "train longer or larger (tokenizer and DiT steps, widths)")
 
 
 def _reconstruction_bound(g: pd.DataFrame, n_full: int) -> tuple[str, str] | None:
@@ -88,8 +88,7 @@ def _reconstruction_bound(g: pd.DataFrame, n_full: int) -> tuple[str, str] | Non
     text = ", ".join(f"{m} {s:.0%}" for m, s in shares.items())
     return (f"reconstruction-bound (every tokenizer ceiling is >= {CEILING_OVER_FLOOR:g}x the floor {floor:.3g} and "
             f"covers >= {CEILING_SHARE:.0%} of the gap from the floor to its own K=N score: {text})",
-            "a tokenizer that reconstructs the data (more steps, width or latent_dim; for 32 px RGB folders: "
-            "--preset small-rgb)")
+            "a tokenizer that reconstructs the data (more tokenizer steps or width)")
 
 
 def _within_noise(rows: pd.DataFrame, paired: pd.DataFrame | None) -> tuple[str, str] | None:

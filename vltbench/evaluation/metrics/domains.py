@@ -79,14 +79,20 @@ def resolve_extractor(cfg) -> str:
     return name
 
 
+INCEPTION_DIM = 2048  # pool3 features (InceptionExtractor.dim)
+
+
 def auto_caveat(cfg) -> str | None:
     """The one-line caveat when `auto` picked Inception for fewer samples than published FIDs use."""
     n = cfg.eval.n_samples
     if cfg.eval.extractor != AUTO or resolve_extractor(cfg) != "inception" or n >= PUBLISHED_FID_SAMPLES:
         return None
+    small = min(n, cfg.eval.n_ref) <= INCEPTION_DIM
     return (f"eval.extractor auto: inception for data.name {cfg.data.name}; Inception FID at n={n} samples is "
             f"biased upwards and not comparable to published {PUBLISHED_FID_SAMPLES // 1000}k-sample FIDs "
-            "(only to FIDs at the same n)")
+            "(only to FIDs at the same n)"
+            + (f"; with n <= {INCEPTION_DIM} feature dims its covariance is singular, so KID (unbiased) leads the "
+               "tables and FID is shown second" if small else ""))
 
 
 def class_accuracy_unavailable(extractor_name: str, dataset: str) -> str | None:
