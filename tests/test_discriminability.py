@@ -135,3 +135,9 @@ def test_kid_leads_at_n_below_the_feature_dim(reference):
     assert floor["kid"] == pytest.approx(0.001) and floor["gfid"] == pytest.approx(reference["real_fid"].mean())
     assert any(c.key == "gfid" for c in t.columns)
     assert next(iter(t.differences)).startswith("KID")
+    # the trade-off plot draws the same: KID points, and the KID floor / ceilings as its reference lines
+    from vltbench.reporting.figures import fig_tradeoff, labelled
+
+    ax = fig_tradeoff(labelled(df)).axes[0]
+    floor = next(line for line in ax.lines if line.get_label() == "real (floor)")
+    assert float(floor.get_ydata()[0]) == pytest.approx(0.001)

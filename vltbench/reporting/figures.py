@@ -79,13 +79,14 @@ def fig_tradeoff(g: pd.DataFrame) -> Figure | None:
     seed: the bootstrap / subset std), floor / ceiling lines, Pareto frontier; None without data."""
     from .tables import headline_key
 
-    y = headline_key(g) if {"extractor_id", "n_samples", "n_ref"} <= set(g) else "gfid"
-    noise = {"gfid": "gfid_bootstrap_std", "kid": "kid_std"}[y]
-    if not {y, "sampling_gflops"} <= set(g):
+    metric = headline_key(g) if {"extractor_id", "n_samples", "n_ref"} <= set(g) else "gfid"
+    noise = {"gfid": "gfid_bootstrap_std", "kid": "kid_std"}[metric]
+    if not {metric, "sampling_gflops"} <= set(g):
         return None
-    a = _agg(g, [y, noise, "sampling_gflops"]).dropna(subset=[f"{y}_mean", "sampling_gflops_mean"])
-    a = a.rename(columns=lambda c: c.replace(f"{y}_", "gfid_", 1).replace(f"{noise}_", "gfid_bootstrap_std_", 1)
-                 if c.startswith((f"{y}_", f"{noise}_")) else c)
+    a = _agg(g, [metric, noise, "sampling_gflops"]).dropna(subset=[f"{metric}_mean", "sampling_gflops_mean"])
+    # the columns under the names the drawing below reads (gfid_*), whichever metric leads
+    a = a.rename(columns=lambda c: c.replace(f"{noise}_", "gfid_bootstrap_std_", 1) if c.startswith(f"{noise}_")
+                 else c.replace(f"{metric}_", "gfid_", 1) if c.startswith(f"{metric}_") else c)
     if a.empty:
         return None
     colors = _palette(a["_label"].unique())
@@ -110,20 +111,19 @@ def fig_tradeoff(g: pd.DataFrame) -> Figure | None:
     if verdict.ok and len(front) > 1:
         ax.plot(front["sampling_gflops_mean"], front["gfid_mean"], ls="--", color="0.55", lw=1, zorder=0,
                 label="Pareto frontier", drawstyle="steps-post")
-    refs = _references(ax, g, colors, *(("real_kid", "rkid_full") if y == "kid" else ("real_fid", "rfid_full")))
+    refs = _references(ax, g, colors, *(("real_kid", "rkid_full") if metric == "kid" else ("real_fid", "rfid_full")))
     ax.set_xscale("log")
     # plain numbers (2, 5, 10, 20) instead of 2x10^0: readable on a narrow decade range
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("sampling cost [GFLOPs / image]")
-    ax.set_ylabel(metric_axis_label(g.iloc[0], "g") if y == "gfid" else
-                  metric_axis_label(g.iloc[0], "g").replace(fd_name(g.iloc[0]["metric_label"], "g"), "KID", 1)
-                  + ", FID biased at this n")
+    ax.set_ylabel(metric_axis_label(g.iloc[0], "g") if metric == "gfid" else
+                  metric_axis_label(g.iloc[0], "g").replace(fd_name(g.iloc[0]["metric_label"], "g"), "KID", 1))
     ax.set_title(_title(g.iloc[0]) + ("" if verdict.ok else "\ncannot tell methods apart: no Pareto front "
                                       "(see the table's note)"), fontsize=10)
     ax.margins(x=0.12, y=0.14)
-    title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else "method (± bootstrap std)"
+    title = f"method (mean ± std, {seeds} seeds)" if seeds > 1 else f"method (± {'bootstrap' if metric == 'gfid' else 'subset'} std)"
     # reference lines span the whole width: a legend inside would hide them
     where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if refs else {}
     ax.legend(title=title, fontsize=8, title_fontsize=9, frameon=True, **where)
