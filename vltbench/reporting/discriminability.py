@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .paired import MIN_SEEDS_FOR_VERDICT
+
 PRECISION_MIN = 0.1
 CEILING_OVER_FLOOR = 2.0
 CEILING_SHARE = 0.75
@@ -95,8 +97,9 @@ def _within_noise(rows: pd.DataFrame, paired: pd.DataFrame | None) -> tuple[str,
     m = _method_rows(rows)
     if m["method"].nunique() < 2 or KEY not in m:
         return None
-    if paired is not None and len(paired) and (paired["seeds"] >= 3).any():
-        if paired["verdict"].str.endswith(" better").any():
+    if paired is not None and len(paired) and (paired["seeds"] >= MIN_SEEDS_FOR_VERDICT).any():
+        decided = (paired["seeds"] >= MIN_SEEDS_FOR_VERDICT) & ((paired["lo"] > 0) | (paired["hi"] < 0))
+        if decided.any():  # the paired verdict's own rule (vltbench.reporting.paired.verdict)
             return None
         how = f"no paired difference decides ({int(paired['seeds'].max())} training seeds, 95% t intervals)"
     else:
@@ -109,7 +112,7 @@ def _within_noise(rows: pd.DataFrame, paired: pd.DataFrame | None) -> tuple[str,
                         return None
         how = f"every pair of methods within {NOISE_Z:g} combined stds at every K"
     return (f"every method is within noise of every other ({how})",
-            "more training seeds (--set seed=N per training, >= 3) or more samples (--n-samples)")
+            f"more training seeds (--set seed=N per training, >= {MIN_SEEDS_FOR_VERDICT}) or more samples (--n-samples)")
 
 
 def _guidance_flat(g: pd.DataFrame) -> tuple[str, str] | None:
