@@ -295,7 +295,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
              n_samples: int | None = None,
              extractor: str | None = None, inception_weights: str | Path | None = None,
              data_root: str | Path | None = None, device: str | None = None,
-             quiet: bool | None = None) -> pd.DataFrame:
+             quiet: bool | None = None, save_samples: bool = False, dry_run: bool = False,
+             throughput: float | None = None) -> pd.DataFrame:
     """Evaluate every (method, length, seed) cell and return their records as one flat frame.
 
     What `vltbench run` (train=True) and `vltbench eval` (train=False: never trains, needs a given,
@@ -309,7 +310,11 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     of the CLI options of the same names (None: the config's). checkpoint: use this file instead of
     the shipped / cached one (one method only). executor: 'local' (this process; under torchrun all
     its ranks), 'slurm' (needs slurm_partition) or 'submitit-local'. quiet: True turns progress bars
-    and log lines off, False on, None leaves the current setting.
+    and log lines off, False on, None leaves the current setting. save_samples: write each computed
+    cell's guided samples (the gFID set) as an ADM-format .npz beside its record (named in
+    record["artifacts"]["samples_npz"] with its sha256; n_samples x H x W x 3 bytes). dry_run: plan
+    only (vltbench.evaluation.dry_run): returns the plan frame, trains, samples and writes nothing;
+    throughput: the GFLOP/s its time estimates assume (None: a matmul measured here).
 
     Returns a pandas DataFrame with one row per requested cell, exactly as `vltbench.evaluation.store.load_frame`
     flattens a record (method, length, seed, cell_id, gfid, rfid, ..., sampling_gflops, align_*,
@@ -341,7 +346,11 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
 
     results = Path(results)
     sweep = SweepSpec(cfg, names, ks, seed_list, results, overwrite, None if checkpoint is None else str(checkpoint),
-                      train, train_args=train_args(preset, config, overrides, generator, data_root))
+                      train, train_args=train_args(preset, config, overrides, generator, data_root),
+                      save_samples=save_samples)
+    if dry_run:
+        from vltbench.evaluation.dry_run import dry_run as plan_only
+        return plan_only(sweep, throughput)
     with _write_errors():
         outcome = run_with(sweep, executor, slurm_partition)
     busy = f", {len(outcome.busy)} left to other processes computing them" if outcome.busy else ""
@@ -664,4 +673,32 @@ def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defa
     df.attrs = {"title": f"{method} on {preset}: GFLOPs per image (1 FMA = 1 FLOP, fvcore; attention counted)",
                 "notes": notes}
     return df
+
+
+def score(samples: str | Path, *, reference: str | Path = "dataset", name: str | None = None,
+          preset: str = defaults.PRESET, config: str | Path | None = None,
+          overrides: Mapping[str, Any] | Sequence[str] | None = None, extractor: str | None = None,
+          inception_weights: str | Path | None = None, data_root: str | Path | None = None,
+          results: str | Path = "results/scores", seed: int = 0, device: str | None = None,
+          quiet: bool | None = None) -> dict:
+    """Score external samples (an ADM-format .npz or an image folder) with vltbench's metrics, as
+    `vltbench score` does (vltbench.evaluation.score); writes and returns the record (origin
+    "external"), whose "path" key names its file. reference: "dataset" (the config's test reference,
+    the one a run measures against), an ADM reference .npz or a folder of real images."""
+    from vltbench.core import progress
+    from vltbench.core.device import resolve_device
+    from vltbench.evaluation.metrics.domains import resolve_extractor
+    from vltbench.evaluation.score import score_samples, write_score
+
+    _set_quiet(quiet)
+    seed = parse_seeds(seed)[0]
+    cfg = load_config(preset, config, overrides, device=device, **{
+        "eval.extractor": extractor, "data.root": None if data_root is None else str(data_root),
+        "eval.inception_weights": None if inception_weights is None else str(inception_weights)})
+    cfg.eval.extractor = resolve_extractor(cfg)
+    with _write_errors():
+        rec = score_samples(cfg, samples, str(reference), name=name, seed=seed, device=resolve_device(cfg.device))
+        path, new = write_score(rec, results)
+    progress.log(f"{'written' if new else 'already scored, kept'}: {path}")
+    return {**rec, "path": str(path)}
 

@@ -163,6 +163,13 @@ SWEEP_OPTS = dict(
                           "pip install 'vltbench\\[slurm]'; resources: --set slurm.KEY=VALUE) or submitit-local "
                           "(the same job array as local processes)."),
     slurm_partition=typer.Option(None, "--slurm-partition", help="Slurm partition for --executor slurm."),
+    save_samples=typer.Option(False, "--save-samples", help="Write each computed cell's guided samples (the gFID "
+                              "set) as an ADM-format .npz beside its record (arr_0 uint8 NHWC, arr_1 labels; "
+                              "n-samples x H x W x 3 bytes: 50k at 256 px = 9.8 GB). Off by default."),
+    dry_run=typer.Option(False, "--dry-run", help="Plan only: list the cells, which are done, and each cell's "
+                         "estimated GFLOPs and time; trains, samples and writes nothing."),
+    throughput=typer.Option(None, "--throughput", help="GFLOP/s the --dry-run time estimates assume (default: "
+                            "a matmul measured on this machine, an optimistic bound)."),
 )
 
 
@@ -173,20 +180,51 @@ def run_cmd(ctx: typer.Context, method: Optional[str] = SWEEP_OPTS["method"], me
             checkpoint: Optional[str] = SWEEP_OPTS["checkpoint"], n_samples: Optional[int] = SWEEP_OPTS["n_samples"],
             extractor: Optional[str] = SWEEP_OPTS["extractor"], inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET,
-            executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"]):
+            executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"],
+            save_samples: bool = SWEEP_OPTS["save_samples"], dry_run: bool = SWEEP_OPTS["dry_run"],
+            throughput: Optional[float] = SWEEP_OPTS["throughput"]):
     # one implementation for both commands: `run` may train, `eval` never does
-    api.evaluate([method, methods], lengths, train=ctx.info_name == "run", preset=preset, config=config,
-                 overrides=sets, seeds=seeds, results=results, executor=executor, slurm_partition=slurm_partition,
-                 overwrite=overwrite, checkpoint=checkpoint, generator=generator, n_samples=n_samples,
-                 extractor=extractor, inception_weights=inception_weights, data_root=data_root, device=device,
-                 quiet=quiet)
-    if _is_main():
+    df = api.evaluate([method, methods], lengths, train=ctx.info_name == "run", preset=preset, config=config,
+                      overrides=sets, seeds=seeds, results=results, executor=executor, slurm_partition=slurm_partition,
+                      overwrite=overwrite, checkpoint=checkpoint, generator=generator, n_samples=n_samples,
+                      extractor=extractor, inception_weights=inception_weights, data_root=data_root, device=device,
+                      quiet=quiet, save_samples=save_samples, dry_run=dry_run, throughput=throughput)
+    if dry_run:
+        from vltbench.evaluation.dry_run import print_plan
+        print_plan(df)
+    elif _is_main():
         _print_leaderboard(results)
 
 
 app.command("run", help="Train or load each method, evaluate every length (gFID, rFID, KID, P/R, FLOPs, "
                         "alignment), print the table.")(run_cmd)
 app.command("eval", help="Like run, but never trains: evaluates an existing (given, shipped or cached) checkpoint.")(run_cmd)
+
+
+@app.command("score")
+def score_cmd(samples: Path = typer.Argument(..., help="Samples: an ADM-format .npz (arr_0 uint8 NHWC, arr_1 "
+                                             "labels optional) or a folder of images, all the same size."),
+              reference: str = typer.Option("dataset", "--reference", help="dataset (the configured dataset's test "
+                                            "reference, as a run), an ADM reference batch .npz, or a folder of "
+                                            "real images (center-cropped to data.image_size)."),
+              name: Optional[str] = typer.Option(None, "--name", help="Name in tables (default: the file stem)."),
+              preset: str = PRESET, config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET,
+              extractor: Optional[str] = SWEEP_OPTS["extractor"],
+              inception_weights: Optional[str] = SWEEP_OPTS["inception_weights"],
+              data_root: Optional[str] = SWEEP_OPTS["data_root"],
+              results: Path = typer.Option(Path("results/scores"), "--results", help="Where the record is written."),
+              seed: int = typer.Option(0, "--seed", help="Seed of KID's subsets and the bootstrap."),
+              device: Optional[str] = DEVICE, quiet: bool = QUIET):
+    """Score external samples with vltbench's metrics; writes a record labelled external and prints it."""
+    rec = api.score(samples, reference=reference, name=name, preset=preset, config=config, overrides=sets,
+                    extractor=extractor, inception_weights=inception_weights, data_root=data_root, results=results,
+                    seed=seed, device=device, quiet=quiet)
+    label = rec["identity"]["metric_spec"]["label"]
+    m = rec["metrics"]
+    typer.echo(f"{rec['identity']['method']} [external], {rec['identity']['samples']['count']} samples: "
+               + ", ".join(f"{k.replace('gfid', 'g' + label)} {v:.6g}" for k, v in m.items()
+                           if v is not None and not k.endswith("_std")))
+    typer.echo(f"record: {rec['path']}")
 
 
 @app.command("flops")

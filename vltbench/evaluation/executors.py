@@ -93,6 +93,7 @@ class CellTask:
     results: str
     overwrite: bool
     checkpoint_file: str | None  # --checkpoint (not `checkpoint`: that name is submitit's requeue hook)
+    save_samples: bool = False
 
     def __call__(self) -> dict:
         from .sweep import run_sweep
@@ -100,7 +101,7 @@ class CellTask:
         _export_dist_env()
         progress.log(f"{self}: task started")
         out = run_sweep(SweepSpec(self.cfg, [self.method], [self.length], [self.seed], Path(self.results),
-                                  self.overwrite, self.checkpoint_file, train=False))
+                                  self.overwrite, self.checkpoint_file, train=False, save_samples=self.save_samples))
         return {"written": [str(p) for p in out.written], "skipped": list(out.skipped), "busy": list(out.busy)}
 
     def checkpoint(self, *args, **kwargs):
@@ -219,8 +220,8 @@ def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepOut
     if not todo:
         progress.log(f"all {len(out.skipped)} cells are done already; nothing submitted")
         return out
-    tasks = [CellTask(cfg, c.method, c.length, c.seed, str(spec.results), spec.overwrite, spec.checkpoint)
-             for c in todo]
+    tasks = [CellTask(cfg, c.method, c.length, c.seed, str(spec.results), spec.overwrite, spec.checkpoint,
+                      spec.save_samples) for c in todo]
     jobs = _submit_array(ex, tasks)
     progress.log(f"{len(tasks)} missing cells ({len(out.skipped)} done earlier): job array "
                  f"{jobs[0].job_id.split('_')[0]} ({executor}), logs in {folder}; waiting")

@@ -49,6 +49,7 @@ class SweepSpec:
     checkpoint: str | None = None
     train: bool = True
     train_args: str = ""  # the caller's options that shape training (--preset, --config, --set, ...), for hints
+    save_samples: bool = False  # write each computed cell's gFID samples as an ADM .npz beside its record
 
     def skips(self, cell: Cell) -> bool:
         """Whether the sweep leaves `cell` as it is: its record exists and overwrite is off."""

@@ -211,10 +211,12 @@ class ResultStore:
 
     def tidy(self) -> list[Path]:
         """Remove what killed runs left here: temp files, lock files and write probes no live process
-        holds, and sample images whose record was never written (their cell's lock taken first)."""
+        holds, and sample images (grids, --save-samples .npz) whose record was never written (their cell's lock taken first)."""
         removed = remove_leftovers(self.root) if self.root.is_dir() else []
-        for png in self.root.glob("*/*.samples.png") if self.root.is_dir() else []:
-            cid = png.name[: -len(".samples.png")]
+        found = [(p, suffix) for suffix in (".samples.png", ".samples.npz")
+                 for p in (self.root.glob(f"*/*{suffix}") if self.root.is_dir() else [])]
+        for png, suffix in found:
+            cid = png.name[: -len(suffix)]
             if png.parent.name.startswith(".") or png.with_name(f"{cid}.json").exists():
                 continue
             lock = self._lock_path(cid)
@@ -260,11 +262,12 @@ class ResultStore:
                           stacklevel=2)
         return moved
 
-    def write(self, record: dict, overwrite: bool = False, artifacts: dict[str, bytes] | None = None) -> Path:
+    def write(self, record: dict, overwrite: bool = False, artifacts: dict[str, bytes | Path] | None = None) -> Path:
         """Write atomically (temp + fsync + rename); a finished cell is never rewritten unless
         overwrite=True. Concurrent writers of one cell must hold `claim(cell_id)`.
 
-        artifacts: {file name: bytes} written beside the record (e.g. the sample grid), with the
+        artifacts: {file name: bytes, or the Path of a finished temp file in the record's folder, moved}
+        written beside the record (e.g. the sample grid), with the
         record's permissions: every temp file is complete and synced first, then the artifacts are
         renamed into place, then the record; on any failure nothing new is left behind. A full disk or
         any other OSError is one UserError."""
@@ -286,9 +289,13 @@ class ResultStore:
                 tmp.write_text(text)
                 os.chmod(tmp, mode)
                 for name, data in (artifacts or {}).items():
-                    with atomic_path(path.parent / name) as atmp:
-                        atmp.write_bytes(data)
-                        os.chmod(atmp, mode)
+                    if isinstance(data, Path):  # a finished, synced temp file (e.g. a samples .npz): moved
+                        os.chmod(data, mode)
+                        os.replace(data, path.parent / name)
+                    else:
+                        with atomic_path(path.parent / name) as atmp:
+                            atmp.write_bytes(data)
+                            os.chmod(atmp, mode)
                     placed.append(path.parent / name)
         except OSError as e:
             if not path.exists():  # no record: no image without its record (an overwritten one keeps the new image)
@@ -440,15 +447,17 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
 
 
 def load_frame(root: str | Path, store: ResultStore | None = None, cell_ids: Iterable[str] | None = None):
-    """One row per valid record under `root` (a folder or one record file); with cell_ids, only the
-    records of those cells, in their order."""
+    """One row per valid record under `root` (a folder or one record file), external scores left out;
+    with cell_ids, only the records of those cells, in their order."""
     import pandas as pd
 
     root = Path(root)
     if not root.exists():
         raise UserError(f"results {root} do not exist; pass an existing folder or record file")
     store = store or ResultStore(root)
-    entries = list(store.entries(cell_ids))
+    # scores of external samples (`vltbench score`) have no method length: they are read one by one
+    # (read_record), never as cells of a table, a plot or a check
+    entries = [e for e in store.entries(cell_ids) if e[1].get("origin") != "external"]
     if cell_ids is not None:
         order = {cid: i for i, cid in enumerate(dict.fromkeys(cell_ids))}
         entries.sort(key=lambda e: order.get(e[1]["cell_id"], len(order)))

@@ -45,6 +45,7 @@ from .metrics import compute_image_metrics, extractor_for, reference_stats
 from .metrics.specs import passes, record_metrics
 from .plan import FID_SQRT, SELECT_SEED_OFFSET, SweepOutcome, SweepSpec, extractor_label, measurement_spec, plan
 from .references import RealSets
+from .sample_export import SampleShard, merged_npz
 from .store import ResultStore, build_record, provenance
 
 GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds/classes everywhere)
@@ -118,7 +119,9 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
         for cell in cells:
             identity, cid, k, seed = cell.identity, cell.cell_id, cell.length, cell.seed
             if spec.skips(cell):
-                progress.log(f"{method} K={k} seed={seed}: done earlier ({cid}), skipped")
+                again = (" (its samples were not saved unless it was run with --save-samples: --overwrite "
+                         "computes it again)" if spec.save_samples else "")
+                progress.log(f"{method} K={k} seed={seed}: done earlier ({cid}), skipped{again}")
                 out.skipped.append(cid)
                 continue
             with store.claim(cid) if dist.is_main() else nullcontext(None) as mine:
@@ -133,19 +136,32 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
                     continue
                 if dist.is_main():
                     store.quarantine(cid)  # a corrupt record of this cell: moved aside (with a warning)
-                with warnings.catch_warnings():  # said once per sweep (above), not once per pass
-                    warnings.filterwarnings("ignore", message=r"\d+ (real|generated) samples <= feature dim")
-                    record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device)
-                if record is None:  # not rank 0: rank 0 writes the record
-                    continue
-                record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
-                record["provenance"]["method_code"] = code
-                grid_name = f"{cid}.samples.png"
-                record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
-                png = io.BytesIO()
-                Image.fromarray(grid).save(png, format="PNG")
-                out.written.append(store.write(record, overwrite=spec.overwrite,
-                                               artifacts={grid_name: png.getvalue()}))
+                folder = store.path_for(method, cid).parent
+                shard = SampleShard(folder, cid) if spec.save_samples else None
+                try:
+                    with warnings.catch_warnings():  # said once per sweep (above), not once per pass
+                        warnings.filterwarnings("ignore", message=r"\d+ (real|generated) samples <= feature dim")
+                        record, grid = evaluate_cell(bundle, sets, per_method, identity, k, seed, device, shard)
+                    with merged_npz(shard, folder, cid, bundle.num_classes) as npz:
+                        if record is None:  # not rank 0: rank 0 writes the record
+                            continue
+                        record["timing"].update({f"train_{a}": b for a, b in train_timing.items()})
+                        record["provenance"]["method_code"] = code
+                        grid_name = f"{cid}.samples.png"
+                        record["artifacts"] = {"samples": grid_name, "checkpoint": str(path)}
+                        png = io.BytesIO()
+                        Image.fromarray(grid).save(png, format="PNG")
+                        files = {grid_name: png.getvalue()}
+                        if npz is not None:  # the gFID samples, for the ADM evaluator or `vltbench score`
+                            tmp, info = npz
+                            record["artifacts"]["samples_npz"] = {
+                                **info, "what": f"the {info['count']} guided samples gfid is computed on "
+                                                f"(scale {record['guidance']['scale']:g})"}
+                            files[info["path"]] = tmp
+                        out.written.append(store.write(record, overwrite=spec.overwrite, artifacts=files))
+                finally:
+                    if shard is not None:
+                        shard.close()
                 m = record["metrics"]
                 kid = f" KID {m['kid']:.4f} (real floor {m['real_kid']:.4f})" if m.get("real_kid") is not None else ""
                 progress.log(f"{method} K={k} seed={seed}: g{mspec['label']} {m['gfid']:.2f} "
@@ -382,8 +398,10 @@ def alignment_representation(bundle: Bundle, k: int) -> str:
     return REPRESENTATIONS.get(bundle.method.family, "decoder input at K (N tokens)")
 
 
-def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identity: dict, k: int, seed: int, device):
-    """(record, sample grid) on rank 0; (None, None) on the other ranks (they share the sampling)."""
+def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identity: dict, k: int, seed: int, device,
+                  shard: SampleShard | None = None):
+    """(record, sample grid) on rank 0; (None, None) on the other ranks (they share the sampling).
+    shard: where this rank's guided samples (the gFID set) are saved (--save-samples), or None."""
     from .metrics import ReconMeter
     from .metrics.alignment import alignment_metrics
     from .metrics.consistency import xlen_distance
@@ -432,12 +450,13 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
                        work) as bar:
         guidance = timed("guidance_search_s", lambda: choose_guidance(bundle, k, seed, sets, bank, bar))
         w = guidance["scale"]
+        save = shard.tee if shard is not None else (lambda b: b)
         plain = timed("unguided_s", lambda: _image_metrics(
-            extractor, _counted(_keep_grid(samples(1.0), ids, keep) if w == 1.0 else samples(1.0), bar), ids,
+            extractor, _counted(save(_keep_grid(samples(1.0), ids, keep)) if w == 1.0 else samples(1.0), bar), ids,
             e.n_samples, e.batch_size, ref, common))
         if w != 1.0:
             guided = timed("guided_s", lambda: _image_metrics(
-                extractor, _counted(_keep_grid(samples(w), ids, keep), bar), ids, e.n_samples, e.batch_size,
+                extractor, _counted(save(_keep_grid(samples(w), ids, keep)), bar), ids, e.n_samples, e.batch_size,
                 ref, common))
         else:
             guided = plain
