@@ -9,13 +9,14 @@ The Python API is exported lazily, so `import vltbench` stays cheap:
     import vltbench
     df = vltbench.evaluate(["merge"], [4, 8])
 
-evaluate, train, leaderboard, check, flops, plot, report, import_lgm, score, load_config and UserError.
+evaluate, train, leaderboard, check, flops, plot, report, import_lgm, import_titok, score, load_config and
+UserError.
 """
 
 from vltbench.core import __version__
 
-_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "score",
-        "load_config")
+_API = ("evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "import_titok",
+        "score", "load_config")
 __all__ = ["__version__", *_API, "UserError"]
 
 

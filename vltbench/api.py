@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vltbench.reporting.check import CheckReport
     from vltbench.reporting.tables import Table
 
-__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "UserError"]
+__all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "import_titok", "UserError"]
 
 IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
 
@@ -413,6 +413,20 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
     out = writable_file(out, "--out")
     return run(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset, config=config,
                overrides=_overrides(overrides))
+
+
+def import_titok(family: str, weights: str | Path, out: str | Path, *, pixel_decoder: str | Path | None = None,
+                 official_config: str | Path | None = None, preset: str = "titok-official",
+                 config: str | Path | None = None,
+                 overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Path:
+    """Import a released One-D-Piece (family 'one-d-piece') or TiTok ('titok') tokenizer as `vltbench import
+    one-d-piece / titok` does (vltbench/models/official_titok.py); writes `out` and its config beside it
+    (out with .yaml); returns the checkpoint's path."""
+    from vltbench.models.official_titok import import_titok as run
+
+    out = writable_file(out, "--out")
+    return run(family, weights, out, pixel_decoder=pixel_decoder, official_config=official_config, preset=preset,
+               config=config, overrides=_overrides(overrides))
 
 
 def leaderboard(results: str | Path | pd.DataFrame = defaults.RESULTS, *,

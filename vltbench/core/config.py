@@ -125,11 +125,30 @@ class QuantizerCfg(Strict):
     temperature: float = Field(0.07, gt=0)
 
 
+class TiTokPixelCfg(Strict):
+    """The MaskGIT-VQGAN pixel decoder of the TiTok family (upstream's fixed sizes by default)."""
+    hidden: int = Field(128, ge=32)
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    res_blocks: int = Field(2, ge=1)
+    z_channels: int = Field(256, ge=1)
+    codes: int = Field(1024, ge=1)
+
+
+class TiTokCfg(Strict):
+    """arch titok only (vltbench/models/titok.py; `vltbench import titok` / `import one-d-piece` set it):
+    the VQ codebook, the released weights' legacy reshape before the encoder's 1x1 conv, the pixel decoder."""
+    codebook_size: int = Field(4096, ge=1)
+    legacy_reshape: bool = True
+    pixel: TiTokPixelCfg = TiTokPixelCfg()
+
+
 class TokenizerCfg(Strict):
     # vit: vltbench's own pre-norm ViT blocks (the shipped tiny checkpoints); timm: timm's
     # vision_transformer.Block and PatchEmbed (qkv bias, LayerNorm eps 1e-6, exact GELU), attention
-    # through vltbench's `attend` (the CPU matmul path, SDPA elsewhere).
-    arch: Literal["vit", "timm"] = "vit"
+    # through vltbench's `attend` (the CPU matmul path, SDPA elsewhere). titok: the TiTok / One-D-Piece
+    # release's tokenizer on timm blocks (VQ, MaskGIT-VQGAN pixel decoder; imported, not trained here).
+    arch: Literal["vit", "timm", "titok"] = "vit"
+    titok: TiTokCfg = TiTokCfg()
     # The official LGM tokenizer's differences (`vltbench import lgm`; README "Official checkpoints"),
     # all off by default: a prefix (cls) token in encoder and decoder, the SoftVQ quantizer, the final
     # LayerNorms' eps (None: torch's 1e-5) and the pixel head's channel order within a patch.

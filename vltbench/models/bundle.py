@@ -42,7 +42,11 @@ TRAINING_RECIPE = 2
 # defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
 IDENTITY_DEFAULTS = {
     "tokenizer": {"arch": "vit", "warm_start": 0, "prefix_token": False, "norm_eps": None, "pixel_order": "cpq",
-                  "quantizer": {"kind": "none", "codebooks": 4, "codebook_size": 8192, "temperature": 0.07}, "encoder_init": {"model": None, "weights": None},
+                  "quantizer": {"kind": "none", "codebooks": 4, "codebook_size": 8192, "temperature": 0.07},
+                  "titok": {"codebook_size": 4096, "legacy_reshape": True,
+                            "pixel": {"hidden": 128, "channel_mult": [1, 1, 2, 2, 4], "res_blocks": 2,
+                                      "z_channels": 256, "codes": 1024}},
+                  "encoder_init": {"model": None, "weights": None},
                   "betas": [0.9, 0.99], "lr_schedule": "cosine",
                   "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
                              "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
@@ -143,6 +147,16 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
         method.tokenizer_weights = f"EMA weights (decay {t.ema})"
     torch.manual_seed(cfg.seed)
     q = t.quantizer
+    if t.arch == "titok":
+        from .titok import TiTokTokenizer
+        if method.tokenizer_kwargs():
+            raise UserError(f"method {method_name} changes the tokenizer ({method.tokenizer_kwargs()}); the TiTok-family "
+                            "tokenizer is imported as it was released: use method tail-drop")
+        tok = TiTokTokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
+                             t.dec_depth, t.heads, codebook_size=t.titok.codebook_size,
+                             legacy_reshape=t.titok.legacy_reshape, norm_eps=t.norm_eps,
+                             pixel=t.titok.pixel.model_dump())
+        return Bundle(cfg, method_name, num_classes, tok, method)
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
                     t.dec_depth, t.heads, arch=t.arch, prefix_token=t.prefix_token, quantizer=q.kind,
                     codebooks=q.codebooks, codebook_size=q.codebook_size, temperature=q.temperature,

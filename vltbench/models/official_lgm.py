@@ -109,7 +109,8 @@ def plain(v):
 class Keys:
     """One official state dict: every key is taken once, skipped by name, or reported."""
 
-    def __init__(self, sd: dict, source: str):
+    def __init__(self, sd: dict, source: str, what: str = "not an official LGM inference or training-only key"):
+        self.what = what
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise UserError(f"{source} is not a state dict of tensors; pass the official file unchanged")
         self.sd, self.source, self.used, self.skipped = sd, source, set(), {}
@@ -135,8 +136,8 @@ class Keys:
         rest = sorted(set(self.sd) - self.used - set(self.skipped))
         if rest:
             more = f" (and {len(rest) - 1} more)" if len(rest) > 1 else ""
-            raise UserError(f"{self.source}: unknown key {rest[0]}{more}: not an official LGM inference or "
-                            "training-only key; pass the official file unchanged")
+            raise UserError(f"{self.source}: unknown key {rest[0]}{more}: {self.what}; pass the official "
+                            "file unchanged")
 
 
 # --------------------------------------------------------------------------------------------------

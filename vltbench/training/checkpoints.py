@@ -163,6 +163,9 @@ def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: 
         path, expected = found
     meta = read_metadata(path) if path.is_file() else {}  # a missing file: load_bundle says so
     if "origin" in meta and "dit" not in meta.get("stages", "").split(","):
+        if '"command": "vltbench import' in meta["origin"]:  # a TiTok-family tokenizer release: no generator exists
+            raise UserError(f"checkpoint {path} is an imported tokenizer release without a generator; the gFID sweep "
+                            "needs a DiT trained on its latents (docs/released-tokenizers.md)")
         raise UserError(f"checkpoint {path} is an imported tokenizer without a generator; import it again with "
                         "`vltbench import lgm --generator xl.pth --latent-stats latents_stats.pt`")
     bundle = load_bundle(path, cfg, method, ds.num_classes, expected_sha=expected, hint=hint)
