@@ -303,3 +303,43 @@ def test_pickle_module_is_not_used_to_read(tmp_path, monkeypatch):
 
     f = write_official_files(tmp_path, "titok")
     assert set(load_weights(f["weights"], "--weights")) == set(weights("titok"))
+
+
+EVAL = ("tokenizer: {heads: 2}\ndata: {name: embedded, train_count: 64, val_count: 64}\n"
+        "eval: {extractor: randproj, n_samples: 16, n_ref: 32, batch_size: 16, kid_subset_size: 8}\ndevice: cpu\n")
+
+
+def test_tokenizer_only_sweep_of_an_imported_release_writes_records_table_and_plot(tmp_path):
+    """`vltbench eval-tokenizer` over K of the imported One-D-Piece fixture, and TiTok as one point at its K."""
+    from vltbench.evaluation.tokenizer_only import load_records
+    from vltbench.models.official_titok import config_path, import_titok
+
+    (tmp_path / "eval.yaml").write_text(EVAL)
+    outs = {}
+    for family in FAMILIES:
+        f = write_official_files(tmp_path / family, family)
+        outs[family] = import_titok(family, f["weights"], tmp_path / f"{family}.safetensors", config=tmp_path / "eval.yaml")
+    res = tmp_path / "results"
+    for family, ks in (("one-d-piece", "1,8,32,256"), ("titok", "32")):
+        out = outs[family]
+        r = run_cli_here("eval-tokenizer", "--checkpoint", str(out), "--lengths", ks, "--preset", "titok-official",
+                         "--config", str(config_path(out)), "--results", str(res), "-q")
+        assert r.returncode == 0, r.stderr
+    r = run_cli_here("eval-tokenizer", "--checkpoint", str(outs["titok"]), "--lengths", "8", "--preset",
+                     "titok-official", "--config", str(config_path(outs["titok"])), "--results", str(res), "-q")
+    assert r.returncode != 0 and "decodes only K = 32" in r.stderr
+    recs = load_records(res / "tokenizer_only")
+    assert sorted((x["origin"], x["length"]) for x in recs) == [
+        ("official One-D-Piece release", 1), ("official One-D-Piece release", 8), ("official One-D-Piece release", 32),
+        ("official One-D-Piece release", 256), ("official TiTok release", 32)]
+    for x in recs:
+        m = x["metrics"]
+        assert math.isfinite(m["rfid"]) and m["rfid"] >= 0 and 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1
+        assert x["compute"]["decoder_gflops"] > 0 and x["compute"]["decoder_tokens"] == x["length"]
+        assert "[official" in x["label"]
+    dec = {x["length"]: x["compute"]["decoder_gflops"] for x in recs if x["origin"].endswith("One-D-Piece release")}
+    assert dec[1] < dec[256]  # the decoder's cost grows with K
+    table = (res / "tokenizer_only" / "table.md").read_text()
+    assert "[official One-D-Piece release]" in table and "[official TiTok release]" in table
+    for name in ("rfid_vs_k.png", "rfid_vs_k.svg", "table.csv"):
+        assert (res / "tokenizer_only" / name).stat().st_size > 0

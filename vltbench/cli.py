@@ -141,6 +141,30 @@ def import_titok_cmd(weights: Path = WEIGHTS, pixel_decoder: Optional[Path] = PI
     _import_titok("titok", weights, pixel_decoder, official_config, out, preset, config, sets, quiet)
 
 
+@app.command("eval-tokenizer")
+def eval_tokenizer_cmd(method: str = typer.Option("tail-drop", "--method", "-m", help="The checkpoint's method."),
+                       checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The checkpoint (e.g. one "
+                                                                 "`vltbench import one-d-piece` wrote); default: the "
+                                                                 "shipped / cached one."),
+                       lengths: str = typer.Option(..., "--lengths", "-k", help="K values, e.g. 1,8,32,256."),
+                       preset: str = PRESET, config: Optional[Path] = CONFIG, sets: Optional[list[str]] = SET,
+                       results: Path = RESULTS, quiet: bool = QUIET):
+    """Tokenizer only, no generator: rFID / rKID / PSNR / SSIM and encoder / decoder GFLOPs per K; records, a
+    table and the rFID-vs-K plot under <results>/tokenizer_only (docs/released-tokenizers.md)."""
+    from vltbench.core.config import load_config
+    from vltbench.evaluation.tokenizer_only import FOLDER, evaluate_tokenizer
+
+    _quiet(quiet)
+    cfg = load_config(preset, config, api.parse_sets(sets))
+    ks = api.parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
+    recs = evaluate_tokenizer(cfg, method, checkpoint, ks, results)
+    for r in recs:
+        m = r["metrics"]
+        typer.echo(f"{r['label']} K={r['length']}: {r['metric_label']} {m['rfid']:.3f}, PSNR {m['psnr']:.2f}, "
+                   f"SSIM {m['ssim']:.3f}, decoder {r['compute']['decoder_gflops']:.3g} GFLOPs")
+    typer.echo(f"records, table.md and rfid_vs_k.png in {results / FOLDER}")
+
+
 def _is_main() -> bool:
     from vltbench.core.dist import is_main
     return is_main()
