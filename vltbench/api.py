@@ -11,281 +11,51 @@ every user mistake is a `vltbench.core.errors.UserError` whose one-line message 
 prints after `error: `. Messages name the CLI option (`--lengths`, `--seeds`, ...); the keyword
 arguments here carry the same names (lengths, seeds, n_samples, ...), and `overrides` is `--set`.
 
+The parsing and validation of the user's values (lengths, seeds, --set, method names, output paths)
+lives in vltbench.inputs; its names are importable from here too, as before the split.
+
 This module imports nothing heavy (torch, pandas) until a function runs, so `import vltbench` and the
 CLI's start stay fast.
 """
 
 from __future__ import annotations
 
-import errno
-import numbers
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vltbench.core import defaults
 from vltbench.core.errors import UserError
+from vltbench.inputs import (
+    check_positive,
+    dataset_classes,
+    load_config,
+    load_records,
+    method_names,
+    parse_lengths,
+    parse_method_map,
+    parse_names,
+    parse_overrides,
+    parse_seeds,
+    parse_sets,  # noqa: F401  (imported from vltbench.api before the split)
+    set_quiet,
+    strict_frame,
+    train_args,
+    writable_file,
+    write_errors,
+    write_failed,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from vltbench.core.config import Config
     from vltbench.reporting.check import CheckReport
     from vltbench.reporting.tables import Table
 
 __all__ = ["evaluate", "train", "leaderboard", "check", "flops", "plot", "report", "import_lgm", "import_titok", "UserError"]
 
-IMAGENET_CLASSES = 1000  # ImageNet-1k: the class count `flops` assumes for data.name=imagenet without data.root
-
-
-# -- validation shared by the API and the CLI --------------------------------------------------------
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def parse_lengths(lengths: str | int | Iterable[int] | None, n_max: int, preset: str | None = None) -> list[int]:
-    """'8,16,32' or [8, 16, 32] -> [8, 16, 32]; every mistake is a one-line UserError. `preset`: the
-    preset in use, named when a length exceeds its N (with the presets where that length is valid)."""
-    if isinstance(lengths, str) or lengths is None:
-        if lengths is None or not lengths.strip():
-            raise UserError(f"--lengths is empty; give comma-separated token counts in 1..{n_max}, "
-                            f"e.g. --lengths 8,16,{n_max}")
-        items: list[Any] = [p.strip() for p in lengths.split(",")]
-    elif _is_int(lengths):
-        items = [lengths]
-    else:
-        try:
-            items = list(lengths)
-        except TypeError:
-            raise UserError(f"--lengths {lengths!r}: give token counts in 1..{n_max} as a list of integers "
-                            f"or comma-separated text, e.g. [8, 16, {n_max}]") from None
-        if not items:
-            raise UserError(f"--lengths is empty; give comma-separated token counts in 1..{n_max}, "
-                            f"e.g. --lengths 8,16,{n_max}")
-    out: list[int] = []
-    for p in items:
-        if _is_int(p):
-            k = int(p)
-        else:
-            try:
-                k = int(p) if isinstance(p, str) else None
-            except ValueError:
-                k = None
-            if k is None:
-                raise UserError(f"--lengths: {p!r} is not an integer; give comma-separated integers in 1..{n_max}")
-        out.append(k)
-    from vltbench.evaluation.plan import check_lengths
-
-    return check_lengths(out, n_max, preset)  # the range rule a sweep's plan applies
-
-
-def parse_seeds(seeds: str | int | Iterable[int]) -> list[int]:
-    """'0,1,2' or [0, 1, 2] -> [0, 1, 2]: at least one seed, each once."""
-    if _is_int(seeds):
-        out, text = [int(seeds)], str(seeds)
-    elif isinstance(seeds, str):
-        text = seeds
-        try:
-            out = [int(x) for x in seeds.split(",") if x.strip()]
-        except ValueError:
-            raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
-    else:
-        try:
-            items = list(seeds)
-        except TypeError:
-            items = None
-        if items is None or not all(_is_int(s) for s in items):
-            raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2")
-        out = [int(s) for s in items]
-        text = ",".join(map(str, out))  # the message reads as the CLI's
-    if not out or len(set(out)) != len(out):
-        raise UserError(f"--seeds {text!r}: give at least one seed, each once")
-    from vltbench.core.config import SEED_MAX
-
-    for s in out:  # numpy / torch generators take 32-bit seeds: refuse now, not after a cell's work
-        if not 0 <= s <= SEED_MAX:
-            raise UserError(f"--seeds: {s} is outside 0..{SEED_MAX} (seeds are 32-bit); give e.g. --seeds 0,1,2")
-    return out
-
-
-def parse_sets(sets: Iterable[str] | None) -> dict:
-    """['dit.steps=200', ...] (the CLI's --set) -> {'dit.steps': 200}; values are plain YAML."""
-    import yaml
-
-    out = {}
-    for s in sets or []:
-        key, eq, value = str(s).partition("=")
-        if not eq or not key.strip():
-            raise UserError(f"--set {s!r}: expected KEY=VALUE, e.g. --set dit.steps=200")
-        try:
-            # safe_load: tags such as !!python/object are refused, never constructed
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            why = " ".join(str(getattr(e, "problem", None) or e).split())
-            raise UserError(f"--set {s!r}: the value is not plain YAML ({why}); give a number, string or list, "
-                            "quoted if needed") from None
-    return out
-
-
-def _overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict:
-    """`overrides`: {"section.key": value} or the CLI's ["section.key=value", ...]."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, Mapping):
-        for key in overrides:
-            if not isinstance(key, str) or not key.strip():
-                raise UserError(f"overrides: key {key!r} is not a dotted config key; give e.g. {{'dit.steps': 200}}")
-        return {k.strip(): v for k, v in overrides.items()}
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    return parse_sets(overrides)
-
-
-def load_config(preset: str = defaults.PRESET, config: str | Path | None = None,
-                overrides: Mapping[str, Any] | Iterable[str] | None = None, **named: Any) -> Config:
-    """The resolved config: preset, the YAML file `config` over it, then `named` options
-    ("eval.n_samples": 1000, ...; None = not given), then `overrides` (which win, as --set does)."""
-    from vltbench.core.config import load_config as _load
-
-    values = {k: v for k, v in named.items() if v is not None}
-    given = _overrides(overrides)
-    values.update(given)
-    cfg = _load(preset, config, values, labels={k: f"--set {k}={_yaml_text(v)}" for k, v in given.items()})
-    _check_methods_config(cfg)
-    return cfg
-
-
-def _check_methods_config(cfg: Config) -> None:
-    """Each `methods.<name>` section names a registered method and its options validate (strictly),
-    before any work."""
-    from vltbench.core import registry
-    from vltbench.core.config import check_method_sections, validate_options
-
-    check_method_sections(cfg, registry.names())
-    for name, options in cfg.methods.items():
-        validate_options(registry.get(name).Options, options or {}, name)
-
-
-def _yaml_text(value: Any) -> str:
-    """A value as --set would take it (flow-style YAML: [1.0, .nan])."""
-    import yaml
-
-    try:
-        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    except yaml.YAMLError:
-        return repr(value)
-    return text[:-3].strip() if text.endswith("\n...") else text
-
-
-def train_args(preset: str, config: str | Path | None, overrides: Mapping[str, Any] | Iterable[str] | None,
-               generator: str | None = None, data_root: str | Path | None = None) -> str:
-    """' --preset P --config F --set k=v ...': the options of a call that shape training, as CLI text,
-    so a hint to run `vltbench train` trains what the call would load (not the defaults)."""
-    import json
-    import shlex
-
-    out = []
-    if preset != defaults.PRESET:
-        out += ["--preset", preset]
-    if config is not None:
-        out += ["--config", str(config)]
-    if generator is not None:
-        out += ["--generator", generator]
-    if data_root is not None:
-        out += ["--data-root", str(data_root)]
-    for key, value in _overrides(overrides).items():
-        text = value if isinstance(value, str) else json.dumps(value)  # JSON is plain YAML, as --set reads it
-        out += ["--set", f"{key}={text}"]
-    return "".join(f" {shlex.quote(x)}" for x in out)
-
-
-def method_names(methods: str | Iterable[str] | None) -> list[str]:
-    """'merge', 'merge,tail-drop', ['merge', 'tail-drop'] or 'all' -> registered names (unknown ones fail
-    with close matches)."""
-    from vltbench.core import registry
-
-    texts = [methods] if isinstance(methods, str) or methods is None else list(methods)
-    names: list[str] = []
-    for text in texts:
-        if text:
-            names += [m.strip() for m in str(text).split(",") if m.strip()]
-    if not names:
-        raise UserError("no method given; pass --method NAME (see `vltbench methods`), --methods a,b or --method all")
-    if "all" in names:
-        return registry.names()
-    for n in names:
-        registry.get(n)  # unknown names fail here with close matches
-    return list(dict.fromkeys(names))
-
-
-def _positive(value: int | None, option: str, example: str) -> None:
-    if value is not None and (not _is_int(value) or value < 1):
-        raise UserError(f"{option} {value}: give a positive number of {example}")
-
-
-def writable_file(path: str | Path, option: str) -> Path:
-    """Fail now (one line) if `path` cannot be written: its folder cannot be created or it is a folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder; pass a file path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{option} {path}: cannot create its folder ({e.strerror or e}); choose another path") from None
-    return path
-
-
-def write_failed(path: str | Path, option: str, e: OSError) -> UserError:
-    return UserError(f"{option} {path} could not be written ({e.strerror or e}); choose another path or free space")
-
-
-def _set_quiet(quiet: bool | None) -> None:
-    if quiet is not None:
-        from vltbench.core import progress
-        progress.set_quiet(quiet)
-
-
-def _records(results: str | Path | pd.DataFrame, what: str = "results", option: str = "--results") -> pd.DataFrame:
-    """The flat frame of a results folder (or one record file), or a frame given as is; never empty."""
-    import pandas as pd
-
-    if isinstance(results, pd.DataFrame):
-        if results.empty:
-            raise UserError(f"the {what} frame holds no records; pass a frame from vltbench.evaluate or a results folder")
-        return results
-    from vltbench.evaluation.store import load_frame
-
-    path = Path(results)
-    if not path.exists():
-        raise UserError(f"{what} folder {path} does not exist; pass {option} DIR holding vltbench records")
-    df = load_frame(path)
-    if df.empty:
-        raise UserError(f"no valid records under {path}; run `vltbench run` first")
-    return df
-
-
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-
-
-@contextmanager
-def _write_errors():
-    """Disk full (or a quota, a file-size limit, a read-only file system) while writing a cache file
-    or a checkpoint: one UserError naming the file. Finished records and checkpoints are kept."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in WRITE_ERRNOS:
-            raise
-        where = f" {e.filename}" if e.filename else ""
-        raise UserError(f"could not write{where} ({e.strerror or e}); free space (or raise the quota / file-size "
-                        "limit) and run again: what was finished is kept") from None
-
-
-# -- the functions ---------------------------------------------------------------------------------
 
 def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
              config: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
@@ -325,10 +95,10 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     from vltbench.core import progress
     from vltbench.evaluation.metrics.domains import auto_caveat, resolve_extractor
 
-    _set_quiet(quiet)
+    set_quiet(quiet)
     names = method_names(methods)
     seed_list = parse_seeds(seeds)
-    _positive(n_samples, "--n-samples", "samples per cell, e.g. --n-samples 1000")
+    check_positive(n_samples, "--n-samples", "samples per cell, e.g. --n-samples 1000")
     cfg = load_config(preset, config, overrides, generator=generator, device=device, **{
         "eval.n_samples": n_samples, "eval.extractor": extractor,
         "eval.inception_weights": None if inception_weights is None else str(inception_weights),
@@ -351,7 +121,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     if dry_run:
         from vltbench.evaluation.dry_run import dry_run as plan_only
         return plan_only(sweep, throughput)
-    with _write_errors():
+    with write_errors():
         outcome = run_with(sweep, executor, slurm_partition)
     busy = f", {len(outcome.busy)} left to other processes computing them" if outcome.busy else ""
     progress.log(f"{len(outcome.written)} cells written, {len(outcome.skipped)} already done{busy}; "
@@ -382,7 +152,7 @@ def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | No
     """
     from vltbench.core import progress, registry
 
-    _set_quiet(quiet)
+    set_quiet(quiet)
     registry.get(method)
     cfg = load_config(preset, config, overrides, generator=generator, device=device,
                       **{"data.root": None if data_root is None else str(data_root)})
@@ -396,7 +166,7 @@ def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | No
 
     from .data import load_data
 
-    with _write_errors():
+    with write_errors():
         ds = load_data(cfg.data)
         _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
@@ -412,7 +182,7 @@ def import_lgm(tokenizer: str | Path, generator: str | Path | None, out: str | P
 
     out = writable_file(out, "--out")
     return run(tokenizer, generator, out, latent_stats=latent_stats, ema=ema, preset=preset, config=config,
-               overrides=_overrides(overrides))
+               overrides=parse_overrides(overrides))
 
 
 def import_titok(family: str, weights: str | Path, out: str | Path, *, pixel_decoder: str | Path | None = None,
@@ -426,7 +196,7 @@ def import_titok(family: str, weights: str | Path, out: str | Path, *, pixel_dec
 
     out = writable_file(out, "--out")
     return run(family, weights, out, pixel_decoder=pixel_decoder, official_config=official_config, preset=preset,
-               config=config, overrides=_overrides(overrides))
+               config=config, overrides=parse_overrides(overrides))
 
 
 def leaderboard(results: str | Path | pd.DataFrame = defaults.RESULTS, *,
@@ -442,7 +212,7 @@ def leaderboard(results: str | Path | pd.DataFrame = defaults.RESULTS, *,
     from vltbench.reporting.tables import leaderboard as _leaderboard
     from vltbench.reporting.tables import tidy_frame
 
-    tables = _leaderboard(_records(results))
+    tables = _leaderboard(load_records(results))
     return tidy_frame(tables) if frame else tables
 
 
@@ -454,7 +224,7 @@ def plot(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Path 
     required when `results` is a frame (from evaluate or load_frame)."""
     from vltbench.reporting.figures import default_out, make_plots
 
-    df = _records(results)
+    df = load_records(results)
     if out is None:
         if not isinstance(results, (str, Path)):
             raise UserError("plot: pass out=FOLDER for the figures when results is a frame")
@@ -484,7 +254,7 @@ def report(results: str | Path | pd.DataFrame = defaults.RESULTS, out: str | Pat
     from vltbench.core.atomic import atomic_write_text
     from vltbench.reporting.page import build
 
-    df = _records(results)
+    df = load_records(results)
     root = None  # the folder holding the records (their sample grids lie beside them)
     if isinstance(results, (str, Path)):
         root = Path(results).parent if Path(results).is_file() else Path(results)
@@ -535,12 +305,12 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
             raise UserError(f"{what} {p} does not exist; pass an existing results folder or record file")
     if report is not None:
         report = writable_file(report, "--report")
-    frames = [p if isinstance(p, pd.DataFrame) else _strict_frame(p, what)
+    frames = [p if isinstance(p, pd.DataFrame) else strict_frame(p, what)
               for what, p in (("baseline", baseline), ("candidate", candidate))]
     for what, p, df in zip(("baseline", "candidate"), (baseline, candidate), frames):
         if df.empty:
             raise UserError(f"{what} {'frame' if isinstance(p, pd.DataFrame) else p} holds no valid records")
-    metric_list = _names(metrics, "--metrics")
+    metric_list = parse_names(metrics, "--metrics")
     if isinstance(min_effect, Mapping):
         effect = {str(k): float(v) for k, v in min_effect.items()}
     elif min_effect is not None:
@@ -562,85 +332,6 @@ def check(baseline: str | Path | pd.DataFrame, candidate: str | Path | pd.DataFr
 def _all_metrics(df: pd.DataFrame) -> tuple[str, ...]:
     from vltbench.reporting.check import checked_metrics
     return checked_metrics(df)
-
-
-def _names(value: str | Sequence[str] | None, option: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else list(value)
-    out = tuple(dict.fromkeys(x.strip() for item in items for x in str(item).split(",") if x.strip()))
-    if not out:
-        raise UserError(f"{option} is empty; give comma-separated metric keys, e.g. {option} gfid,class_acc")
-    return out
-
-
-def parse_method_map(value: str | Mapping[str, str] | Sequence[str] | None) -> dict | None:
-    """'new=old,b=a', ['new=old'] or {new: old} -> {new: old}."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): str(v) for k, v in value.items()} or None
-    items = [value] if isinstance(value, str) else list(value)
-    out = {}
-    for item in (x.strip() for i in items for x in str(i).split(",")):
-        new, eq, old = item.partition("=")
-        if not eq or not new.strip() or not old.strip():
-            raise UserError(f"--method-map {item!r}: expected NEW=BASELINE, e.g. --method-map my-merge=merge "
-                            "(checks candidate method my-merge against the baseline's merge)")
-        out[new.strip()] = old.strip()
-    return out or None
-
-
-def _strict_frame(path: str | Path, what: str) -> pd.DataFrame:
-    """The records of a results folder for `check`: a record that does not parse or validate is a
-    refusal naming it (a check that silently skipped it would compare less than it says)."""
-    from vltbench.evaluation.store import ResultStore, load_frame
-
-    store = ResultStore(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        df = load_frame(path, store=store)
-    if store.skipped:
-        bad, why = store.skipped[0]
-        more = f" (and {len(store.skipped) - 1} more)" if len(store.skipped) > 1 else ""
-        raise UserError(f"{what} record {bad} is corrupt ({why}){more}; restore it (e.g. from version control) "
-                        f"or remove it, then check again")
-    return df
-
-
-def dataset_classes(cfg: Config, given: int | None = None) -> tuple[int, str]:
-    """(class count, where it comes from) of the configured dataset, without loading its images.
-
-    embedded / mnist / digits: their class lists. folder / imagenet with data.root: the class folders (the
-    loader's rule: root/train/<class>, or root/<class> for a folder without train/ and val/).
-    imagenet without data.root: ImageNet-1k's 1000, or `given`. folder without data.root: `given`, else
-    a UserError. A `given` count that contradicts a known one is a UserError."""
-    d = cfg.data
-    if given is not None and (not _is_int(given) or given < 1):
-        raise UserError(f"--num-classes {given}: give a positive number of classes, e.g. --num-classes 1000")
-    from .data import class_names
-
-    known, source = None, ""
-    classes = class_names(d.name)  # the dataset's entry: names, a count, or None (its folders tell)
-    if classes is not None:
-        known, source = (classes if isinstance(classes, int) else len(classes)), f"dataset {d.name}"
-    elif d.root is not None:
-        from vltbench.data.folders import count_classes
-
-        known = count_classes(d.name, d.root)
-        source = f"class folders of {d.root}"
-    if known is not None:
-        if given is not None and given != known:
-            where = f" in {d.root}" if d.root is not None and classes is None else ""
-            raise UserError(f"--num-classes {given}: dataset {d.name!r} has {known} classes{where}; drop "
-                            "--num-classes, which is for a folder or imagenet dataset whose data is not here")
-        return known, source
-    if given is not None:
-        return int(given), "--num-classes"
-    if d.name == "imagenet":
-        return IMAGENET_CLASSES, "ImageNet-1k; data.root is not set, --num-classes N counts another number"
-    raise UserError(f"the class count of dataset {d.name!r} (it sizes the DiT's label embedding) is unknown without "
-                    "its data: set --data-root to the dataset folder or pass --num-classes N")
 
 
 def flops(method: str, lengths: str | int | Sequence[int], *, preset: str = defaults.PRESET,
@@ -704,13 +395,13 @@ def score(samples: str | Path, *, reference: str | Path = "dataset", name: str |
     from vltbench.evaluation.metrics.domains import resolve_extractor
     from vltbench.evaluation.score import score_samples, write_score
 
-    _set_quiet(quiet)
+    set_quiet(quiet)
     seed = parse_seeds(seed)[0]
     cfg = load_config(preset, config, overrides, device=device, **{
         "eval.extractor": extractor, "data.root": None if data_root is None else str(data_root),
         "eval.inception_weights": None if inception_weights is None else str(inception_weights)})
     cfg.eval.extractor = resolve_extractor(cfg)
-    with _write_errors():
+    with write_errors():
         rec = score_samples(cfg, samples, str(reference), name=name, seed=seed, device=resolve_device(cfg.device))
         path, new = write_score(rec, results)
     progress.log(f"{'written' if new else 'already scored, kept'}: {path}")
