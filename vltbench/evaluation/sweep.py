@@ -40,7 +40,7 @@ from vltbench.models.bundle import Bundle, read_metadata
 from vltbench.training.checkpoints import obtain_bundle
 from vltbench.training.latents import cached_latents
 
-from .generate import generate_batches, reconstruct, sample_labels, shard_ids
+from .generate import generate, generate_batches, generate_scales, reconstruct, sample_labels, shard_ids
 from .metrics import compute_image_metrics, extractor_for, reference_stats
 from .metrics.specs import passes, record_metrics
 from .plan import FID_SQRT, SELECT_SEED_OFFSET, SweepOutcome, SweepSpec, extractor_label, measurement_spec, plan
@@ -50,6 +50,10 @@ from .store import ResultStore, build_record, provenance
 
 GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds/classes everywhere)
 SELECT_BOOTSTRAP = 10  # resamples for the noise of each selection score (cheap on select_samples features)
+# rows x K per trajectory of a batched guidance search (before CFG doubles it): K = 4 batches 10 scales
+# of 100 samples, K = 32 one (larger DiT batches there were no faster on 2 CPU cores)
+SEARCH_TOKENS = 4096
+PREFIX_BYTES = 2**30  # at most this much of a cell's sampling state is kept between its two passes
 
 
 def _new_folders(path: Path) -> list[Path]:
@@ -222,16 +226,32 @@ def _image_metrics(extractor, batches, ids: torch.Tensor, n: int, batch_size: in
     the single-process batches; rank 0 returns the metrics, the other ranks None."""
     if dist.world_size() == 1:
         return compute_image_metrics(extractor, None, batches, ref=ref, return_features=True, **common)
+    sizes: list = []
+    outs = [extractor(b) for b in _sizes(batches, sizes)]
+    return _metrics_of_features(extractor, outs, sizes[0] if sizes else None, ids, n, batch_size, ref, common)
+
+
+def _sizes(batches, out: list):
+    """Pass batches through, noting the first one's (H, W) in `out`."""
+    for b in batches:
+        if not out:
+            out.append(tuple(b.shape[-2:]))
+        yield b
+
+
+def _metrics_of_features(extractor, outs: list[dict], size, ids: torch.Tensor, n: int, batch_size: int, ref,
+                         common: dict) -> dict | None:
+    """compute_image_metrics of images already extracted (`outs`: the extractor's output per batch of this
+    rank's indices `ids`), replayed in the single-process batches: the same sums in the same order as
+    extracting them there. Under torchrun the moment sums are all-reduced and the features gathered on
+    rank 0, which returns the metrics (the other ranks None)."""
     from .metrics import FeatureStats
 
-    stats, feats, logits, size = FeatureStats(extractor.dim), [], [], None
-    for b in batches:
-        size = tuple(b.shape[-2:])
-        out = extractor(b)
-        stats.update(out["features"])
-        feats.append(out["features"])
-        if "logits" in out:
-            logits.append(out["logits"])
+    stats = FeatureStats(extractor.dim)
+    feats = [o["features"] for o in outs]
+    logits = [o["logits"] for o in outs if "logits" in o]
+    for f in feats:
+        stats.update(f)
     total = FeatureStats.from_arrays(*(dist.all_reduce_sum(a) for a in stats.to_arrays()))
     f_all = dist.gather_rows(np.concatenate(feats) if feats else None, ids)
     l_all = dist.gather_rows(np.concatenate(logits) if logits else None, ids)
@@ -286,7 +306,7 @@ def _vs_reference(r, ref, seed: int, kid_subset_size: int) -> dict:
     return out
 
 
-def bracket_search(score_fn, grid, max_extra: int) -> dict:
+def bracket_search(score_fn, grid, max_extra: int, score_all=None) -> dict:
     """Score every scale of `grid` with score_fn(w) -> (score, noise std), lower is better, then grow the
     grid (EXTEND_RULE) until the best scale is bracketed or max_extra scales were added.
 
@@ -294,8 +314,10 @@ def bracket_search(score_fn, grid, max_extra: int) -> dict:
     at most 1.0. Nothing is searched below 1.0 (w < 1 is anti-guidance, away from the condition), so
     a best at 1.0 is the optimum by definition. margin_over_noise: (runner-up - best) / the std of that
     difference were the two scores independent; they share seeds, so the true noise is smaller and
-    the margin a lower bound. Below ~1 the choice is a coin toss."""
-    scored = {float(w): score_fn(float(w)) for w in sorted(grid)}
+    the margin a lower bound. Below ~1 the choice is a coin toss. score_all(ws) -> [score_fn(w) for w in
+    ws], if given, scores the base grid at once (a batched search); added scales go through score_fn."""
+    ws0 = [float(w) for w in sorted(grid)]
+    scored = dict(zip(ws0, score_all(ws0) if score_all is not None else [score_fn(w) for w in ws0]))
     added = []
 
     def key(w):  # a failed (non-finite) score loses; ties go to the smaller scale
@@ -356,6 +378,33 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
     common = dict(kid_subset_size=min(e.kid_subset_size, n), seed=seed, fid_method=FID_SQRT,
                   fid_bootstrap=SELECT_BOOTSTRAP)
 
+    def score_grid(ws):
+        """Every scale of the base grid from one pass over the samples: per batch, the unguided steps
+        before the CFG interval run once for all scales, the guided scales continue in trajectories of up
+        to SEARCH_TOKENS rows x K (small-K matmuls get more rows), each scale's images are decoded and
+        extracted in the same batches as one pass per scale would, so the scores are the same numbers."""
+        guided = [w for w in ws if w != 1.0]
+        per = max(1, SEARCH_TOKENS // (e.batch_size * k))
+        groups = [guided[i:i + per] for i in range(0, len(guided), per)]
+        outs, size = {w: [] for w in ws}, None
+        for start in range(0, len(ids), e.batch_size):
+            bid, prefixes = ids[start:start + e.batch_size], {}
+            images = {1.0: generate(bundle, k, bid, sel_seed, s, 1.0, bank, prefixes)} if 1.0 in ws else {}
+            for g in groups:
+                images.update(zip(g, generate_scales(bundle, k, bid, sel_seed, s, g, bank, prefixes)))
+            for w in ws:
+                size = tuple(images[w].shape[-2:])
+                outs[w].append(sets.extractor(images[w]))
+                bar.advance(len(bid))
+        scores = []
+        for w in ws:
+            with warnings.catch_warnings():  # few samples bias every scale alike: only their order is used
+                warnings.simplefilter("ignore", UserWarning)
+                out = _metrics_of_features(sets.extractor, outs[w], size, ids, n,
+                                           e.batch_size, sel_ref, common)
+            scores.append(dist.broadcast_object((out["fid"], out["fid_bootstrap_std"]) if out is not None else None))
+        return scores
+
     def score(w):
         if w not in s.cfg_scales:
             bar.grow(len(ids))  # an added scale: its samples were not in the cell's work count
@@ -367,7 +416,7 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
         # rank 0 scores; every rank takes its numbers, so all ranks grow the grid alike
         return dist.broadcast_object((out["fid"], out["fid_bootstrap_std"]) if out is not None else None)
 
-    r = bracket_search(score, s.cfg_scales, s.cfg_extend)
+    r = bracket_search(score, s.cfg_scales, s.cfg_extend, score_grid)
     sub = sets.selection_subset
     return {"protocol": "search", "scale": r["scale"], "grid": r["grid"], "added": r["added"],
             "scores": {f"{w:g}": v for w, v in r["scores"].items()},
@@ -429,8 +478,14 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
 
     ids = shard_ids(e.n_samples, e.batch_size)  # this rank's whole batches of sample indices
 
+    # the guided pass resumes the unguided pass's trajectories where the CFG interval starts (the
+    # steps before it are the same at every scale): kept unless they would take over PREFIX_BYTES
+    share = e.n_samples * k * bundle.cfg.tokenizer.latent_dim * 4 <= PREFIX_BYTES
+    prefixes: dict | None = {} if share else None
+
     def samples(scale):
-        return generate_batches(bundle, k, e.n_samples, seed, s, scale, e.batch_size, bank, ids=ids)
+        return generate_batches(bundle, k, e.n_samples, seed, s, scale, e.batch_size, bank, ids=ids,
+                                prefixes=prefixes)
 
     keep: list = []
     held = sets.held_out

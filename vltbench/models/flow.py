@@ -60,26 +60,54 @@ def sampling_nfe(steps: int, shift: float, cfg_scale: float, cfg_interval) -> tu
     return len(ts) + cfg, cfg
 
 
+def cfg_start(steps: int, shift: float, cfg_interval) -> int:
+    """Index of the first Euler step inside the CFG interval: the steps before it are unguided at every
+    scale, so samples of one noise at several scales share them (with shift 0.3 and [0.15, 1], 10 of 24)."""
+    lo, hi = cfg_interval
+    inside = [lo <= float(t) <= hi for t in time_grid(steps, shift)[:-1]]
+    return inside.index(True) if any(inside) else len(inside)
+
+
 @torch.no_grad()
-def sample(dit, view: LengthView, y: torch.Tensor, noise_full: torch.Tensor, steps: int = 25, shift: float = 0.3,
-           cfg_scale: float = 1.0, cfg_interval=(0.15, 1.0)) -> torch.Tensor:
-    """Euler ODE from pooled noise to K tokens. CFG per position: cond + (w - 1) / m_j (cond - uncond)."""
-    x = view.merge(noise_full)
+def sample(dit, view: LengthView, y: torch.Tensor, noise_full: torch.Tensor | None, steps: int = 25,
+           shift: float = 0.3, cfg_scale: float | torch.Tensor = 1.0, cfg_interval=(0.15, 1.0),
+           start: tuple[int, torch.Tensor] | None = None, stop: int | None = None) -> torch.Tensor:
+    """Euler ODE from pooled noise to K tokens. CFG per position: cond + (w - 1) / m_j (cond - uncond).
+    cfg_scale: one scale, or a float32 tensor (B,) holding w - 1 per row (`guidance_rows`: several
+    scales of a search in one trajectory, none of them 1.0). start: (step index, state) to resume from
+    (noise_full is then unused); stop: return the state before this step index. The Euler updates are
+    the same operations either way, so a resumed trajectory is bit-identical to an uninterrupted one."""
+    first, x = start if start is not None else (0, view.merge(noise_full))
     ts = time_grid(steps, shift, x.device)
     sizes = view.size_tensor(x)
     sizes = sizes[..., None] if sizes.dim() == 2 else sizes[None, :, None]
     null = torch.full_like(y, dit.null_class)
     lo, hi = cfg_interval
-    for t, t_next in zip(ts[:-1], ts[1:]):
+    rows = torch.is_tensor(cfg_scale)
+    guided = rows or cfg_scale != 1.0
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        if i < first:
+            continue
+        if stop is not None and i >= stop:
+            break
         tb = t.expand(x.shape[0])
-        if cfg_scale != 1.0 and lo <= float(t) <= hi:
+        if guided and lo <= float(t) <= hi:
             both = _doubled(view)
             v_c, v_u = dit(torch.cat([x, x]), torch.cat([tb, tb]), torch.cat([y, null]), both).chunk(2)
-            v = v_c + (cfg_scale - 1) / sizes * (v_c - v_u)
+            # (w - 1) / m_j; a Python scale divides as sizes.reciprocal() * scale (Tensor.__rtruediv__):
+            # the rows of a batched search take the same float32 operations
+            coef = sizes.reciprocal() * cfg_scale[:, None, None] if rows else (cfg_scale - 1) / sizes
+            v = v_c + coef * (v_c - v_u)
         else:
             v = dit(x, tb, y, view)
         x = x + (t_next - t) * v
     return x
+
+
+def guidance_rows(scales, per_scale: int, device=None) -> torch.Tensor:
+    """w - 1 for each row of `per_scale` rows per scale, computed in float64 and rounded to float32
+    once, exactly as `(w - 1) / sizes` rounds a Python scale: rows sample as they would alone."""
+    return torch.tensor([w - 1 for w in scales for _ in range(per_scale)], dtype=torch.float32, device=device)
 
 
 def _doubled(view: LengthView) -> LengthView:
