@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
+from helpers import TINY
 
 import vltbench
-from helpers import TINY
-from vltbench.evaluation import sweep
+from vltbench.evaluation import guidance, sweep
 from vltbench.evaluation.generate import generate, generate_scales
 from vltbench.models.flow import cfg_start
 
@@ -43,8 +43,8 @@ def test_batched_scales_and_shared_prefix_give_the_same_images(bundle):
 def test_the_batched_search_records_the_same_numbers_as_one_pass_per_scale(bundle, tmp_path, monkeypatch):
     overrides = ["sampler.cfg_scales=[1.0,1.5,2.0,3.0]"]
     fast = vltbench.evaluate("merge", [4], config=TINY, overrides=overrides, results=tmp_path / "fast", quiet=True)
-    one_by_one = sweep.bracket_search
-    monkeypatch.setattr(sweep, "bracket_search", lambda f, grid, extra, score_all=None: one_by_one(f, grid, extra))
+    one_by_one = guidance.bracket_search
+    monkeypatch.setattr(guidance, "bracket_search", lambda f, grid, extra, score_all=None: one_by_one(f, grid, extra))
     monkeypatch.setattr(sweep, "PREFIX_BYTES", -1)  # and the guided pass from the noise, as before
     slow = vltbench.evaluate("merge", [4], config=TINY, overrides=overrides, results=tmp_path / "slow",
                              quiet=True)
