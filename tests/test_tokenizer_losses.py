@@ -121,3 +121,26 @@ def test_discriminator_learns(nets):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_refine_head_starts_as_identity_trains_and_is_hashed():
+    """tokenizer.refine: a residual conv head after the patch head; off by default (state dict and
+    identity of the shipped checkpoints unchanged), the identity at step 0, trained by the tokenizer
+    loop, and part of the training identity when on."""
+    plain = load_config("tiny", overrides=SMALL)
+    assert build_bundle(plain, "tail-drop", 10).tokenizer.refine is None
+    assert "refine" not in training_identity(plain, "tail-drop", 10)["tokenizer"]
+    cfg = load_config("tiny", overrides={**SMALL, "tokenizer.refine": 8, "tokenizer.steps": 3, "tokenizer.warm_start": 0,
+                                         "tokenizer.batch_size": 4})
+    assert training_identity(cfg, "tail-drop", 10)["tokenizer"]["refine"] == 8
+    torch.manual_seed(0)
+    b = build_bundle(cfg, "tail-drop", 10)
+    z = b.tokenizer.encode(torch.rand(2, 3, cfg.data.image_size, cfg.data.image_size) * 2 - 1)
+    head = b.tokenizer.refine
+    b.tokenizer.refine = None
+    before = b.tokenizer.decode(z)
+    b.tokenizer.refine = head
+    assert torch.equal(b.tokenizer.decode(z), before)  # zero-initialised last conv: x + 0
+    w0 = head[-1].weight.detach().clone()
+    train_tokenizer(b, load_dataset("embedded", image_size=cfg.data.image_size, train_count=20, val_count=10), "cpu")
+    assert not torch.equal(head[-1].weight, w0)

@@ -156,6 +156,10 @@ class TokenizerCfg(Strict):
     quantizer: QuantizerCfg = QuantizerCfg()
     norm_eps: float | None = Field(None, gt=0)
     pixel_order: Literal["cpq", "pqc"] = "cpq"
+    # Channels of a residual 3x3-conv head in pixel space after the patch head (0: none, the tiny
+    # preset's and the shipped checkpoints'): lets the decoder mend patch seams and sharpen edges that a
+    # per-patch linear head draws blurred (README "Your own RGB folder").
+    refine: int = Field(0, ge=0)
     patch_size: int
     n_tokens: int
     latent_dim: int

@@ -41,7 +41,7 @@ TRAINING_RECIPE = 2
 # Options added after checkpoints were shipped: left out of the identity while they hold these
 # defaults (what older code did), so the shipped checkpoints still match; any other value is hashed.
 IDENTITY_DEFAULTS = {
-    "tokenizer": {"arch": "vit", "warm_start": 0, "prefix_token": False, "norm_eps": None, "pixel_order": "cpq",
+    "tokenizer": {"arch": "vit", "warm_start": 0, "prefix_token": False, "norm_eps": None, "pixel_order": "cpq", "refine": 0,
                   "quantizer": {"kind": "none", "codebooks": 4, "codebook_size": 8192, "temperature": 0.07},
                   "titok": {"codebook_size": 4096, "legacy_reshape": True,
                             "pixel": {"hidden": 128, "channel_mult": [1, 1, 2, 2, 4], "res_blocks": 2,
@@ -152,6 +152,9 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
         if method.tokenizer_kwargs():
             raise UserError(f"method {method_name} changes the tokenizer ({method.tokenizer_kwargs()}); the TiTok-family "
                             "tokenizer is imported as it was released: use method tail-drop")
+        if t.refine:
+            raise UserError("tokenizer.refine is an option of the vit / timm tokenizers; the TiTok-family tokenizer "
+                            "is imported as it was released: drop --set tokenizer.refine")
         tok = TiTokTokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
                              t.dec_depth, t.heads, codebook_size=t.titok.codebook_size,
                              legacy_reshape=t.titok.legacy_reshape, norm_eps=t.norm_eps,
@@ -160,7 +163,7 @@ def build_bundle(cfg: Config, method_name: str, num_classes: int) -> Bundle:
     tok = Tokenizer(cfg.data.image_size, t.patch_size, t.n_tokens, t.latent_dim, t.width, t.enc_depth,
                     t.dec_depth, t.heads, arch=t.arch, prefix_token=t.prefix_token, quantizer=q.kind,
                     codebooks=q.codebooks, codebook_size=q.codebook_size, temperature=q.temperature,
-                    norm_eps=t.norm_eps, pixel_order=t.pixel_order, **method.tokenizer_kwargs())
+                    norm_eps=t.norm_eps, pixel_order=t.pixel_order, refine=t.refine, **method.tokenizer_kwargs())
     return Bundle(cfg, method_name, num_classes, tok, method)
 
 

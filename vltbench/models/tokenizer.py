@@ -15,6 +15,8 @@ Options that make the `timm` arch the official LGM tokenizer (movinghoon/lgm tok
 - norm_eps: eps of the encoder's and decoder's final LayerNorm (None: torch's 1e-5; upstream 1e-6);
 - pixel_order: channel order of the pixel head's outputs within a patch, "cpq" (ours) or "pqc" (upstream
   ToPixel.unpatchify).
+
+`refine` (vltbench's own, off by default): a residual 3x3-conv head in pixel space after unpatchify.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class Tokenizer(nn.Module):
     def __init__(self, image_size: int, patch_size: int, n_tokens: int, latent_dim: int, width: int,
                  enc_depth: int, dec_depth: int, heads: int, causal_latents: bool = False, arch: str = "vit",
                  prefix_token: bool = False, quantizer: str = "none", codebooks: int = 4, codebook_size: int = 8192,
-                 temperature: float = 0.07, norm_eps: float | None = None, pixel_order: str = "cpq"):
+                 temperature: float = 0.07, norm_eps: float | None = None, pixel_order: str = "cpq",
+                 refine: int = 0):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
@@ -110,11 +113,19 @@ class Tokenizer(nn.Module):
             self.dec_prefix = nn.Parameter(torch.randn(1, 1, width) * 0.02)
         else:
             self.enc_prefix = self.dec_prefix = None
+        # created only when asked (the default state dict stays as it was); the last conv starts at zero,
+        # so at step 0 the head is the identity and the decoder is the plain ViT one
+        self.refine = None if not refine else nn.Sequential(
+            nn.Conv2d(3, refine, 3, padding=1), nn.GELU(), nn.Conv2d(refine, refine, 3, padding=1), nn.GELU(),
+            nn.Conv2d(refine, 3, 3, padding=1))
         if quantizer == "softvq":
             self.codebook = nn.Parameter(F.normalize(torch.randn(codebooks, codebook_size, latent_dim), dim=-1))
         else:
             self.codebook = None
         init_weights(self)
+        if self.refine is not None:
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
         # Optional causal attention among latent tokens (FlexTok-style registers): patches see
         # patches, latent i sees all patches and latents <= i.
         if causal_latents:
@@ -182,4 +193,5 @@ class Tokenizer(nn.Module):
             h, lead = torch.cat([self.dec_prefix.expand(b, -1, -1), h], dim=1), 1
         for blk in self.decoder:
             h = blk(h)
-        return self.unpatchify(self.to_pixels(self.dec_norm(h[:, lead: lead + self.mask_tokens.shape[1]])))
+        x = self.unpatchify(self.to_pixels(self.dec_norm(h[:, lead: lead + self.mask_tokens.shape[1]])))
+        return x if self.refine is None else x + self.refine(x)
