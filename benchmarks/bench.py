@@ -51,8 +51,8 @@ from typing import Any, Callable
 import torch
 
 from vltbench.core.errors import UserError
+from vltbench.evaluation.extractors.domains import resolve_extractor
 from vltbench.models.lengths import LengthView
-from vltbench.evaluation.metrics.domains import resolve_extractor
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout this script belongs to
 TINY_TEST = ROOT / "tests" / "tiny_test.yaml"
@@ -207,8 +207,8 @@ def _merge_bundle(cfg, num_classes: int, use_checkpoint: bool = True):
     source = "untrained embedding (frozen with method.freeze())"
     if use_checkpoint:
         with contextlib.suppress(Exception):
-            from vltbench.training.checkpoints import find_checkpoint
             from vltbench.models.bundle import load_bundle
+            from vltbench.training.checkpoints import find_checkpoint
 
             found = find_checkpoint(cfg, "merge", num_classes)
             if found is not None:
@@ -625,8 +625,8 @@ def feature_throughput(n: int = 64, size: int = 64, batch: int = 32, repeats: in
         warnings.simplefilter("ignore")  # torch-fidelity's import-time deprecation warnings
         from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-    from vltbench.evaluation.metrics import inception_weights as iw
-    from vltbench.evaluation.metrics.features import get_extractor
+    from vltbench.evaluation.extractors import inception_weights as iw
+    from vltbench.evaluation.extractors.build import get_extractor
 
     x = torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     ours = get_extractor("inception", weights=weights)
@@ -687,8 +687,8 @@ def _cache_files(n_rows: int, n_tokens: int, dim: int) -> list[dict]:
 
 
 def bench_latent_cache(ctx: Ctx) -> dict:
-    from vltbench.data import embedded, load_data
     from vltbench.core.device import to_float
+    from vltbench.data import embedded, load_data
 
     def batch_images(ds, idx, gen):  # as vltbench.training.loops.batch_images: decode the batch, random h-flips
         x = to_float(ds.train.images(idx.numpy()))
@@ -836,7 +836,7 @@ def bench_memory(ctx: Ctx) -> dict:
                                  "--results", str(tmp / "warm")], env, tmp / "warm.log")
         if r["rc"]:
             return {"error": f"vltbench eval failed: {r['log_tail']}"}
-        floor = run_measured([sys.executable, "-c", "import torch, vltbench.evaluation.sweep, vltbench.evaluation.metrics.features, "
+        floor = run_measured([sys.executable, "-c", "import torch, vltbench.evaluation.sweep, vltbench.evaluation.extractors.build, "
                               "vltbench.evaluation.metrics.fid, torch_fidelity"], env, tmp / "import.log")
         rows, per = [], {}
         for n in counts:
@@ -926,13 +926,13 @@ class _ComputeTimer:
     def __enter__(self):
         import importlib
 
-        from vltbench.models import flow
         from vltbench.evaluation import generate, sweep
+        from vltbench.evaluation.extractors.build import Extractor
         from vltbench.evaluation.metrics import alignment, flops
-        from vltbench.evaluation.metrics.features import Extractor
+        from vltbench.models import flow
         from vltbench.models.tokenizer import Tokenizer
 
-        importlib.import_module("vltbench.evaluation.metrics.randproj")
+        importlib.import_module("vltbench.evaluation.extractors.randproj")
         self._patch(generate, "sample", "sampling", "compute")  # however generate reaches it
         self._patch(flow, "sample", "sampling", "compute")
         self._patch(Tokenizer, "decode", "decoding", "compute")
@@ -1056,9 +1056,9 @@ def dit_step_throughput(device, depth: int, width: int, heads: int, n_tokens: in
     proportional attention below N. Time-boxed: lengths left when `budget_s` runs out are skipped
     (and listed in `errors`); torch.compile (full length only) runs when enough budget is left."""
     from vltbench.core import registry
-    from vltbench.models.flow import EMA, flow_loss
     from vltbench.evaluation.metrics.flops import dit_forward_count
     from vltbench.models.dit import DiT
+    from vltbench.models.flow import EMA, flow_loss
     from vltbench.training.loops import adamw, clip_grads
 
     start = time.perf_counter()

@@ -30,13 +30,13 @@ def worker(a) -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from vltbench.core import dist
     from vltbench.api import parse_sets
+    from vltbench.core import dist
     from vltbench.core.config import load_config
-    from vltbench.data import load_data
     from vltbench.core.device import resolve_device
+    from vltbench.data import load_data
+    from vltbench.evaluation.extractors import get_extractor
     from vltbench.evaluation.generate import generate_batches, shard_ids
-    from vltbench.evaluation.metrics import get_extractor
     from vltbench.models.bundle import build_bundle
     from vltbench.training.loops import train_dits, train_tokenizer
 

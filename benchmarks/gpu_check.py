@@ -83,9 +83,9 @@ def _sizes(dry: bool):
 
 
 def check_train(device, dry: bool, peak_tflops: float | None, batch: int, steps: int) -> dict:
-    from vltbench.models.flow import flow_loss
     from vltbench.evaluation.metrics.flops import dit_forward_count
     from vltbench.models.dit import DiT
+    from vltbench.models.flow import flow_loss
     from vltbench.training.loops import adamw
 
     sizes, n, d, lengths = _sizes(dry)
@@ -128,8 +128,8 @@ def check_train(device, dry: bool, peak_tflops: float | None, batch: int, steps:
 
 
 def check_sample(device, dry: bool, batch: int) -> dict:
-    from vltbench.models.flow import sample
     from vltbench.models.dit import DiT
+    from vltbench.models.flow import sample
 
     sizes, n, d, lengths = _sizes(dry)
     depth, width, heads = sizes["XL"]
@@ -154,7 +154,7 @@ def check_sample(device, dry: bool, batch: int) -> dict:
 
 
 def check_inception(device, dry: bool, batch: int) -> dict:
-    from vltbench.evaluation.metrics.features import get_extractor
+    from vltbench.evaluation.extractors.build import get_extractor
 
     name = "randproj" if dry else "inception"
     ext = get_extractor(name, device=str(device))

@@ -28,8 +28,8 @@ import yaml
 from vltbench.core.config import load_config
 from vltbench.core.device import to_float, to_uint8
 from vltbench.data import load_data
+from vltbench.evaluation.extractors.build import extractor_for
 from vltbench.evaluation.metrics import ReconMeter, compute_image_metrics
-from vltbench.evaluation.metrics.features import extractor_for
 from vltbench.evaluation.references import RealSets
 from vltbench.models.bundle import build_bundle
 from vltbench.training import loops as train

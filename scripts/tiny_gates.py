@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vltbench.evaluation.metrics import get_extractor
+from vltbench.evaluation.extractors import get_extractor
+from vltbench.evaluation.store import load_frame
 from vltbench.reporting.paired import MIN_SEEDS_FOR_VERDICT, MODEL_NOTE, paired_mean_se
 from vltbench.reporting.tables import claim, leaderboard
-from vltbench.evaluation.store import load_frame
 
 
 def fmt(v, n=2):

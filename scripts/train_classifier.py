@@ -1,4 +1,4 @@
-"""Retrain the mnist-cnn feature extractor (vltbench/evaluation/metrics/classifier.py) by its recipe.
+"""Retrain the mnist-cnn feature extractor (vltbench/evaluation/extractors/mnist_cnn.py) by its recipe.
 
     python scripts/train_classifier.py [--out vltbench/assets/mnist-cnn.safetensors]
 
@@ -9,7 +9,7 @@ sha256, extractor id and cell ids), never another recipe.
 
 import argparse
 
-from vltbench.evaluation.metrics.classifier import WEIGHTS, train_classifier
+from vltbench.evaluation.extractors.mnist_cnn import WEIGHTS, train_classifier
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -10,8 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from helpers import TINY, run_cli_here
+
 from vltbench.core import registry
 from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics import specs
@@ -24,10 +24,8 @@ PLUGIN = EXAMPLES / "extending" / "vltbench_extending"
 @pytest.fixture
 def clean_registries(monkeypatch):
     """Registrations made by a test never leak: every registry re-discovers afterwards."""
-    monkeypatch.setattr(specs, "_registry", dict(specs._registry))
-    monkeypatch.setattr(specs, "_discovered", True)
     yield
-    for r in (registry.methods, registry.datasets, registry.extractors):
+    for r in (registry.methods, registry.datasets, registry.extractors, registry.metrics):
         r.reset()
 
 

@@ -2,17 +2,19 @@
 with its header and direction, and `check` compares it with its direction, noise column and minimum effect."""
 
 import pytest
+from helpers import identity
 
-from vltbench.reporting import check as check_mod
-from vltbench.reporting import figures as plots, tables as report
-from vltbench.reporting.check import check
+from vltbench.core import registry
 from vltbench.core.errors import UserError
 from vltbench.evaluation.metrics import specs
 from vltbench.evaluation.metrics.specs import MetricSpec, metric_spec, metric_specs, register_metric
+from vltbench.evaluation.store import ResultStore, build_record, load_frame
+from vltbench.reporting import check as check_mod
+from vltbench.reporting import figures as plots
+from vltbench.reporting import tables as report
+from vltbench.reporting.check import check
 from vltbench.reporting.formats import render
 from vltbench.reporting.tables import leaderboard
-from vltbench.evaluation.store import ResultStore, build_record, load_frame
-from helpers import identity
 
 PROV = {"vltbench_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00"}
 SHARPNESS = MetricSpec("sharpness", "Sharpness", "higher", noise_key="sharpness_std", min_effect=0.5)
@@ -20,9 +22,10 @@ SHARPNESS = MetricSpec("sharpness", "Sharpness", "higher", noise_key="sharpness_
 
 @pytest.fixture(autouse=True)
 def own_registry(monkeypatch):
-    """Every test declares into a copy of the registry: nothing leaks into other tests."""
-    monkeypatch.setattr(specs, "_registry", dict(specs._registry))
-    monkeypatch.setattr(specs, "_discovered", True)
+    """Every test's declarations are forgotten afterwards (the registry re-discovers): nothing leaks."""
+    registry.metrics.reset()
+    yield
+    registry.metrics.reset()
 
 
 def write(root, scores: dict, ckpt="a"):
@@ -128,7 +131,7 @@ def test_entry_point_declares_a_metric(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sharp-plugin\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text("[vltbench.metrics]\nsharpness = sharp_plugin:SPECS\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(specs, "_discovered", False)
+    registry.metrics.reset()
     assert metric_spec("sharpness") == SHARPNESS
     t = leaderboard(write(tmp_path / "r", ONE_SEED))[0]
     assert any(c.key == "sharpness" and c.better == "higher" for c in t.columns)

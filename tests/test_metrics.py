@@ -14,15 +14,21 @@ from PIL import Image
 from scipy import linalg
 
 from vltbench.core.errors import UserError
+from vltbench.evaluation.extractors import inception_weights as iw
+from vltbench.evaluation.extractors.build import get_extractor, metric_label
 from vltbench.evaluation.metrics import compute_image_metrics
-from vltbench.evaluation.metrics import inception_weights as iw
-from vltbench.evaluation.metrics.features import get_extractor, metric_label
 from vltbench.evaluation.metrics.fid import FeatureStats, fid_bootstrap_std, fid_from_stats, frechet_distance
 from vltbench.evaluation.metrics.inception_score import inception_score
 from vltbench.evaluation.metrics.kid import kid
 from vltbench.evaluation.metrics.precision_recall import precision_recall
 from vltbench.evaluation.metrics.recon import ReconMeter
-from vltbench.evaluation.metrics.refstats import adm_reference, load_adm_npz, reference_stats, refstats_key, refstats_path
+from vltbench.evaluation.metrics.refstats import (
+    adm_reference,
+    load_adm_npz,
+    reference_stats,
+    refstats_key,
+    refstats_path,
+)
 
 # One thread each for torch and BLAS: on this shared 2-core machine 2 threads ran 2-10x slower
 # (eigh at dim 2048: 1.3 s with 1 OpenBLAS thread, 5-20 s with 2) once other processes compete.
@@ -243,7 +249,7 @@ def test_refstats_cache_and_keys(monkeypatch):
 
 
 def test_extractor_ids_name_weights_and_preprocessing():
-    from vltbench.evaluation.metrics.randproj import RandProjExtractor
+    from vltbench.evaluation.extractors.randproj import RandProjExtractor
 
     assert RandProjExtractor(seed=1).id != RandProjExtractor(seed=0).id
     assert RandProjExtractor(size=8).id != RandProjExtractor().id

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from vltbench.data import load_dataset, mnist
+from vltbench.core.config import load_config
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
-from vltbench.core.config import load_config
-from vltbench.evaluation.metrics import compute_image_metrics, extractor_for, get_extractor, metric_label, resolve_extractor
-from vltbench.evaluation.metrics.classifier import IMAGE_SIZE, WEIGHTS, class_accuracy
-from vltbench.evaluation.metrics.domains import DOMAINS, auto_caveat
-from vltbench.evaluation.metrics.features import EXTRACTORS
+from vltbench.data import load_dataset, mnist
+from vltbench.evaluation.extractors import extractor_for, get_extractor, metric_label, resolve_extractor
+from vltbench.evaluation.extractors.build import EXTRACTORS
+from vltbench.evaluation.extractors.domains import DOMAINS, auto_caveat
+from vltbench.evaluation.extractors.mnist_cnn import IMAGE_SIZE, WEIGHTS, class_accuracy
+from vltbench.evaluation.metrics import compute_image_metrics
 
 
 def test_mnist_split_is_stratified_disjoint_and_deterministic():
@@ -82,8 +83,9 @@ def test_tiny_preset_measures_every_metric_on_enough_samples():
 
 def test_sweep_records_class_accuracies(tmp_path):
     """Through a real sweep with the classifier extractor: class accuracies with binomial stds, no IS."""
-    import vltbench
     from helpers import TINY
+
+    import vltbench
 
     df = vltbench.evaluate(["merge"], [4], config=TINY, overrides={"eval.extractor": "mnist-cnn"},
                            results=tmp_path, quiet=True)
@@ -97,8 +99,9 @@ def test_sweep_records_class_accuracies(tmp_path):
 
 def test_sweep_elsewhere_records_no_class_accuracy_with_its_reason(tmp_path):
     """On another dataset class accuracies are absent with the reason, never 0."""
-    import vltbench
     from helpers import TINY
+
+    import vltbench
 
     df = vltbench.evaluate(["merge"], [4], config=TINY, overrides={"data.name": "digits"}, results=tmp_path,
                            quiet=True)

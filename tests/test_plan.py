@@ -4,12 +4,12 @@ and whether each is done, shared by the local run, the job-array executors and e
 import warnings
 
 import pytest
-
 from helpers import TINY
+
 from vltbench.core.config import load_config
 from vltbench.core.errors import UserError
 from vltbench.data import load_data
-from vltbench.evaluation.metrics import extractor_for
+from vltbench.evaluation.extractors import extractor_for
 from vltbench.evaluation.plan import SweepSpec, measurement_spec, plan
 from vltbench.evaluation.references import RealSets
 from vltbench.evaluation.store import ResultStore, build_record
@@ -93,7 +93,7 @@ def test_committed_records_are_planned_with_their_cell_ids():
     from pathlib import Path
 
     from vltbench import api
-    from vltbench.evaluation.metrics.domains import resolve_extractor
+    from vltbench.evaluation.extractors.domains import resolve_extractor
 
     ref = Path(__file__).parents[1] / "results" / "reference"
     if not ref.is_dir():

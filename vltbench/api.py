@@ -93,7 +93,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     Raises UserError for every mistake in the arguments (with the CLI's message).
     """
     from vltbench.core import progress
-    from vltbench.evaluation.metrics.domains import auto_caveat, resolve_extractor
+    from vltbench.evaluation.extractors.domains import auto_caveat, resolve_extractor
 
     set_quiet(quiet)
     names = method_names(methods)

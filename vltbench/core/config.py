@@ -301,7 +301,7 @@ class SamplerCfg(Strict):
 
 
 class EvalCfg(Strict):
-    # auto: mnist-cnn for mnist, inception for any other dataset (vltbench.evaluation.metrics.domains)
+    # auto: mnist-cnn for mnist, inception for any other dataset (vltbench.evaluation.extractors.domains)
     extractor: str = "auto"
     backend: Literal["torch-fidelity", "clean-fid"] = "torch-fidelity"
     inception_weights: str | None = None

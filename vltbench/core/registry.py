@@ -1,5 +1,5 @@
-"""One registry shape for every extension point: methods, datasets, feature extractors (metrics are
-declared as MetricSpecs, vltbench.evaluation.metrics.specs, with the same entry-point mechanism).
+"""One registry shape for every extension point: methods, datasets, feature extractors and metrics
+(whose entries are MetricSpecs, vltbench.evaluation.metrics.specs; an entry point may name a list of them).
 
 A `Registry` maps names to entries. An entry's target is a "module:attr" string resolved only when the
 entry is used, or the object itself; its `info` (keyword fields given at registration, e.g. a
@@ -11,7 +11,7 @@ imports no model or data code. Entries come from
   `[project.entry-points."vltbench.datasets"] shapes = "my_pkg.shapes:load"`); an entry point carries
   no info of its own: its fields are read from the loaded target's attributes of the same names,
 - `register(name, target, **info)` at run time (tests, notebooks).
-A name is registered once: a second registration under a taken name is refused.
+A name is registered once: a second registration under a taken name is refused (unless replace=True).
 
 The built-in methods register through pyproject.toml's `vltbench.methods` group, like a plugin.
 """
@@ -86,12 +86,14 @@ class Registry:
                 self._entries[ep.name] = Entry(ep.name, ep.value, source, dist.name if dist else None, None, self.kind)
         return self._entries
 
-    def register(self, name: str, target: Any, *, source: str = "register()", **info) -> Entry:
-        """Register `target` ("module:attr" or the object) under `name`; a name already taken is refused."""
+    def register(self, name: str, target: Any, *, source: str = "register()", replace: bool = False,
+                 **info) -> Entry:
+        """Register `target` ("module:attr" or the object) under `name`; a name already taken is refused
+        unless replace=True (the new entry takes the old one's place)."""
         entries = self._discover()
         if not isinstance(name, str) or not name:
             raise UserError(f"a {self.kind} name must be a non-empty string, got {name!r}")
-        if name in entries:
+        if name in entries and not replace:
             raise UserError(f"{self.kind} name {name!r} is already registered ({entries[name].source}); "
                             "pick another name")
         unknown = sorted(set(info) - set(self.fields))
@@ -104,6 +106,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._discover())
+
+    def entries(self) -> list[Entry]:
+        """Every entry in registration order: built-ins, entry points, then run-time registrations."""
+        return list(self._discover().values())
 
     def __contains__(self, name) -> bool:
         return name in self._discover()
@@ -148,8 +154,10 @@ methods = Registry("method", "vltbench.methods", see="`vltbench methods`")
 datasets = Registry("dataset", "vltbench.datasets", builtins="vltbench.data.catalog:register_builtins",
                     fields={"needs_root": False, "classes": None, "licence": None})
 extractors = Registry("feature extractor", "vltbench.extractors",
-                      builtins="vltbench.evaluation.metrics.extractors:register_builtins",
+                      builtins="vltbench.evaluation.extractors.builtins:register_builtins",
                       fields={"domain": None, "weights": "none", "summary": ""})
+metrics = Registry("metric", "vltbench.metrics", builtins="vltbench.evaluation.metrics.specs:register_builtins",
+                   see="vltbench.evaluation.metrics.specs.register_metric")
 
 # The method registry's functions, as the rest of vltbench (and plugins' tests) call them.
 register, names, get, reset = methods.register, methods.names, methods.get, methods.reset

@@ -193,7 +193,7 @@ def _run_jobs(spec: SweepSpec, executor: str, partition: str | None) -> SweepOut
     from vltbench.core.hashing import sha256_file
     from vltbench.data import load_data
 
-    from .metrics import extractor_for
+    from .extractors import extractor_for
     from .plan import measurement_spec
     from .references import RealSets
     from .store import ResultStore

@@ -108,7 +108,7 @@ def check_lengths(lengths: Iterable[int], n_max: int, preset: str | None = None)
 
 
 def extractor_label(extractor) -> str:
-    from .metrics import metric_label
+    from .extractors import metric_label
     return metric_label(extractor.id)
 
 

@@ -26,9 +26,9 @@ from vltbench.core.errors import UserError
 from vltbench.data import Dataset
 from vltbench.data.core import ImageSet, stratified, subset_info
 
+from .extractors.base import INCEPTION_ID_PREFIX
+from .extractors.domains import class_accuracy_unavailable
 from .metrics import Reference, adm_reference, load_adm_npz, reference_stats
-from .metrics.domains import class_accuracy_unavailable
-from .metrics.extractor import INCEPTION_ID_PREFIX
 
 ALIGN_IMAGES = 500
 PREPROCESSING = "uint8 RGB, extractor's own resize"

@@ -40,9 +40,10 @@ from vltbench.models.bundle import Bundle, read_metadata
 from vltbench.training.checkpoints import obtain_bundle
 from vltbench.training.latents import cached_latents
 
+from .extractors import extractor_for
 from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from .guidance import bracket_search, choose_guidance  # noqa: F401 (bracket_search: imported from here too)
-from .metrics import compute_image_metrics, extractor_for, reference_stats
+from .metrics import compute_image_metrics, reference_stats
 from .metrics.specs import passes, record_metrics
 from .plan import FID_SQRT, SweepOutcome, SweepSpec, extractor_label, measurement_spec, plan
 from .references import RealSets
@@ -175,7 +176,7 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
 def _small_n_warning(cfg, extractor) -> None:
     """One warning per sweep when the sample counts are at most the feature dimension (unless `auto`'s
     caveat line already said it): the Fréchet distance is then strongly biased and KID leads the tables."""
-    from .metrics.domains import auto_caveat
+    from .extractors.domains import auto_caveat
 
     n = min(cfg.eval.n_samples, cfg.eval.n_ref)
     if n <= extractor.dim and auto_caveat(cfg) is None:
@@ -472,7 +473,7 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
 def _class_accuracies(sets: RealSets, guided: dict, recon: dict, num_classes: int) -> dict:
     """class_acc (samples vs their conditioning class), rclass_acc (held-out reconstructions at K vs
     their label) and real_class_acc (the held-out images themselves), each with its binomial std."""
-    from .metrics.classifier import class_accuracy
+    from .extractors.mnist_cnn import class_accuracy
 
     held = sets.held_out
     labels = held.split.labels[held.idx]

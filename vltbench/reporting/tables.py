@@ -260,7 +260,7 @@ def _headline_header(t: Table) -> str:
 def feature_dim(extractor_id: str | None) -> int | None:
     """The feature dimension of a registered extractor, from its class (None: unknown or unregistered)."""
     from vltbench.core.registry import extractors
-    from vltbench.evaluation.metrics.extractor import INCEPTION_ID_PREFIX
+    from vltbench.evaluation.extractors.base import INCEPTION_ID_PREFIX
 
     name = str(extractor_id or "").split(":", 1)[0]
     name = "inception" if name == INCEPTION_ID_PREFIX else name  # the id names the weights, not the entry

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from vltbench.evaluation.metrics.extractor import Extractor
+from vltbench.evaluation.extractors.base import Extractor
 
 
 class PooledRGB(Extractor):

@@ -1,6 +1,7 @@
 """Image-quality metrics: FID / KID / precision-recall / IS from streamed features, reconstruction metrics.
 
-Entry point: `compute_image_metrics`. Submodules are imported lazily so that importing a sibling
+Entry point: `compute_image_metrics`. The feature extractors they compare features of are their own
+package, vltbench.evaluation.extractors. Submodules are imported lazily so that importing a sibling
 module (e.g. vltbench.evaluation.metrics.flops) stays cheap. kid / precision_recall / inception_score share
 their module's name: import them from the submodules.
 """
@@ -15,8 +16,6 @@ if TYPE_CHECKING:  # annotations only: importing vltbench.evaluation.metrics.spe
     import torch
 
 _EXPORTS = {
-    "get_extractor": "features", "extractor_for": "features", "metric_label": "features", "Extractor": "extractor",
-    "resolve_extractor": "domains",
     "FeatureStats": "fid", "frechet_distance": "fid", "fid_from_stats": "fid", "fid_bootstrap_std": "fid",
     "reference_stats": "refstats", "load_adm_npz": "refstats", "adm_reference": "refstats", "Reference": "refstats",
     "ReconMeter": "recon", "lpips_model": "recon",
@@ -45,8 +44,8 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     also return the generated images' features (float32, in order) as result["features"] and their
     logits (or None) as result["logits"]."""
     from vltbench.core.errors import UserError
+    from vltbench.evaluation.extractors.build import metric_label
 
-    from .features import metric_label
     from .fid import fid_bootstrap_std, frechet_distance
     from .inception_score import inception_score
     from .kid import kid

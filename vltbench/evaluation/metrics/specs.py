@@ -25,15 +25,14 @@ of them: `[project.entry-points."vltbench.metrics"] my-score = "my_pkg.metrics:S
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, replace
-from importlib.metadata import entry_points
 from typing import Iterable
 
 from vltbench.core.errors import UserError
+from vltbench.core.registry import metrics as METRICS
 
-GROUP = "vltbench.metrics"
+GROUP = METRICS.group
 DIRECTIONS = ("lower", "higher", None)
 DYNAMIC_PREFIXES = ("params_", "align_")  # columns that exist per record: ordered by key after the others
 # The passes of a cell's evaluation (vltbench.evaluation.sweep.evaluate_cell) and what each one outputs.
@@ -190,8 +189,10 @@ _BUILTIN = (
     MetricSpec("align_all_pair_cos", "all_pair_cos", None, computed_by="alignment"),
 )
 
-_registry: dict[str, MetricSpec] = {s.key: s for s in _BUILTIN}
-_discovered = False
+def register_builtins(r) -> None:
+    """The built-in declarations, one registry entry per key (vltbench.core.registry.metrics)."""
+    for spec in _BUILTIN:
+        r.register(spec.key, spec, source="built in")
 
 
 def register_metric(spec: MetricSpec | str, header: str | None = None, better: str | None = None, *,
@@ -206,40 +207,40 @@ def register_metric(spec: MetricSpec | str, header: str | None = None, better: s
         spec = MetricSpec(spec, header, better, **fields)
     elif header is not None or better is not None or fields:
         raise UserError("register_metric: pass either a MetricSpec or key, header, better and fields, not both")
-    old = _registry.get(spec.key)
-    if old is not None and old != spec and not replace_existing:
+    old = _declared().get(spec.key)
+    if old == spec:
+        return spec
+    if old is not None and not replace_existing:
         raise UserError(f"metric {spec.key!r} is already declared ({old}); pick another key or pass "
                         "replace_existing=True")
-    _registry[spec.key] = spec
+    if old is not None and spec.key not in METRICS:
+        raise UserError(f"metric {spec.key!r} is declared in a list of an installed distribution's vltbench.metrics "
+                        "entry point; it cannot be replaced: uninstall that distribution or pick another key")
+    METRICS.register(spec.key, spec, replace=old is not None)
     return spec
 
 
-def _discover() -> None:
-    """Register the MetricSpecs named by installed distributions' `vltbench.metrics` entry points (once)."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    for ep in entry_points(group=GROUP):
-        module, _, attr = ep.value.partition(":")
-        try:
-            obj = importlib.import_module(module)
-            for part in filter(None, attr.split(".")):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as e:
-            raise UserError(f"metric entry point {ep.name!r} ({ep.value}) failed to load: {e}") from e
+def _declared() -> dict[str, MetricSpec]:
+    """Key -> declaration over every registry entry, in registration order (built-ins first). An
+    entry-point target may be one MetricSpec or a list of them; a key declared twice is refused."""
+    out: dict[str, MetricSpec] = {}
+    for entry in METRICS.entries():
+        obj = entry.load()
         specs = [obj] if isinstance(obj, MetricSpec) else list(obj) if isinstance(obj, (list, tuple)) else None
         if specs is None or not all(isinstance(s, MetricSpec) for s in specs):
-            raise UserError(f"metric entry point {ep.name!r} ({ep.value}) must name a MetricSpec or a list of "
-                            f"them, got {type(obj).__name__}")
+            raise UserError(f"metric {entry.name!r} ({entry.source}: {entry.target}) must be a MetricSpec or a "
+                            f"list of them, got {type(obj).__name__}")
         for s in specs:
-            register_metric(s)
+            if out.get(s.key, s) != s:
+                raise UserError(f"metric {s.key!r} is declared twice ({out[s.key]} and, by {entry.source}, {s}); "
+                                "uninstall or rename one of them")
+            out[s.key] = s
+    return out
 
 
 def metric_specs() -> list[MetricSpec]:
     """Every declared metric, built-ins first, in declaration order."""
-    _discover()
-    return list(_registry.values())
+    return list(_declared().values())
 
 
 def record_metrics(outputs: dict[str, dict]) -> dict:
@@ -277,9 +278,9 @@ def _resolve(target: str):
 def metric_spec(key: str) -> MetricSpec | None:
     """The declaration of a record column; an undeclared params_* / align_* column gets a neutral one
     (its name as header, no direction); any other undeclared key: None."""
-    _discover()
-    if key in _registry:
-        return _registry[key]
+    declared = _declared()
+    if key in declared:
+        return declared[key]
     if key.startswith("params_"):
         return MetricSpec(key, f"{key[len('params_'):]} params (M)", None, scale=1e-6, exact=True)
     if key.startswith("align_"):

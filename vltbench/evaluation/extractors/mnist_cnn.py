@@ -23,7 +23,7 @@ from torch import nn
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
 
-from .extractor import Extractor
+from .base import Extractor
 
 NAME = "mnist-cnn"
 FEATURE_DIM = 64

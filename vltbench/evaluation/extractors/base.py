@@ -1,5 +1,5 @@
 """The base class of every feature extractor (its own module: the extractors subclass it and the
-registry of extractors, vltbench.evaluation.metrics.extractors, names them; neither imports the other).
+registry of extractors, vltbench.evaluation.extractors.builtins, names them; neither imports the other).
 
 An extractor maps uint8 images (B, 3, H, W) to float64 features. Its `id` names the weights (sha256
 prefix of the original file) and the preprocessing, so caches and result records keyed on it change

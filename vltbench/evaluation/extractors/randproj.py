@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from vltbench.core.hashing import hash_obj
 
-from .extractor import Extractor
+from .base import Extractor
 
 
 class RandProjExtractor(Extractor):

@@ -1,7 +1,7 @@
 """Feature extractors for distribution metrics (FID, KID, precision/recall, IS): building them by name.
 
-Extractors are entries of vltbench.core.registry.extractors (the built-ins: .extractors; the base
-class: .extractor). Only the standard Inception-v3 is labelled "FID"; any other extractor is reported
+Extractors are entries of vltbench.core.registry.extractors (the built-ins: .builtins; the base
+class: .base). Only the standard Inception-v3 is labelled "FID"; any other extractor is reported
 as "FD_<name>" (a Frechet distance in its own feature space, not comparable to FID).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from vltbench.core.errors import UserError
 from vltbench.core.registry import extractors as EXTRACTORS
 
-from .extractor import INCEPTION_ID_PREFIX, Extractor
+from .base import INCEPTION_ID_PREFIX, Extractor
 
 _CACHE: dict[tuple, Extractor] = {}
 
@@ -23,7 +23,7 @@ def get_extractor(name: str, *, weights=None, backend: str = "torch-fidelity", d
         raise UserError(f"unknown feature extractor {name!r}; valid: {', '.join(EXTRACTORS.names())}")
     key = (name, str(weights) if weights else None, backend, str(device), expected_sha)
     if key not in _CACHE:
-        policy = EXTRACTORS.info(name)["weights"]  # vltbench.evaluation.metrics.extractors
+        policy = EXTRACTORS.info(name)["weights"]  # declared in its registration (.builtins)
         if policy == "none" and (weights is not None or expected_sha is not None):
             raise UserError(f"extractor {name!r} has no weights file; "
                             "drop --inception-weights / expected_sha or use 'inception'")

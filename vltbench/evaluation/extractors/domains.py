@@ -32,7 +32,7 @@ class Domain:
 
 
 class _Domains(Mapping):
-    """Extractor name -> its Domain, as its registry entry declares it (vltbench.evaluation.metrics.extractors):
+    """Extractor name -> its Domain, as its registry entry declares it (vltbench.evaluation.extractors.builtins):
     one home for both, read when asked, so an extractor registered later has its domain too."""
 
     def __getitem__(self, name: str) -> Domain:

@@ -18,7 +18,7 @@ import torch
 from vltbench.core.errors import UserError
 
 from . import inception_weights as iw
-from .extractor import INCEPTION_ID_PREFIX, Extractor
+from .base import INCEPTION_ID_PREFIX, Extractor
 
 BACKENDS = {"torch-fidelity": "tf1-bilinear-299", "clean-fid": "pil-bicubic-299"}
 
