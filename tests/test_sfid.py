@@ -64,7 +64,7 @@ def test_sfid_needs_inception():
 
 @pytest.fixture(scope="module")
 def inception():
-    from vltbench.evaluation.metrics import get_extractor
+    from vltbench.evaluation.extractors import get_extractor
 
     try:
         return get_extractor("inception")

@@ -392,7 +392,7 @@ def score(samples: str | Path, *, reference: str | Path = "dataset", name: str |
     the one a run measures against), an ADM reference .npz or a folder of real images."""
     from vltbench.core import progress
     from vltbench.core.device import resolve_device
-    from vltbench.evaluation.metrics.domains import resolve_extractor
+    from vltbench.evaluation.extractors.domains import resolve_extractor
     from vltbench.evaluation.score import score_samples, write_score
 
     set_quiet(quiet)

@@ -90,7 +90,7 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
     store = ResultStore(spec.results)
     status = {}
     if ds is not None:
-        from .metrics import extractor_for
+        from .extractors import extractor_for
         from .references import RealSets
 
         extractor = extractor_for(cfg)

@@ -204,7 +204,7 @@ def score_samples(cfg, samples: str | Path, reference: str = "dataset", *, name:
     else:
         metrics["sfid"], unavailable["sfid"] = None, why_no_sfid
     if classes is not None and src.labels is not None and out.get("logits") is not None:
-        from .metrics.classifier import class_accuracy
+        from .extractors.mnist_cnn import class_accuracy
 
         metrics["class_acc"], metrics["class_acc_std"] = class_accuracy(out["logits"], src.labels)
     label = extractor_label(extractor)
