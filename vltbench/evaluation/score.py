@@ -134,7 +134,8 @@ def _adm_spatial(path):
 def score_samples(cfg, samples: str | Path, reference: str = "dataset", *, name: str | None = None,
                   seed: int = 0, device="cpu") -> dict:
     """The record of `samples` scored against `reference` ("dataset", an ADM .npz, or an image folder)."""
-    from vltbench.evaluation.metrics import compute_image_metrics, extractor_for
+    from vltbench.evaluation.extractors import extractor_for
+    from vltbench.evaluation.metrics import compute_image_metrics
     from vltbench.evaluation.metrics.specs import record_metrics
 
     from .store import build_record, provenance

@@ -43,8 +43,9 @@ def evaluate_tokenizer(cfg, method: str, checkpoint: str | Path | None, lengths:
     from vltbench.models.bundle import load_bundle, read_metadata
     from vltbench.training.checkpoints import find_checkpoint
 
+    from .extractors import extractor_for
     from .generate import reconstruct
-    from .metrics import ReconMeter, compute_image_metrics, extractor_for
+    from .metrics import ReconMeter, compute_image_metrics
     from .plan import FID_SQRT, extractor_label
     from .references import RealSets
 
