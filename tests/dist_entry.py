@@ -19,12 +19,23 @@ def _instrument():
     if log_dir:
         orig_generate = generate.generate
 
-        def logged(bundle, k, ids, seed, sampler, cfg_scale, bank=None):
+        def logged(bundle, k, ids, seed, sampler, cfg_scale, *rest, **kw):
             with open(os.path.join(log_dir, f"rank{RANK}.txt"), "a") as f:
                 f.write(f"{k} {seed} {cfg_scale}: {' '.join(map(str, ids.tolist()))}\n")
-            return orig_generate(bundle, k, ids, seed, sampler, cfg_scale, bank)
+            return orig_generate(bundle, k, ids, seed, sampler, cfg_scale, *rest, **kw)
 
         generate.generate = logged
+        # the guidance search samples its base grid's scales in one trajectory (generate_scales)
+        from vltbench.evaluation import guidance
+        orig_scales = guidance.generate_scales
+
+        def logged_scales(bundle, k, ids, seed, sampler, scales, *rest, **kw):
+            with open(os.path.join(log_dir, f"rank{RANK}.txt"), "a") as f:
+                for w in scales:
+                    f.write(f"{k} {seed} {w}: {' '.join(map(str, ids.tolist()))}\n")
+            return orig_scales(bundle, k, ids, seed, sampler, scales, *rest, **kw)
+
+        guidance.generate_scales = logged_scales
     fail = os.environ.get("VLTBENCH_TEST_FAIL")
     if fail:
         rank, where, n, how = fail.split(":")
