@@ -73,3 +73,17 @@ def test_no_module_over_600_lines():
     sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert sizes and "api.py" in sizes
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject's hand-kept package list names every package folder (an editable install finds a
+    missing one, a wheel does not: `pip install .` then fails at import)."""
+    import tomllib
+
+    root = PACKAGE.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(("vltbench", *p.parent.relative_to(PACKAGE).parts)) for p in PACKAGE.rglob("__init__.py")}
+    found |= {".".join(("vltbench.methods", *p.parent.relative_to(root / "methods").parts))
+              for p in (root / "methods").rglob("__init__.py")}
+    found |= {"vltbench.configs"}  # data-only package (package-dir remap of configs/)
+    assert found <= listed, f"add to pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
