@@ -62,6 +62,17 @@ def test_bad_yaml_file(tmp_path):
     assert r.returncode == 2 and f"{unknown}: dit.nope: unknown key" in r.stderr
 
 
+
+def test_config_that_is_binary_or_a_directory(tmp_path):
+    """Two bad --config values found by probing (issue 35): each one error line, no traceback."""
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(bytes(range(128, 256)) * 4)
+    for path, message in ((garbage, "is not UTF-8 text"), (tmp_path, "is a directory")):
+        r = run_cli_here("train", "--method", "merge", "--config", path)
+        err = r.stderr.strip()
+        assert r.returncode == 2 and message in err and len(err.splitlines()) == 1, err
+
+
 def test_unwritable_results_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -419,10 +419,16 @@ def load_config(preset: str = defaults.PRESET, config_file: str | Path | None = 
     data = _read_preset(preset)
     if config_file is not None:
         path = Path(config_file)
+        if path.is_dir():
+            raise UserError(f"config file {path} is a directory; pass a YAML file to --config")
         if not path.is_file():
             raise UserError(f"config file {path} does not exist; pass an existing YAML file to --config")
         source = str(path)
-        data = deep_merge(data, _read_yaml(path.read_text(), source))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"config file {path} is not UTF-8 text (byte {e.start}): pass a YAML file to --config") from None
+        data = deep_merge(data, _read_yaml(text, source))
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
