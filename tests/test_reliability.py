@@ -849,7 +849,7 @@ BATTERY = [
      ["unknown.yaml: foo: unknown key"], None),
     ("eval-config-tab", [*E, "--lengths", "4", "--config", "{tab_yaml}"], ["tab.yaml", "line 2", "not valid YAML"], None),
     ("run-config-missing", [*R, "--lengths", "4", "--config", "{tmp}/nope.yaml"], ["nope.yaml does not exist"], None),
-    ("run-config-is-dir", [*R, "--lengths", "4", "--config", "{empty_dir}"], ["empty_dir", "does not exist"], None),
+    ("run-config-is-dir", [*R, "--lengths", "4", "--config", "{empty_dir}"], ["empty_dir", "is a directory"], None),
     ("train-set-unparsable", ["train", "--method", "merge", "--set", "dit.steps=[unclosed"],
      ["--set 'dit.steps=[unclosed'", "not plain YAML"], None),
     ("train-set-python-tag", ["train", "--method", "merge", "--set", "dit.steps=!!python/object/apply:os.getcwd []"],
