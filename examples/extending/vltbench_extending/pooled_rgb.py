@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from vltbench.evaluation.extractors.base import Extractor
+from vltbench.plugins import Extractor
 
 
 class PooledRGB(Extractor):

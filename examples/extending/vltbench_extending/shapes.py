@@ -1,6 +1,6 @@
 import numpy as np
 
-from vltbench.data.core import array_splits
+from vltbench.plugins import array_splits
 
 CLASS_NAMES = ["square", "disc"]
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from vltbench.evaluation.metrics.specs import MetricSpec
+from vltbench.plugins import MetricSpec
 
 
 def feature_spread(out):
