@@ -343,3 +343,106 @@ def test_tokenizer_only_sweep_of_an_imported_release_writes_records_table_and_pl
     assert "[official One-D-Piece release]" in table and "[official TiTok release]" in table
     for name in ("rfid_vs_k.png", "rfid_vs_k.svg", "table.csv"):
         assert (res / "tokenizer_only" / name).stat().st_size > 0
+
+
+# A DiT trained by vltbench on an imported tokenizer's latents (`vltbench train --tokenizer`), tiny sizes.
+DIT = EVAL + ("dit: {size: null, width: 32, depth: 1, heads: 2, steps: 4, batch_size: 8}\n"
+              "lengths: {train: [8, 256], probs: [0.5, 0.5], dit_cycle: null}\n"
+              "sampler: {steps: 3, guidance: fixed, cfg_scale: 1.5}\n")
+
+
+def _import_for_dit(tmp: Path, family: str) -> tuple[Path, Path, dict]:
+    from vltbench.models.official_titok import config_path, import_titok
+
+    (tmp / "dit.yaml").write_text(DIT)
+    f = write_official_files(tmp / family, family)
+    out = import_titok(family, f["weights"], tmp / f"{family}.safetensors", official_config=f["official_config"],
+                       config=tmp / "dit.yaml")
+    return out, config_path(out), f
+
+
+def test_a_dit_trains_on_an_imported_tokenizer_and_evaluates_at_two_k(tmp_path):
+    """The gate: `vltbench train --tokenizer` trains only the DiT, on the frozen imported One-D-Piece fixture's
+    latents; `vltbench eval --checkpoint` sweeps K = 8 and 256; the records say the tokenizer was imported (its
+    files by sha256) and the DiT trained by vltbench, and are labelled apart from trained tail-drop."""
+    from safetensors.torch import load_file
+
+    from vltbench.core.hashing import sha256_file
+    from vltbench.evaluation.store import load_frame, read_record
+    from vltbench.models.bundle import read_metadata
+    from vltbench.training.loops import loss_log_path, read_loss_log
+
+    tok, cfg, f = _import_for_dit(tmp_path, "one-d-piece")
+    ckpt = tmp_path / "odp-dit.safetensors"
+    common = ("--method", "tail-drop", "--preset", "titok-official", "--config", str(cfg), "-q")
+    r = run_cli_here("train", *common, "--tokenizer", str(tok), "--out", str(ckpt))
+    assert r.returncode == 0, r.stderr
+    meta = read_metadata(ckpt)
+    assert meta["stages"] == "tokenizer,dit" and meta["dits"] == "joint"
+    origin = json.loads(meta["origin"])
+    assert origin["kind"] == "official One-D-Piece release"
+    assert origin["dit"]["tokenizer_checkpoint"] == {"file": tok.name, "sha256": sha256_file(tok)}
+    before, after = load_file(str(tok)), load_file(str(ckpt))
+    frozen = [k for k in before if k.startswith(("tokenizer.", "method."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # the release's weights, unchanged
+    assert any(k.startswith("dit.joint.") for k in after) and "stats.std" in after
+    losses = read_loss_log(loss_log_path(ckpt, "dit-joint"))
+    assert [x["step"] for x in losses] == [1, 2, 3, 4] and {x["K"] for x in losses} <= {8, 256}
+    assert all(math.isfinite(x["loss"]) for x in losses)
+
+    res = tmp_path / "results"
+    r = run_cli_here("eval", *common, "--checkpoint", str(ckpt), "--lengths", "8,256", "--seeds", "0",
+                     "--results", str(res))
+    assert r.returncode == 0, r.stderr
+    df = load_frame(res)
+    assert sorted(df["length"]) == [8, 256]
+    assert set(df["method"]) == {"tail-drop [official One-D-Piece release + vltbench DiT]"}
+    assert set(df["checkpoint_hash"]) == {sha256_file(ckpt)}
+    assert all(math.isfinite(v) and v >= 0 for v in df["gfid"])
+    for path in df["path"]:
+        rec = read_record(path)
+        imp = rec["imported"]
+        assert imp["generator_trained_by"] == "vltbench" and imp["tokenizer_trained_by"].startswith("upstream")
+        assert imp["files"]["tokenizer"] == {"file": "pytorch_model.bin", "sha256": sha256_file(f["weights"])}
+        assert imp["files"]["official_config"]["sha256"] == sha256_file(f["official_config"])
+        assert imp["tokenizer_checkpoint"]["sha256"] == sha256_file(tok) and imp["legacy_reshape"] is True
+        assert any("the DiT was trained by vltbench" in n and sha256_file(f["weights"])[:12] in n for n in rec["notes"])
+
+    # the same checkpoint as --tokenizer again: it already holds a generator
+    from vltbench.core.config import load_config
+    from vltbench.training.checkpoints import imported_tokenizer
+    with pytest.raises(UserError, match="already holds a generator"):
+        imported_tokenizer(ckpt, load_config("titok-official", cfg), "tail-drop", 13)
+
+
+def test_train_on_an_imported_tokenizer_refuses_what_would_not_match(tmp_path):
+    """One error line each: a vltbench-trained checkpoint, another method, a config whose tokenizer differs
+    from the import's, a fixed-K release (TiTok) asked to train other K, a missing file."""
+    from vltbench.core.config import load_config
+    from vltbench.training.checkpoints import imported_tokenizer
+
+    tok, cfg, _ = _import_for_dit(tmp_path, "one-d-piece")
+    shipped = Path(__file__).parents[1] / "vltbench" / "assets" / "tiny-tail-drop.safetensors"
+    with pytest.raises(UserError, match="trained by vltbench, not imported"):
+        imported_tokenizer(shipped, load_config("tiny"), "tail-drop", 10)
+    with pytest.raises(UserError, match="is a tail-drop checkpoint; pass --method tail-drop"):
+        imported_tokenizer(tok, load_config("titok-official", cfg), "merge", 13)
+    with pytest.raises(UserError, match=r"imported with tokenizer.width=32, the config has 64.*one-d-piece.yaml"):
+        imported_tokenizer(tok, load_config("titok-official", cfg, {"tokenizer.width": 64}), "tail-drop", 13)
+    with pytest.raises(UserError, match="does not exist"):
+        imported_tokenizer(tmp_path / "none.safetensors", load_config("titok-official", cfg), "tail-drop", 13)
+    b = imported_tokenizer(tok, load_config("titok-official", cfg), "tail-drop", 13)
+    assert b.stages == ["tokenizer"] and b.num_classes == 13 and not any(p.requires_grad for p in b.tokenizer.parameters())
+
+    ttok, tcfg, _ = _import_for_dit(tmp_path, "titok")
+    with pytest.raises(UserError, match=r"decodes only K = 32, but the config trains K = \[8, 32\]"):
+        imported_tokenizer(ttok, load_config("titok-official", tcfg, {"lengths.train": [8, 32],
+                                                                      "lengths.probs": [0.5, 0.5]}), "tail-drop", 13)
+
+    # a DiT on the TiTok fixture trains at its one K; the sweep refuses other K before any cell is computed
+    import vltbench
+    ckpt = vltbench.train("tail-drop", preset="titok-official", config=tcfg, tokenizer=ttok, quiet=True)
+    with pytest.raises(UserError, match=r"--lengths 8: the official TiTok release decodes only K = 32"):
+        vltbench.evaluate("tail-drop", [8], preset="titok-official", config=tcfg, checkpoint=ckpt, train=False,
+                          results=tmp_path / "res", quiet=True)
+    assert not list((tmp_path / "res").rglob("*.json"))

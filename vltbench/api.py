@@ -143,12 +143,16 @@ def _cells_frame(results: Path, cell_ids: list[str]) -> pd.DataFrame:
 def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | None = None,
           overrides: Mapping[str, Any] | Sequence[str] | None = None, generator: str | None = None,
           lengths: str | int | Sequence[int] | None = None, out: str | Path | None = None,
-          data_root: str | Path | None = None, device: str | None = None, quiet: bool | None = None) -> Path:
+          data_root: str | Path | None = None, device: str | None = None, quiet: bool | None = None,
+          tokenizer: str | Path | None = None) -> Path:
     """Train one method (tokenizer, latent cache, DiT(s)) as `vltbench train` does; returns the
     checkpoint's path (`out`, or its place in the checkpoint cache where evaluate finds it).
 
     generator: 'joint' (one DiT for all lengths) or 'separate' (one per length, for `lengths`, default
     the config's lengths.train). A training interrupted earlier resumes from its saved state.
+    tokenizer: an imported tokenizer checkpoint (`vltbench import one-d-piece / titok / lgm` without a
+    generator): its tokenizer stays frozen and only the DiT(s) train on its latents; the checkpoint (its
+    origin says so) is evaluated with evaluate(..., checkpoint=path) (docs/released-tokenizers.md).
     """
     from vltbench.core import progress, registry
 
@@ -168,7 +172,8 @@ def train(method: str, *, preset: str = defaults.PRESET, config: str | Path | No
 
     with write_errors():
         ds = load_data(cfg.data)
-        _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks)
+        _, path, timing = train_bundle(cfg, method, ds, resolve_device(cfg.device), out=out, lengths=ks,
+                                       tokenizer=None if tokenizer is None else Path(tokenizer))
     progress.log(" ".join(f"{k}={v:.1f}" for k, v in timing.items()))
     return Path(path)
 

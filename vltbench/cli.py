@@ -66,10 +66,13 @@ def train_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
               lengths: Optional[str] = typer.Option(None, help="Lengths for --generator separate (default: the config's lengths.train)."),
               out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint path (default: the checkpoint cache)."),
               data_root: Optional[str] = typer.Option(None, help=DATA_ROOT_HELP),
+              tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="An imported tokenizer checkpoint "
+                                                       "(`vltbench import ...`): kept frozen, only the DiT(s) train on its "
+                                                       "latents; evaluate the result with `vltbench eval --checkpoint`."),
               device: Optional[str] = DEVICE, quiet: bool = QUIET):
     """Train one method on a preset: tokenizer, latent cache, DiT(s); writes a checkpoint."""
     path = api.train(method, preset=preset, config=config, overrides=sets, generator=generator, lengths=lengths,
-                     out=out, data_root=data_root, device=device, quiet=quiet)
+                     out=out, data_root=data_root, device=device, quiet=quiet, tokenizer=tokenizer)
     if _is_main():  # under torchrun rank 0 speaks for all
         typer.echo(str(path))
 

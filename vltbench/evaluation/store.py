@@ -88,7 +88,7 @@ def build_record(identity: dict, metrics: dict, *, provenance: dict | None = Non
            "metrics": metrics}
     for key in ("unavailable", "compute", "alignment", "timing", "artifacts", "guidance", "subsets"):
         rec[key] = sections.pop(key, None) or {}
-    for key in ("family", "alignment_representation", "origin"):  # plain text, absent in older records
+    for key in ("family", "alignment_representation", "origin", "imported"):  # absent in older records
         if key in sections:
             rec[key] = sections.pop(key)
     rec["notes"] = list(sections.pop("notes", None) or [])

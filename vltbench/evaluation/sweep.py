@@ -33,10 +33,12 @@ from PIL import Image
 from vltbench.core import dist, progress
 from vltbench.core.atomic import remove_leftovers
 from vltbench.core.device import resolve_device, to_float
+from vltbench.core.errors import UserError
 from vltbench.core.paths import cache_dir
 from vltbench.data import load_data
 from vltbench.models import method_code
 from vltbench.models.bundle import Bundle, read_metadata
+from vltbench.models.imported import fixed_length
 from vltbench.training.checkpoints import obtain_bundle
 from vltbench.training.latents import cached_latents
 
@@ -108,6 +110,9 @@ def _run_sweep(spec: SweepSpec) -> SweepOutcome:
     for method in spec.methods:
         bundle, path, sha, train_timing = obtain_bundle(cfg, method, ds, device, checkpoint=spec.checkpoint,
                                                         train=spec.train, hint=spec.hint(method))
+        if (n := fixed_length(bundle.origin)) is not None and (other := [k for k in spec.lengths if k != n]):
+            raise UserError(f"--lengths {','.join(map(str, other))}: the {bundle.origin.get('kind')} decodes only K = {n} "
+                            f"(one fixed K per checkpoint); pass --lengths {n}")
         code = method_code.code(method)  # what trained the checkpoint too: load_bundle refuses other code
         bank = None
         if bundle.method.data_dependent:
@@ -457,8 +462,9 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
     timing["total_s"] = time.perf_counter() - t_cell
     extra = {}
     if bundle.origin is not None:  # an imported model: labelled in every table, page and check
-        from vltbench.models.imported import origin_note
-        extra["origin"] = bundle.origin.get("kind", "imported")
+        from vltbench.models.imported import imported_section, origin_note, record_origin
+        extra["origin"] = record_origin(bundle.origin)
+        extra["imported"] = imported_section(bundle.origin)
         notes.append(origin_note(bundle.origin))
     record = build_record(identity, _plain(metrics), unavailable=unavailable, compute=_plain(compute),
                           alignment=_plain(align), timing=timing, notes=notes, guidance=_plain(guidance),

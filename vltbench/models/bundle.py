@@ -24,7 +24,7 @@ from vltbench.core.hashing import hash_obj, sha256_file
 
 from . import method_code, shipped
 from .dit import DiT
-from .imported import describe_imported
+from .imported import describe_imported, dit_trained_here
 from .method import Method
 from .method_code import describe as describe_code
 from .method_code import identity_part
@@ -80,6 +80,18 @@ def training_identity(cfg: Config, method: str, num_classes: int, code: dict | b
     return ident
 
 
+def bundle_identity(cfg: Config, method: str, num_classes: int, origin: dict | None, code: dict | bool = True) -> dict:
+    """The training identity of a bundle of this origin. Trained by vltbench: the config's. Imported whole
+    (LGM): without the data folder and counts (they trained nothing). An imported tokenizer with a DiT
+    vltbench trained on it: the config's (the data trained the DiT) plus the tokenizer checkpoint's sha256,
+    the weights its latents came from, which no config value determines."""
+    if dit_trained_here(origin):
+        ident = training_identity(cfg, method, num_classes, code=code)
+        ident["tokenizer_checkpoint"] = origin["dit"]["tokenizer_checkpoint"]["sha256"]
+        return ident
+    return training_identity(cfg, method, num_classes, code=code, imported=origin is not None)
+
+
 @dataclass
 class Bundle:
     cfg: Config
@@ -100,7 +112,7 @@ class Bundle:
 
     @property
     def identity(self) -> dict:
-        return training_identity(self.cfg, self.method_name, self.num_classes, imported=self.origin is not None)
+        return bundle_identity(self.cfg, self.method_name, self.num_classes, self.origin)
 
     def to(self, device) -> "Bundle":
         self.tokenizer.to(device)
@@ -309,8 +321,7 @@ def load_bundle(path: str | Path, cfg: Config, method_name: str, num_classes: in
         progress.log(f"{method_name}: checkpoint {path} records no method code (written by an older vltbench); "
                      "loading it as given")
     # metadata without method_code: written before checkpoints recorded it (its identity left it out)
-    want = hash_obj(training_identity(cfg, method_name, num_classes, code="method_code" in meta,
-                                      imported=origin is not None))
+    want = hash_obj(bundle_identity(cfg, method_name, num_classes, origin, code="method_code" in meta))
     if meta["identity"] != want:
         raise UserError(f"checkpoint {path} was trained with another config (identity {meta['identity']} vs {want}); "
                         f"retrain with `vltbench train` or use the config it was trained with")

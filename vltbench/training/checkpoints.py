@@ -3,9 +3,12 @@ training run, or trained now. The training identity (config + data) picks the fi
 
 from __future__ import annotations
 
+import json
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+from safetensors.torch import load_file
 
 from vltbench.core import dist, locks, progress
 from vltbench.core.config import Config
@@ -23,6 +26,7 @@ from vltbench.models.bundle import (
     save_bundle,
     training_identity,
 )
+from vltbench.models.imported import describe_imported, fixed_length
 from vltbench.models.method_code import describe as describe_code
 from vltbench.models.method_code import identity_part
 
@@ -117,25 +121,27 @@ def one_trainer(checkpoint: Path, method: str):
 
 
 def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
-                 lengths: list[int] | None = None) -> tuple[Bundle, Path, dict]:
+                 lengths: list[int] | None = None, tokenizer: Path | None = None) -> tuple[Bundle, Path, dict]:
     """Train (resuming from a saved training state if one exists); under torchrun every rank
     trains (DDP) and rank 0 writes the checkpoint. A single process that had to wait for another
-    one training the same configuration loads that one's checkpoint instead of training again."""
+    one training the same configuration loads that one's checkpoint instead of training again.
+    tokenizer: an imported tokenizer checkpoint (`vltbench import ...`): stage 1 is skipped, its frozen
+    tokenizer encodes the latents and only the DiT(s) train on them (`vltbench train --tokenizer`)."""
     dist.init(device)
-    done = cached_path(cfg, method, ds.num_classes)
+    start = None if tokenizer is None else imported_tokenizer(Path(tokenizer), cfg, method, ds.num_classes)
+    done = cached_path(cfg, method, ds.num_classes) if start is None else imported_dit_path(start)
     with one_trainer(done, method) as waited:
         if waited and out is None and done.is_file():
             progress.log(f"{method}: the other process wrote {done}; loading it instead of training again")
             return load_bundle(done, cfg, method, ds.num_classes), done, {}
-        return _train(cfg, method, ds, device, out, lengths)
+        return _train(cfg, method, ds, device, out or done, lengths, start)
 
 
-def _train(cfg: Config, method: str, ds: Dataset, device, out: Path | None,
-           lengths: list[int] | None) -> tuple[Bundle, Path, dict]:
-    bundle = build_bundle(cfg, method, ds.num_classes)
-    path = out or cached_path(cfg, method, ds.num_classes)
+def _train(cfg: Config, method: str, ds: Dataset, device, path: Path, lengths: list[int] | None,
+           start: Bundle | None = None) -> tuple[Bundle, Path, dict]:
+    bundle = start or build_bundle(cfg, method, ds.num_classes)
     # each stage's loss log lies beside the checkpoint it produces (train.loss_log_path)
-    timing = train_tokenizer(bundle, ds, device, loss_log=path)
+    timing = {} if start is not None else train_tokenizer(bundle, ds, device, loss_log=path)
     timing.update(train_dits(bundle, ds, device, lengths, loss_log=path))
     if dist.is_main():
         save_bundle(bundle.to("cpu"), path)
@@ -143,6 +149,63 @@ def _train(cfg: Config, method: str, ds: Dataset, device, out: Path | None,
         progress.log(f"{method}: checkpoint written to {path}")
     dist.barrier()  # the other ranks read the checkpoint (its hash) only once it exists
     return bundle, path, timing
+
+
+def imported_dit_path(bundle: Bundle) -> Path:
+    """The cache place of a DiT trained on an imported tokenizer: keyed by the whole identity (it holds the
+    tokenizer checkpoint's sha256), so `vltbench eval` takes it only through --checkpoint."""
+    return cache_dir("checkpoints") / bundle.cfg.preset / f"{bundle.method_name}-imported-{hash_obj(bundle.identity, 12)}.safetensors"
+
+
+def imported_tokenizer(path: Path, cfg: Config, method: str, num_classes: int) -> Bundle:
+    """The frozen tokenizer (and method module) of an imported checkpoint, in a bundle of this config whose
+    origin says the DiT is trained here. The checkpoint's tokenizer configuration must be the config's: the
+    same sizes load the same weights, and a later `vltbench eval` of the result checks the same config."""
+    opt = f"--tokenizer {path}"
+    if not path.is_file():
+        raise UserError(f"{opt} does not exist; pass the checkpoint `vltbench import ...` wrote")
+    meta = read_metadata(path)
+    if "origin" not in meta:
+        raise UserError(f"{opt} was trained by vltbench, not imported; --tokenizer takes a checkpoint written by "
+                        f"`vltbench import ...` (to train both stages, leave --tokenizer out)")
+    try:
+        origin, recorded = json.loads(meta["origin"]), json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError:
+        raise UserError(f"{opt} has unreadable metadata; import it again") from None
+    if "dit" in meta.get("stages", "").split(","):
+        raise UserError(f"{opt} already holds a generator ({origin.get('kind', 'imported')}); evaluate it with "
+                        "`vltbench eval --checkpoint`, or import the tokenizer alone and pass that")
+    if meta.get("method") != method:
+        raise UserError(f"{opt} is a {meta.get('method')} checkpoint; pass --method {meta.get('method')}")
+    mine = cfg.resolved(method)
+    pairs = [(f"tokenizer.{k}", v, mine["tokenizer"].get(k)) for k, v in (recorded.get("tokenizer") or {}).items()]
+    pairs += [("data.image_size", (recorded.get("data") or {}).get("image_size"), mine["data"]["image_size"]),
+              (f"methods.{method}", (recorded.get("methods") or {}).get(method), mine["methods"].get(method))]
+    for key, theirs, ours in pairs:
+        if theirs != ours:
+            raise UserError(f"{opt} was imported with {key}={json.dumps(theirs)}, the config has {json.dumps(ours)}; "
+                            f"use the configuration the import wrote beside it ({path.with_suffix('.yaml').name}) "
+                            "as --config, or a config that extends it")
+    if (n := fixed_length(origin)) is not None:
+        trains = set(cfg.lengths.train) | set(cfg.lengths.dit_cycle or [])
+        if trains != {n}:
+            raise UserError(f"{opt}: the {origin.get('kind')} decodes only K = {n}, but the config trains "
+                            f"K = {sorted(trains)}; keep lengths.train: [{n}] (the import's configuration)")
+    bundle = build_bundle(cfg, method, num_classes)
+    tensors = load_file(str(path))
+    try:
+        for prefix, module in (("tokenizer.", bundle.tokenizer), ("method.", bundle.method)):
+            module.load_state_dict({k[len(prefix):]: v.float() if v.is_floating_point() else v
+                                    for k, v in tensors.items() if k.startswith(prefix)})
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"{opt} does not match this config: {str(e).strip().splitlines()[0]}") from None
+    bundle.tokenizer.eval().requires_grad_(False)
+    bundle.method.eval()
+    bundle.stages = ["tokenizer"]
+    describe_imported(bundle, {**origin, "dit": {"trained_by": "vltbench train --tokenizer",
+                                                "tokenizer_checkpoint": {"file": path.name, "sha256": sha256_file(path)}}})
+    progress.log(f"{method}: tokenizer from {path} ({origin.get('kind', 'imported')}, frozen); training the DiT only")
+    return bundle
 
 
 def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: str | None = None,
