@@ -25,7 +25,7 @@ SIGNATURES = {
              "overrides: 'Mapping[str, Any] | Sequence[str] | None' = None, generator: 'str | None' = None, "
              "lengths: 'str | int | Sequence[int] | None' = None, out: 'str | Path | None' = None, "
              "data_root: 'str | Path | None' = None, device: 'str | None' = None, "
-             "quiet: 'bool | None' = None) -> 'Path'",
+             "quiet: 'bool | None' = None, tokenizer: 'str | Path | None' = None) -> 'Path'",
     "leaderboard": "(results: 'str | Path | pd.DataFrame' = PosixPath('results/runs'), *, "
                    "frame: 'bool' = False) -> 'list[Table] | pd.DataFrame'",
     "check": "(baseline: 'str | Path | pd.DataFrame', candidate: 'str | Path | pd.DataFrame' = "
