@@ -4,7 +4,7 @@
 Six classes, one shape each (disc, square, triangle, ring, cross, bar), every image with its own
 random colours, size, position, rotation and background: a blend of a colour gradient, stripes
 (random frequency and angle) and smoothed noise. Nothing about it is downloaded; the same seed writes
-the same bytes. The RGB recipe is being sized on it (scripts/size_small_rgb.py, README "Your own RGB folder").
+the same bytes. The RGB recipe is being sized on it (scripts/size_small_rgb.py, docs/own-data.md).
 
     python scripts/make_rgb_folder.py --out data/shapes            # 500 train / 100 val per class
     python scripts/make_rgb_folder.py --out data/shapes --train 50 --val 20 --seed 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild results/ from scratch on the tiny preset (README, "Reproducing the reference"; wall time there):
+# Rebuild results/ from scratch on the tiny preset (docs/tiny-preset.md, "Reproducing the reference"; wall time there):
 #  1. size the shared warm start (tokenizer stage only, all four methods, warm 1000 / 500 / 1500 of 3000 steps,
 #     training seeds 0 and 1; the W = 1000 tokenizer states it leaves are reused by step 2);
 #  2. train the four built-in methods with training seeds 0-4, two trainings at a time (one thread each);

@@ -115,7 +115,7 @@ def test_code_edit_retrains_and_eval_names_the_stale_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_ci_recipe_passes_unchanged_code_and_fails_a_broken_change(tmp_path):
-    """README, "Regression checks in your own CI": the method repository commits baseline records,
+    """docs/writing-a-method.md, "Regression checks in your own CI": the method repository commits baseline records,
     CI reruns with the same options and calls `vltbench check`."""
     site = tmp_path / "site"
     env = install(site)

@@ -1,6 +1,6 @@
 """A third-party method registered through the real `vltbench.methods` entry-point path.
 
-The plugin code is the README's "Writing a method" example (examples/contiguous_merge); it is laid
+The plugin code is the "Writing a method" example (docs/writing-a-method.md; examples/contiguous_merge); it is laid
 out as an installed distribution (package + .dist-info with entry_points.txt) on PYTHONPATH, so
 importlib.metadata discovers it exactly as it would after `pip install`."""
 
@@ -29,7 +29,7 @@ def _install_fake_dist(site: Path) -> None:
 
 
 def test_readme_example_is_the_tested_plugin():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "writing-a-method.md").read_text()
     code = (EXAMPLE / "vltbench_contiguous_merge" / "__init__.py").read_text()
     body = code[code.index("class ContiguousMerge"):].strip()
     assert body in readme

@@ -1,6 +1,8 @@
-"""The package's structure rules: no module over 600 lines, and the Python API's signatures as
-documented (a change to one of them is a change of the public API, made here on purpose)."""
+"""The package's structure rules (docs/architecture.md): no module over 600 lines, every import pointing
+down the stages, and the Python API's signatures as documented (a change to one of them is a change of
+the public API, made here on purpose)."""
 
+import ast
 import inspect
 from pathlib import Path
 
@@ -87,3 +89,33 @@ def test_every_package_is_in_the_wheel():
               for p in (root / "methods").rglob("__init__.py")}
     found |= {"vltbench.configs"}  # data-only package (package-dir remap of configs/)
     assert found <= listed, f"add to pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+# The stages of docs/architecture.md, in order: a module imports only from its own stage or those above.
+STAGES = ("core", "data", "models", "training", "evaluation", "reporting")
+TOP = ("inputs", "api", "cli")  # over every stage
+# Known upward imports, each lazy (inside a function): (importing module, imported module).
+UPWARD_ALLOWED = {("evaluation/dry_run.py", "vltbench.api")}
+
+
+def test_imports_point_down_the_stages():
+    upward = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if len(rel.parts) < 2 or rel.parts[0] not in STAGES:
+            continue
+        mine = STAGES.index(rel.parts[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "vltbench" or len(parts) < 2:
+                    continue
+                if parts[1] in TOP or (parts[1] in STAGES and STAGES.index(parts[1]) > mine):
+                    upward.add((rel.as_posix(), name))
+    assert upward == UPWARD_ALLOWED, "an import points up the stages of docs/architecture.md (or one was removed)"

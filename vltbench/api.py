@@ -82,7 +82,7 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     its ranks), 'slurm' (needs slurm_partition) or 'submitit-local'. quiet: True turns progress bars
     and log lines off, False on, None leaves the current setting. save_samples: write each computed
     cell's guided samples (the gFID set) as an ADM-format .npz beside its record (named in
-    record["artifacts"]["samples_npz"] with its sha256; n_samples x H x W x 3 bytes). dry_run: plan
+    `record["artifacts"]["samples_npz"]` with its sha256; n_samples x H x W x 3 bytes). dry_run: plan
     only (vltbench.evaluation.dry_run): returns the plan frame, trains, samples and writes nothing;
     throughput: the GFLOP/s its time estimates assume (None: a matmul measured here).
 

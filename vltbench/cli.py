@@ -16,7 +16,7 @@ from vltbench.core import defaults, registry
 from vltbench.core.config import load_config
 from vltbench.core.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(name="vltbench", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
 
 PRESET = typer.Option(defaults.PRESET, "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "

@@ -158,7 +158,7 @@ class TokenizerCfg(Strict):
     pixel_order: Literal["cpq", "pqc"] = "cpq"
     # Channels of a residual 3x3-conv head in pixel space after the patch head (0: none, the tiny
     # preset's and the shipped checkpoints'): lets the decoder mend patch seams and sharpen edges that a
-    # per-patch linear head draws blurred (README "Your own RGB folder").
+    # per-patch linear head draws blurred (docs/own-data.md).
     refine: int = Field(0, ge=0)
     patch_size: int
     n_tokens: int
@@ -183,7 +183,7 @@ class TokenizerCfg(Strict):
     # Shared warm start: the first warm_start steps train every method's tokenizer as a plain
     # autoencoder at K = N (no length mechanism), then its own mechanism runs for the remaining steps.
     # Random-init tokens start almost identical, and merge's clusters receive one gradient each, so
-    # without it merge's members stay identical (README, "The shared warm start"). Same for all
+    # without it merge's members stay identical (docs/tiny-preset.md, "The shared warm start"). Same for all
     # methods: methods whose backbones match (same tokenizer_kwargs) reuse one cached warm stage.
     warm_start: int = Field(0, ge=0)
     # The encoder's start: a local pretrained timm ViT (model: its timm name, e.g. vit_base_patch14_dinov2

@@ -8,7 +8,7 @@ A dataset is a loader `load(name, *, root, image_size, seed, train_count, val_co
   only the data tells (class folders),
 - licence: one line on where the images come from and under which terms.
 A third-party dataset registers the same way, at run time (`vltbench.core.registry.datasets.register`)
-or through the `vltbench.datasets` entry-point group (README, "Extending vltbench").
+or through the `vltbench.datasets` entry-point group (docs/extending.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ in sample-index order, and rank 0 alone computes the metrics and writes the reco
 depends only on (seed, index) and every batch is the one a single process makes, the numbers do not
 depend on the number of processes.
 
-The protocol (README, "What the numbers mean"): every real-image subset is class-stratified
+The protocol (docs/numbers.md, "What the numbers mean"): every real-image subset is class-stratified
 (vltbench.evaluation.references); the guidance scale is searched per (method, K) on samples with their own seeds
 against the split that is not the test reference (or fixed, labelled so); each record carries the
 floor (held-out real images vs the reference), the ceiling (reconstruction at K = N) and the

@@ -1,7 +1,7 @@
 """Import the official LGM release (movinghoon/LGM: tokenizer.pt, xl.pth; latents_stats.pt of the
 dataset movinghoon/ours2-d32) into one vltbench `merge` checkpoint (`vltbench import lgm`).
 
-Read from the official code (github.com/movinghoon/lgm; README "Official checkpoints"):
+Read from the official code (github.com/movinghoon/lgm; docs/official-checkpoints.md):
 - tokenizer.pt is a torch pickle {model, optimizer, discriminator, optimizer_disc, steps, args, ema}; `args`
   is the argparse.Namespace of tokenizer/train_tokenizer.py, whose floats came from a ruamel.yaml config
   (ruamel's ScalarFloat / ScalarInt / ScalarBoolean). It is loaded with torch.load(weights_only=True),

@@ -4,7 +4,7 @@ A table ranks methods only when its records could tell them apart. Each rule bel
 group's records; any rule that fires makes the group "cannot tell", and then the table marks no best
 value, no Pareto front and no AUC ranking, and prints one line saying why and what to change.
 
-Rules (thresholds are module constants, documented in the README, "Can this comparison tell methods apart?"):
+Rules (thresholds are module constants, documented in docs/numbers.md, "Can this comparison tell methods apart?"):
 - samples off the data: the highest precision (k-NN manifold, k = 3) of any method row is below
   PRECISION_MIN: almost no generated sample lands near a real image, so differences between the
   methods' distances are differences between kinds of failure.

@@ -11,7 +11,7 @@ An extractor is an `Extractor` subclass (vltbench.evaluation.extractors.base) re
 - summary: what its numbers are, in a few words (the `--extractor` help lists every extractor with it).
 A third-party extractor registers the same way, at run time (`vltbench.core.registry.extractors.register`)
 or through the `vltbench.extractors` entry-point group, its class then carrying `domain` and `weights`
-attributes (README, "Extending vltbench").
+attributes (docs/extending.md).
 """
 
 from __future__ import annotations
