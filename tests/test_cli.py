@@ -117,9 +117,15 @@ def test_train_run_resume_and_report(tmp_path):
     assert r.returncode == 0 and "gFD_randproj" in r.stdout and "merge" in r.stdout
     header = next(line for line in r.stdout.splitlines() if line.startswith("| method"))
     assert "PSNR (dB)" in header and "SSIM" in header
-    # the default (rich) format, piped: markdown with every column, not a squeezed 80-column table
+    # the default (rich) format, piped: the summary view as plain text (no colour codes); the diagnostics
+    # view on request; md keeps every column (above)
     piped = run_cli_here("leaderboard", "--results", res)
-    assert piped.returncode == 0 and header in piped.stdout.splitlines()
+    assert piped.returncode == 0 and "\x1b[" not in piped.stdout and "…" not in piped.stdout
+    assert "GFLOPs/" in piped.stdout and "Pareto" in piped.stdout and "SSIM" not in piped.stdout
+    diag = run_cli_here("leaderboard", "--results", res, "--view", "diagnostics")
+    assert diag.returncode == 0 and "SSIM" in diag.stdout and "Pareto" not in diag.stdout
+    bad = run_cli_here("leaderboard", "--results", res, "--format", "md", "--view", "diagnostics")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --view diagnostics chooses the columns")
     r = run_cli_here("plot", "--results", res, "--out", tmp_path / "plots")
     assert r.returncode == 0 and (tmp_path / "plots").is_dir() and any((tmp_path / "plots").glob("*.png"))
     r = run_cli_here("check", "--baseline", res, "--candidate", res, "--report", tmp_path / "check.json")

@@ -15,7 +15,8 @@ from vltbench.evaluation.store import load_frame
 from vltbench.reporting import discriminability as D
 from vltbench.reporting.check import check
 from vltbench.reporting.page import table_html
-from vltbench.reporting.tables import leaderboard, markdown, rich_tables
+from vltbench.reporting.tables import leaderboard, markdown
+from vltbench.reporting.terminal import rich_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference"
@@ -47,7 +48,7 @@ def _assert_cannot_tell(t, phrase: str):
     md = markdown(t)
     assert t.verdict.line in md and "**" not in md.split("\n\n")[2] and "✓" not in md
     con = Console(width=200, record=True, file=io.StringIO())
-    for rt in rich_tables([t]):
+    for rt in rich_tables([t], console=con):
         con.print(rt)
     assert "cannot tell methods apart" in con.export_text()
     assert "cannot tell methods apart" in table_html(t)

@@ -940,6 +940,10 @@ BATTERY = [
      ["--report", "blocker"], None),
     # reading results
     ("leaderboard-format", ["leaderboard", "--results", "{res}", "--format", "xml"], ["'xml'", "md, csv, html"], None),
+    ("leaderboard-view", ["leaderboard", "--results", "{res}", "--view", "wide"], ["'wide'", "summary, diagnostics"], None),
+    ("leaderboard-view-csv", ["leaderboard", "--results", "{res}", "--format", "csv", "--view", "diagnostics"],
+     ["--view diagnostics", "csv keeps every column"], None),
+    ("run-view", [*R, "--lengths", "4", *C, "--view", "wide", "--results", "{tmp}/r"], ["'wide'", "summary"], None),
     ("leaderboard-empty", ["leaderboard", "--results", "{empty_dir}"], ["no valid records", "vltbench run"], None),
     ("leaderboard-only-corrupt", ["leaderboard", "--results", "{bad_record}"], ["no valid records"], None),
     ("plot-missing", ["plot", "--results", "{tmp}/nope"], ["nope does not exist", "--results"], None),

@@ -122,7 +122,7 @@ def test_render_formats(results):
 def test_rich_console(results):
     from rich.console import Console
 
-    from vltbench.reporting.tables import print_tables
+    from vltbench.reporting.terminal import print_tables
 
     con = Console(record=True, width=200, file=io.StringIO())
     print_tables(leaderboard(results[1]), con)
@@ -274,7 +274,7 @@ def test_frechet_to_full_not_ranked_across_families(protocol_results):
 def test_rich_escapes_brackets(protocol_results):
     from rich.console import Console
 
-    from vltbench.reporting.tables import print_tables
+    from vltbench.reporting.terminal import print_tables
 
     con = Console(record=True, width=400, file=io.StringIO())
     print_tables(leaderboard(protocol_results[1].assign(generator="separate"))[:1], con)

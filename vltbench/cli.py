@@ -27,6 +27,10 @@ SET = typer.Option(None, "--set", help="Override one config value, e.g. --set di
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
 DEVICE = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda[:i]. Default: the config's device.")
 RESULTS = typer.Option(defaults.RESULTS, "--results", "-r", help="Results folder (one JSON record per cell).")
+VIEW = typer.Option(None, "--view", help="Which columns the terminal table shows: summary (the default: method, K, "
+                    "seeds, gFID ± spread, CFG w, rFID, PSNR, GFLOPs/img, Pareto, the floor and ceiling rows and the "
+                    "paired verdicts) or diagnostics (every other column: KID, P/R, class accuracies, alignment, "
+                    "parameters, ...). md, csv and html always keep every column (docs/reading-results.md).")
 
 
 def _root_datasets() -> str:
@@ -182,25 +186,36 @@ def _rank() -> str:
     return prefix()
 
 
-def _print_leaderboard(results: Path) -> None:
+def _print_leaderboard(results: Path, view: str | None) -> None:
     try:
         tables = api.leaderboard(results)
     except UserError:  # e.g. every cell is being computed by another process
         typer.echo(f"no records under {results}")
         return
-    _show_tables(tables, defaults.TABLE_FORMAT)
+    _show_tables(tables, defaults.TABLE_FORMAT, view)
 
 
-def _show_tables(tables, fmt: str) -> None:
-    """rich in a terminal; piped or logged, markdown, which keeps every column (rich would squeeze
-    ~20 columns into 80 characters)."""
+def _check_view(view: str | None, fmt: str) -> str:
+    """--view picks the terminal table's columns; the other formats are the full record of every column."""
+    from vltbench.reporting.terminal import check_view
+
+    if view is not None and fmt != "rich":
+        raise UserError(f"--view {view} chooses the columns of the terminal table (--format rich); {fmt} keeps "
+                        "every column: drop --view")
+    return check_view(view or "summary")
+
+
+def _show_tables(tables, fmt: str, view: str | None) -> None:
+    """rich: the view's tables, in a terminal and piped alike (piped: no colour, $COLUMNS or 80
+    characters wide); md / csv / html: every column."""
     from vltbench.reporting.formats import render
-    from vltbench.reporting.tables import print_tables
+    from vltbench.reporting.terminal import print_tables
 
-    if fmt == "rich" and sys.stdout.isatty():
-        print_tables(tables)
+    view = _check_view(view, fmt)
+    if fmt == "rich":
+        print_tables(tables, view=view)
     else:
-        typer.echo(render(tables, "md" if fmt == "rich" else fmt))
+        typer.echo(render(tables, fmt))
 
 
 def _extractor_list() -> str:
@@ -251,8 +266,9 @@ def run_cmd(ctx: typer.Context, method: Optional[str] = SWEEP_OPTS["method"], me
             data_root: Optional[str] = SWEEP_OPTS["data_root"], device: Optional[str] = DEVICE, quiet: bool = QUIET,
             executor: str = SWEEP_OPTS["executor"], slurm_partition: Optional[str] = SWEEP_OPTS["slurm_partition"],
             save_samples: bool = SWEEP_OPTS["save_samples"], dry_run: bool = SWEEP_OPTS["dry_run"],
-            throughput: Optional[float] = SWEEP_OPTS["throughput"]):
+            throughput: Optional[float] = SWEEP_OPTS["throughput"], view: Optional[str] = VIEW):
     # one implementation for both commands: `run` may train, `eval` never does
+    _check_view(view, defaults.TABLE_FORMAT)  # a wrong --view fails now, not after the sweep
     df = api.evaluate([method, methods], lengths, train=ctx.info_name == "run", preset=preset, config=config,
                       overrides=sets, seeds=seeds, results=results, executor=executor, slurm_partition=slurm_partition,
                       overwrite=overwrite, checkpoint=checkpoint, generator=generator, n_samples=n_samples,
@@ -262,7 +278,7 @@ def run_cmd(ctx: typer.Context, method: Optional[str] = SWEEP_OPTS["method"], me
         from vltbench.evaluation.dry_run import print_plan
         print_plan(df)
     elif _is_main():
-        _print_leaderboard(results)
+        _print_leaderboard(results, view)
 
 
 app.command("run", help="Train or load each method, evaluate every length (gFID, rFID, KID, P/R, FLOPs, "
@@ -330,13 +346,18 @@ def flops_cmd(method: str = typer.Option(..., "--method", "-m", help="Method nam
 @app.command("leaderboard")
 def leaderboard_cmd(results: Path = RESULTS,
                     fmt: str = typer.Option(defaults.TABLE_FORMAT, "--format", "-f",
-                                             help="rich (a terminal; markdown when piped), md, csv or html."),
-                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file."),
-                    quiet: bool = QUIET):
+                                             help="rich (the --view's tables; piped too, without colour), md, "
+                                             "csv or html (these three: every column)."),
+                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to this file "
+                                                       "(markdown unless --format says otherwise)."),
+                    view: Optional[str] = VIEW, quiet: bool = QUIET):
     """One table per comparable group of records (same dataset, metric spec, sampler), best marked, Pareto summary."""
     _quiet(quiet)
-    from vltbench.reporting.formats import render
+    from vltbench.reporting.formats import check_format, render
 
+    if fmt != "rich":
+        check_format(fmt)  # before --view is checked against it
+    _check_view(view, "--out's md" if out is not None and fmt == "rich" else fmt)
     tables = api.leaderboard(results)
     if out is not None:
         text = render(tables, "md" if fmt == "rich" else fmt)
@@ -346,7 +367,7 @@ def leaderboard_cmd(results: Path = RESULTS,
             raise api.write_failed(out, "--out", e) from None
         typer.echo(str(out))
     else:
-        _show_tables(tables, fmt)
+        _show_tables(tables, fmt, view)
 
 
 @app.command("plot")

@@ -9,4 +9,4 @@ RESULTS = Path("results/runs")  # where records are written and read
 SEEDS = (0,)  # sampling seeds per cell
 EXECUTOR = "local"  # where a sweep's cells run (vltbench.evaluation.executors.EXECUTORS)
 Z = 2.0  # `check`: the noise multiple a change must exceed to count as a regression
-TABLE_FORMAT = "rich"  # `leaderboard`: a rich table in a terminal, markdown when piped
+TABLE_FORMAT = "rich"  # `leaderboard` / `run`: the terminal view (vltbench.reporting.terminal), piped too

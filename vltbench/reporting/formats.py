@@ -10,11 +10,16 @@ from .tables import Table, csv_text, markdown
 FORMATS = ("md", "csv", "html")
 
 
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
 def render(tables: list[Table], fmt: str = "md") -> str:
+    check_format(fmt)
     if fmt == "md":
         return "\n".join(markdown(t) for t in tables) if tables else "No result records.\n"
     if fmt == "html":
         return leaderboard_page(tables)
-    if fmt == "csv":
-        return csv_text(tables)
-    raise UserError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return csv_text(tables)

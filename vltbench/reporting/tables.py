@@ -54,6 +54,8 @@ class Table:
     headline: str = "gfid"  # the column the front, AUC and first differences use ("kid" at n <= feature dim)
     # could these records tell methods apart at all (vltbench.reporting.discriminability)
     verdict: Discriminability = field(default_factory=Discriminability)
+    # note -> the column keys it explains; a view that shows none of them leaves it out (notes not here: always)
+    note_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _columns(df: pd.DataFrame, label: str | None) -> list[Column]:
@@ -281,43 +283,44 @@ def headline_key(g: pd.DataFrame) -> str:
     return "kid" if dim is not None and n <= dim and has_kid else "gfid"
 
 
-def _reference_notes(t: Table, g: pd.DataFrame) -> list[str]:
+def _reference_notes(t: Table, g: pd.DataFrame) -> list[tuple[tuple[str, ...], str]]:
+    """(the column keys a note explains, the note), in the order the page prints them."""
     kinds = set(t.rows["row"])
     notes = []
     gname = _gfid_header(t)
     fd = gname[1:]
     if t.headline == "kid":
-        notes.append("KID: unbiased at any n (polynomial-kernel MMD² over random subsets, ± its std over subsets); "
-                     f"{gname} is shown second: with n at most the feature dimension its covariance is singular")
+        notes.append((("kid",), "KID: unbiased at any n (polynomial-kernel MMD² over random subsets, ± its std over "
+                      f"subsets); {gname} is shown second: with n at most the feature dimension its covariance is singular"))
     if "floor" in kinds:
-        notes.append(f"real (held-out): {fd} of held-out real images vs the same reference at the same n, "
-                     "the floor no generator reaches at this n; not ranked"
-                     + ("; its KID stands in the KID column" if t.headline == "kid" else ""))
+        notes.append((("gfid",), f"real (held-out): {fd} of held-out real images vs the same reference at the same n, "
+                      "the floor no generator reaches at this n; not ranked"
+                      + ("; its KID stands in the KID column" if t.headline == "kid" else "")))
     if "ceiling" in kinds:
-        notes.append(f"<method> tokenizer @K=N (recon): {fd} of that tokenizer's reconstructions at K=N, "
-                     f"the best {gname} its latents allow; not ranked")
+        notes.append((("gfid",), f"<method> tokenizer @K=N (recon): {fd} of that tokenizer's reconstructions at K=N, "
+                      f"the best {gname} its latents allow; not ranked"))
     if any(c.key == "cfg_scale" for c in t.columns):
-        notes.append(f"CFG w: the guidance scale the {gname} of that row was measured at "
-                     "(a/b: different scales chosen for different seeds); not ranked")
+        notes.append((("cfg_scale",), f"CFG w: the guidance scale the {gname} of that row was measured at "
+                      "(a/b: different scales chosen for different seeds); not ranked"))
     if any(c.key == "xlen_distance" for c in t.columns):
-        notes.append("x-len dist→N: cross-length consistency with the K=N sample (0 at K=N, ~1 = as different "
-                     "as another sample of the class); lower is better, K=N not ranked")
+        notes.append((("xlen_distance",), "x-len dist→N: cross-length consistency with the K=N sample (0 at K=N, ~1 = "
+                      "as different as another sample of the class); lower is better, K=N not ranked"))
     for c in (c for c in t.columns if c.per_family):
         have = g.dropna(subset=[c.key])
         rep = have.groupby("_label", sort=True).agg(family=("family", "first"),
                                                      rep=("alignment_representation", "first"))
         text = "; ".join(f"{m} ({r.family or 'family unknown'}): {r.rep or 'unknown'}" for m, r in rep.iterrows())
-        notes.append(f"{metric_spec(c.key).header}: per family; not comparable across families "
-                     f"(representation: {text}); best marked only among methods of one family and representation")
+        notes.append(((c.key,), f"{metric_spec(c.key).header}: per family; not comparable across families "
+                      f"(representation: {text}); best marked only among methods of one family and representation"))
     return notes
 
 
-def _unavailable_notes(g: pd.DataFrame, shown: set[str]) -> list[str]:
+def _unavailable_notes(g: pd.DataFrame, shown: set[str]) -> list[tuple[tuple[str, ...], str]]:
     reasons: dict[str, set[str]] = {}
     for u in g["unavailable"].dropna():
         for k, why in json.loads(u).items():
             reasons.setdefault(k, set()).add(str(why))
-    return [f"{k} not available: {'; '.join(sorted(w))}" for k, w in sorted(reasons.items()) if k not in shown]
+    return [((k,), f"{k} not available: {'; '.join(sorted(w))}") for k, w in sorted(reasons.items()) if k not in shown]
 
 
 def comparable_groups(df: pd.DataFrame) -> list[pd.DataFrame]:
@@ -364,7 +367,9 @@ def leaderboard(df: pd.DataFrame) -> list[Table]:
             t.auc, t.auc_range, auc_notes = auc_log_gflops(curves)
             t.notes += auc_notes
         t.notes = ["± = std over seeds when seeds > 1, else the metric's bootstrap std"] + t.notes
-        t.notes += _reference_notes(t, g) + _unavailable_notes(g, {c.key for c in cols})
+        keyed = _reference_notes(t, g) + _unavailable_notes(g, {c.key for c in cols})
+        t.notes += [text for _, text in keyed]
+        t.note_columns = {text: keys for keys, text in keyed}
         t.differences = _differences(g, cols, headline)
         t.families = g.groupby("_label")["family"].first().dropna().to_dict()
         t.n_tokens = int(g["n_tokens"].max())
@@ -502,42 +507,3 @@ def csv_text(tables: list[Table]) -> str:
     if tables:
         tidy_frame(tables).to_csv(buf, index=False)
     return buf.getvalue()
-
-
-def rich_tables(tables: list[Table]) -> list:
-    """rich renderables for the terminal (best values bold green with a *)."""
-    from rich.markup import escape
-    from rich.table import Table as RichTable
-
-    from .paired import MODEL_NOTE
-
-    out = []
-    for t in tables:
-        # escaped: labels ("merge [separate]") and notes hold brackets that rich would take for markup
-        caption = escape("\n".join([f"{k}: {v}" for k, v in t.group.items() if k != "comparable_key"] + summary_lines(t)))
-        rt = RichTable(title=escape(t.title), caption=caption, caption_justify="left")
-        for j, h in enumerate(headers(t)):
-            rt.add_column(escape(h), justify="left" if j == 0 else "right")
-        for kind, row in zip(t.rows["row"], cell_texts(t)):  # reference rows dimmed: never ranked
-            cells = [f"[bold green]{escape(s)}*[/]" if b else escape(s) for s, b in row]
-            rt.add_row(*cells, style=None if kind == "method" else "dim")
-        out.append(rt)
-        for name, d in t.differences.items():
-            dt = RichTable(title=escape(f"paired differences a − b of {name} (95% intervals)"),
-                           caption=escape(MODEL_NOTE), caption_justify="left")
-            for h in DIFFERENCE_HEADERS:
-                dt.add_column(h, justify="left" if h in ("a", "b", "verdict") else "right")
-            for r in d.itertuples(index=False):
-                dt.add_row(*(escape(c) for c in difference_cells(r)))
-            out.append(dt)
-    return out
-
-
-def print_tables(tables: list[Table], console=None) -> None:
-    from rich.console import Console
-
-    console = console or Console()
-    if not tables:
-        console.print("No result records.")
-    for rt in rich_tables(tables):
-        console.print(rt)
