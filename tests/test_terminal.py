@@ -111,3 +111,11 @@ def test_markdown_and_csv_keep_every_column(tables):
     assert render(tables, "csv") == (ROOT / "results" / "leaderboard.csv").read_text()
     header = next(ln for ln in render(tables, "md").splitlines() if ln.startswith("| method"))
     assert header.count("|") - 1 == 3 + len(tables[0].columns) + 1  # method, K, seeds, every metric, Pareto
+
+
+def test_the_docs_show_what_the_terminal_shows(tables):
+    """docs/reading-results.md quotes the start of the summary at 100 columns: it is the rendering's."""
+    page = (ROOT / "docs" / "reading-results.md").read_text()
+    quoted = re.search(r"```text\n(.*?)```", page, re.S).group(1).splitlines()
+    shown = [line.rstrip() for line in render_text(tables, 100).splitlines()]
+    assert len(quoted) >= 10 and quoted == shown[:len(quoted)]
