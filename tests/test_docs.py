@@ -102,9 +102,12 @@ def test_every_block_names_its_language_and_runnable_ones_are_run_or_say_why_not
     assert any(to_run(b) for b in ALL) and any(not to_run(b) for b in RUNNABLE)
 
 
-def test_readme_is_short():
+def test_readme_is_short_and_its_commands_are_getting_starteds():
     words = len((ROOT / "README.md").read_text().split())
     assert words <= README_WORDS, f"README.md has {words} words (at most {README_WORDS}: move details to docs/)"
+    readme = [b.code for b in blocks(ROOT / "README.md") if b.lang in SHELL]
+    started = {b.code for b in blocks(ROOT / "docs" / "getting-started.md") if b.lang in SHELL}
+    assert len(readme) == 2 and set(readme) <= started, "README's set-up commands differ from docs/getting-started.md"
 
 
 def _env(tmp_path: Path) -> dict:
