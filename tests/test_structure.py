@@ -78,17 +78,21 @@ def test_no_module_over_600_lines():
 
 
 def test_every_package_is_in_the_wheel():
-    """pyproject's hand-kept package list names every package folder (an editable install finds a
-    missing one, a wheel does not: `pip install .` then fails at import)."""
+    """The wheel's packages are found (pyproject's packages.find), never listed by hand or remapped, and
+    every folder of vltbench/ holding code or presets is one of them: a folder without __init__.py would be
+    left out of a wheel while an editable install still imports it (`pip install .` then fails at import)."""
     import tomllib
 
+    from setuptools import find_packages
+
     root = PACKAGE.parent
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(("vltbench", *p.parent.relative_to(PACKAGE).parts)) for p in PACKAGE.rglob("__init__.py")}
-    found |= {".".join(("vltbench.methods", *p.parent.relative_to(root / "methods").parts))
-              for p in (root / "methods").rglob("__init__.py")}
-    found |= {"vltbench.configs"}  # data-only package (package-dir remap of configs/)
-    assert found <= listed, f"add to pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "find" in setup["packages"] and "package-dir" not in setup, "let packages.find list the packages"
+    found = set(find_packages(str(root), include=setup["packages"]["find"]["include"]))
+    folders = {".".join(("vltbench", *d.relative_to(PACKAGE).parts)) for d in [PACKAGE, *PACKAGE.rglob("*")]
+               if d.is_dir() and "__pycache__" not in d.parts and any(d.glob("*.py")) | any(d.glob("*.yaml"))}
+    assert folders <= found, f"add an __init__.py to: {sorted(folders - found)}"
+    assert {"vltbench.methods.merge", "vltbench.configs", "vltbench.evaluation.extractors"} <= found
 
 
 # The stages of docs/architecture.md, in order: a module imports only from its own stage or those above.

@@ -22,7 +22,7 @@ app = typer.Typer(name="vltbench", add_completion=False, no_args_is_help=True, p
 PRESET = typer.Option(defaults.PRESET, "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "
                       "a CPU-sized model; checkpoints shipped), imagenet256 or imagenet256-xl (paper scale, GPUs), "
                       "lgm-official-xl (the imported official LGM release).")
-CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as configs/tiny.yaml).")
+CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as vltbench/configs/tiny.yaml).")
 SET = typer.Option(None, "--set", help="Override one config value, e.g. --set dit.steps=200 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
 DEVICE = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda[:i]. Default: the config's device.")

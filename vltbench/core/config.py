@@ -1,4 +1,4 @@
-"""Typed configuration: YAML presets in configs/, an optional user file, then CLI overrides.
+"""Typed configuration: YAML presets in vltbench/configs/, an optional user file, then CLI overrides.
 
 Every mistake (unparsable YAML, unknown key, wrong type, missing value) is a one-line UserError
 that names the file and the dotted key.
