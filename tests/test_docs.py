@@ -110,6 +110,15 @@ def test_readme_is_short_and_its_commands_are_getting_starteds():
     assert len(readme) == 2 and set(readme) <= started, "README's set-up commands differ from docs/getting-started.md"
 
 
+def test_readme_links_resolve():
+    """mkdocs checks the links between docs pages; the README (outside the site) is checked here."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    assert targets, "the README links into the docs"
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
+
+
 def _env(tmp_path: Path) -> dict:
     env = dict(os.environ, VLTBENCH_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", COLUMNS="120")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
