@@ -51,6 +51,7 @@ from typing import Any, Callable
 import torch
 
 from vltbench.core.errors import UserError
+from vltbench.core.paths import portable, portable_strings
 from vltbench.evaluation.extractors.domains import resolve_extractor
 from vltbench.models.lengths import LengthView
 
@@ -198,6 +199,12 @@ def _embedded_classes() -> int:
     return len(embedded.CLASS_NAMES)
 
 
+def _command_line() -> str:
+    """The command that ran, without this machine's paths (the results are committed)."""
+    argv = ["python", portable(sys.argv[0])] if sys.argv[0].endswith(".py") else [Path(sys.argv[0]).name]
+    return " ".join(argv + [portable(a) if os.path.isabs(a) else a for a in sys.argv[1:]])
+
+
 def _merge_bundle(cfg, num_classes: int, use_checkpoint: bool = True):
     """A tiny-preset merge bundle whose method is frozen: the trained checkpoint's merge table when
     one is found (real length views), else the table frozen from the untrained embedding (the same
@@ -213,7 +220,7 @@ def _merge_bundle(cfg, num_classes: int, use_checkpoint: bool = True):
             found = find_checkpoint(cfg, "merge", num_classes)
             if found is not None:
                 bundle = load_bundle(found[0], cfg, "merge", num_classes)
-                return bundle, f"checkpoint {found[0]}"
+                return bundle, f"checkpoint {portable(found[0])}"
     bundle = build_bundle(cfg, "merge", num_classes)
     bundle.method.freeze()
     return bundle, source
@@ -682,7 +689,7 @@ def _cache_files(n_rows: int, n_tokens: int, dim: int) -> list[dict]:
             with safe_open(str(p), framework="pt") as f:
                 shape = list(f.get_slice("z").get_shape())
             if shape == [n_rows, n_tokens, dim]:
-                found.append({"path": str(p), "bytes": p.stat().st_size})
+                found.append({"path": portable(p), "bytes": p.stat().st_size})
     return found
 
 
@@ -1230,7 +1237,7 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
     if threads is not None:
         torch.set_num_threads(threads)
     ctx = Ctx(quick=quick, threads=torch.get_num_threads(), out_dir=out_dir)
-    call = f"run_bench({names!r}, {str(out_dir)!r}, quick={quick}, threads={threads})"
+    call = f"run_bench({names!r}, {portable(out_dir)!r}, quick={quick}, threads={threads})"
     try:
         for name in names:
             load0 = _machine().get("load_avg_1m")
@@ -1241,7 +1248,7 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
                 result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
             result = {"benchmark": name, "title": BENCHMARKS[name].title, **result,
                       "elapsed_s": time.perf_counter() - t0, "quick": quick,
-                      "command": " ".join(["python", *sys.argv] if sys.argv[0].endswith(".py") else sys.argv),
+                      "command": _command_line(),
                       "call": call,
                       "torch": torch.__version__, "threads": ctx.threads,
                       "machine": {**_machine(), "load_avg_1m_at_start": load0},
@@ -1252,7 +1259,7 @@ def run_bench(names: list[str] | None, out_dir: Path, quick: bool = False, threa
             ctx.results[name] = result
             from vltbench.core.atomic import atomic_write_text
 
-            atomic_write_text(out_dir / f"{name}.json", json.dumps(_jsonable(result), indent=2) + "\n")
+            atomic_write_text(out_dir / f"{name}.json", json.dumps(portable_strings(_jsonable(result)), indent=2) + "\n")
             _print_table(name, result)
     finally:
         torch.set_num_threads(old_threads)

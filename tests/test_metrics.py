@@ -383,7 +383,8 @@ def test_recon_metrics_and_lpips_unavailable(monkeypatch, tmp_path):
     mse = ((a.double() - b.double()) ** 2).mean(dim=(1, 2, 3))
     assert r["psnr"] == pytest.approx(float((10 * torch.log10(255**2 / mse)).mean()), rel=1e-9)
     assert 0 < r["ssim"] < 1 and r["n"] == 4
-    assert r["lpips"] is None and r["reasons"]["lpips"].startswith("LPIPS unavailable: no local backbone weights")
+    assert r["lpips"] is None and r["reasons"]["lpips"].startswith("LPIPS unavailable: no local weights")
+    assert str(tmp_path) not in r["reasons"]["lpips"]  # named by role: the reason is written into records
     m2 = ReconMeter(lpips=False)
     m2.update(a, a)
     assert m2.result()["ssim"] == pytest.approx(1.0)

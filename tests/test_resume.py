@@ -6,10 +6,11 @@ import subprocess
 import sys
 import time
 
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
-
 from helpers import TINY, run_cli_here
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from vltbench.core.paths import local
 
 
 def _records(res):
@@ -55,7 +56,7 @@ def test_check_flags_a_broken_model_and_passes_a_rerun(tmp_path):
     # score better than this 4-step model's samples)
     ckpt = next(iter(base.rglob("*.json"))).read_text()
     import json
-    path = json.loads(ckpt)["artifacts"]["checkpoint"]
+    path = str(local(json.loads(ckpt)["artifacts"]["checkpoint"]))  # "<cache>/checkpoints/..." on this machine
     tensors = load_file(path)
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()

@@ -29,6 +29,7 @@ from vltbench.core import locks
 from vltbench.core.atomic import PROBE_PREFIX, atomic_path, remove_leftovers
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import canonical_json, hash_obj
+from vltbench.core.paths import local, portable_strings
 
 SCHEMA_VERSION = 1
 
@@ -276,6 +277,9 @@ class ResultStore:
             raise UserError(f"results folder {self.root} is a file (a single record is read-only); "
                             "choose a folder with --results")
         path = self.path_for(record)
+        # no machine path in a record (vltbench.core.paths.portable): it means the same on every machine
+        record = {**record, "artifacts": portable_strings(record["artifacts"], base=path.parent),
+                  "config": portable_strings(record["config"])}
         if path.exists() and not overwrite:
             raise FileExistsError(f"record {path} already exists; finished cells are immutable")
         text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
@@ -440,7 +444,9 @@ def flatten(rec: dict, path: Path | None = None) -> dict:
     row["unavailable"] = canonical_json(rec.get("unavailable") or {})
     samples = (rec.get("artifacts") or {}).get("samples")
     row["samples_path"] = str(path.parent / samples) if samples and path is not None else None
-    row["checkpoint_path"] = (rec.get("artifacts") or {}).get("checkpoint")  # where its loss logs lie beside
+    ckpt = (rec.get("artifacts") or {}).get("checkpoint")  # where its loss logs lie beside, on this machine
+    row["checkpoint_path"] = (os.path.normpath(local(ckpt, base=path.parent if path is not None else None))
+                              if ckpt else None)
     row.update(git_sha=prov.get("git_sha"), created=prov.get("created"), cell_id=rec["cell_id"],
                path=str(path) if path is not None else None)
     return row

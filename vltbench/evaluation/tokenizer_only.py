@@ -18,6 +18,7 @@ import torch
 from vltbench.core.atomic import atomic_path
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
+from vltbench.core.paths import portable
 
 FOLDER = "tokenizer_only"
 
@@ -91,7 +92,7 @@ def evaluate_tokenizer(cfg, method: str, checkpoint: str | Path | None, lengths:
                                       kid_subset_size=min(e.kid_subset_size, len(held.idx)))
         q = meter.result()
         rec = {"kind": "tokenizer-only", "label": label, "method": method, "origin": origin.get("kind"),
-               "checkpoint": str(path), "checkpoint_sha256": sha, "length": int(k), "n_tokens": n,
+               "checkpoint": portable(path), "checkpoint_sha256": sha, "length": int(k), "n_tokens": n,
                "metric_label": f"r{extractor_label(extractor)}", "extractor_id": m["extractor_id"],
                "n_images": int(m["n_fake"]), "n_ref": int(m["n_real"]) if m.get("n_real") else None,
                "dataset": cfg.data.name, "image_size": cfg.data.image_size,

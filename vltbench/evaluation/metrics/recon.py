@@ -48,8 +48,10 @@ def lpips_model(net: str = "vgg", device="cpu"):
         with _tensors_only_weights(backbone, _hub_file(TFID_LPIPS_FILE)):
             model = SampleSimilarityLPIPS("lpips-vgg16", sample_similarity_dtype="uint8").to(device).eval()
         return (lambda a, b: model(a.to(device), b.to(device)).flatten()), None
-    return None, (f"LPIPS unavailable: no local backbone weights ({backbone} plus the lpips package's "
-                  f"weights/v0.1/{net}.pth or {_hub_file(TFID_LPIPS_FILE)})")
+    # named by role, never by this machine's path: the reason is written into records that travel
+    return None, (f"LPIPS unavailable: no local weights (the torch hub cache's checkpoints/{backbone.name} "
+                  f"plus the lpips package's weights/v0.1/{net}.pth, or checkpoints/{TFID_LPIPS_FILE}); "
+                  "put them in the folder torch.hub.get_dir() names")
 
 
 @contextmanager
