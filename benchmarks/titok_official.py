@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     import vltbench
     from vltbench.core.config import load_config
     from vltbench.core.errors import UserError
+    from vltbench.core.paths import portable_strings
     from vltbench.data import load_data
     from vltbench.evaluation.tokenizer_only import FOLDER, evaluate_tokenizer
     from vltbench.inputs import parse_lengths
@@ -177,7 +178,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     report["table"] = str(a.out / "runs" / FOLDER / "table.md")
-    (a.out / "titok_official.json").write_text(json.dumps(report, indent=1, default=float))
+    # no machine path in the JSON (vltbench.core.paths.portable): relative to <out> where they lie in it
+    (a.out / "titok_official.json").write_text(json.dumps(portable_strings(report, a.out), indent=1, default=float))
     print(f"records, table.md and rfid_vs_k.png in {a.out / 'runs' / FOLDER}; report {a.out / 'titok_official.json'}")
     return 0
 

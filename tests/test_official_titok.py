@@ -472,3 +472,4 @@ def test_gpu_benchmark_dry_run(tmp_path):
             assert row["encode_images_per_s"] > 0 and row["decode_images_per_s"] > 0 and 0 < row["psnr"] < 100
     assert "one-d-piece-tiny K=256: rFD_randproj" in r.stdout and "decode" in r.stdout
     assert (tmp_path / "runs" / "tokenizer_only" / "rfid_vs_k.png").stat().st_size > 0
+    assert str(tmp_path) not in (tmp_path / "titok_official.json").read_text()  # portable: no machine path
