@@ -14,11 +14,12 @@ val crops overlap pixels that train crops saw. The same seed writes the same byt
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from vltbench.data.folder_writer import folder_main
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")
 SIZE = 32
@@ -42,29 +43,13 @@ def crops(img: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndar
     return out
 
 
-def write_folder(root: Path, train: int = 500, val: int = 100, seed: int = 0) -> int:
-    n = 0
-    for c, name in enumerate(PHOTOS):
-        img = _photo(name)
-        for split, count in (("train", train), ("val", val)):
-            rng = np.random.default_rng([seed, c, split == "val"])
-            d = root / split / name.split(".")[0]
-            d.mkdir(parents=True, exist_ok=True)
-            for i, crop in enumerate(crops(img, count, rng)):
-                Image.fromarray(crop).save(d / f"{i:04d}.png")
-                n += 1
-    return n
+def images(c: int, split: str, count: int, seed: int) -> list[np.ndarray]:
+    """`count` crops of the c-th photo for `split`."""
+    return crops(_photo(PHOTOS[c]), count, np.random.default_rng([seed, c, split == "val"]))
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="folder to write (created)")
-    p.add_argument("--train", type=int, default=500, help="train crops per photo")
-    p.add_argument("--val", type=int, default=100, help="val crops per photo")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
-    n = write_folder(Path(a.out), a.train, a.val, a.seed)
-    print(f"{a.out}: {n} images, {len(PHOTOS)} classes ({', '.join(p.split('.')[0] for p in PHOTOS)}), {SIZE} px")
+    folder_main(__doc__, "crops per photo", [p.split(".")[0] for p in PHOTOS], images, SIZE)
 
 
 if __name__ == "__main__":

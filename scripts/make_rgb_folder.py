@@ -12,12 +12,10 @@ the same bytes. The RGB recipe is being sized on it (scripts/size_small_rgb.py, 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 from scipy.ndimage import gaussian_filter
+
+from vltbench.data.folder_writer import folder_main
 
 CLASSES = ("disc", "square", "triangle", "ring", "cross", "bar")
 SIZE = 32
@@ -87,29 +85,14 @@ def render(shape: str, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_folder(root: Path, train: int = 500, val: int = 100, seed: int = 0) -> int:
-    """Write root/{train,val}/<class>/<i>.png; returns the number of images written."""
-    n = 0
-    for split, count, offset in (("train", train, 0), ("val", val, 1)):
-        for c, shape in enumerate(CLASSES):
-            rng = np.random.default_rng([seed, offset, c])
-            d = root / split / shape
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                Image.fromarray(render(shape, rng)).save(d / f"{i:04d}.png")
-                n += 1
-    return n
+def images(c: int, split: str, count: int, seed: int):
+    """`count` images of the c-th shape for `split`."""
+    rng = np.random.default_rng([seed, int(split == "val"), c])
+    return (render(CLASSES[c], rng) for _ in range(count))
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="folder to write (created)")
-    p.add_argument("--train", type=int, default=500, help="train images per class")
-    p.add_argument("--val", type=int, default=100, help="val images per class")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
-    n = write_folder(Path(a.out), a.train, a.val, a.seed)
-    print(f"{a.out}: {n} images, {len(CLASSES)} classes ({', '.join(CLASSES)}), {SIZE} px")
+    folder_main(__doc__, "images per class", CLASSES, images, SIZE)
 
 
 if __name__ == "__main__":

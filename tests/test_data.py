@@ -165,3 +165,21 @@ def test_imagenet_layout(tmp_path):
     (tmp_path / "val").rename(tmp_path / "valid")
     with pytest.raises(UserError, match="no val/ folder"):
         load_dataset("imagenet", root=tmp_path)
+
+
+def test_folder_writer_layout_reads_back(tmp_path):
+    """vltbench.data.folder_writer (the held-out-data scripts' writer) writes the split layout the `folder`
+    reader takes as given; the same seed writes the same bytes, another seed other ones."""
+    from vltbench.data.folder_writer import write_folder
+
+    def images(c, split, count, seed):
+        rng = np.random.default_rng([seed, int(split == "val"), c])
+        return (rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(count))
+
+    assert write_folder(tmp_path / "a", ["y", "x"], images, train=3, val=2, seed=1) == 10
+    ds = load_dataset("folder", root=tmp_path / "a", image_size=8, flip=False)
+    assert ds.class_names == ["x", "y"] and (len(ds.train), len(ds.val)) == (6, 4)
+    write_folder(tmp_path / "b", ["y", "x"], images, train=3, val=2, seed=1)
+    write_folder(tmp_path / "c", ["y", "x"], images, train=3, val=2, seed=2)
+    f = "val/x/0001.png"
+    assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
