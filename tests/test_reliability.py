@@ -662,7 +662,7 @@ def test_checkpoint_hash_mismatch_and_truncation(tmp_path, reference, monkeypatc
         load_bundle(tampered, cfg, "merge", 10, expected_sha=sha)
     assert "\n" not in str(e.value)
     # as if it were the shipped checkpoint (whose manifest records the sha)
-    monkeypatch.setattr(checkpoints, "shipped_path", lambda *a: (tampered, sha))
+    monkeypatch.setattr(checkpoints.CheckpointKey, "shipped", property(lambda key: (tampered, sha)))
     with pytest.raises(UserError, match="fails its recorded hash"):
         checkpoints.obtain_bundle(cfg, "merge", load_data(cfg.data), "cpu", train=False)
     # truncated files: one-line errors, in process and through the CLI

@@ -143,7 +143,7 @@ def _checkpoint_shas(spec: SweepSpec, ds) -> tuple[dict[str, str], list[str]]:
     """{method: checkpoint sha256} as obtain_bundle would use, and the methods still to train."""
     from vltbench.core.hashing import sha256_file
     from vltbench.models.bundle import read_metadata
-    from vltbench.training.checkpoints import find_checkpoint
+    from vltbench.training.checkpoints import checkpoint_key, no_checkpoint
 
     shas, untrained = {}, []
     for method in spec.methods:
@@ -151,12 +151,12 @@ def _checkpoint_shas(spec: SweepSpec, ds) -> tuple[dict[str, str], list[str]]:
             read_metadata(spec.checkpoint)
             shas[method] = sha256_file(spec.checkpoint)
             continue
-        found = find_checkpoint(spec.cfg, method, ds.num_classes)
+        key = checkpoint_key(spec.cfg, method, ds.num_classes)
+        found = key.find()
         if found is not None:
             shas[method] = found[1] or sha256_file(found[0])
         elif not spec.train:
-            from vltbench.training.checkpoints import no_checkpoint
-            raise no_checkpoint(spec.cfg, method, ds.num_classes, spec.hint(method))
+            raise no_checkpoint(spec.cfg, method, ds.num_classes, spec.hint(method), key=key)
         else:
             untrained.append(method)
     return shas, untrained

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_file
 
@@ -33,56 +35,79 @@ from vltbench.models.method_code import identity_part
 from .loops import state_dir, train_dits, train_tokenizer
 
 
+@dataclass(frozen=True)
+class CheckpointKey:
+    """What picks a method's checkpoint for a config, computed once (`checkpoint_key`) and passed down, so
+    the lookup reads top to bottom: the hash of the training identity without the code (the shipped
+    manifest's key), the installed method code (its fingerprint and the part that decides training), the
+    cache file they name and the shipped manifest's entry for this preset and method."""
+
+    method: str
+    identity: str
+    fingerprint: dict
+    code: dict
+    cached: Path
+    entry: dict | None
+    assets: Any
+
+    @property
+    def shipped_file(self) -> Path | None:
+        """The shipped checkpoint of this config, whatever code trained it."""
+        if self.entry and self.entry["identity"] == self.identity:
+            return Path(str(self.assets.joinpath(self.entry["file"])))
+        return None
+
+    @property
+    def shipped(self) -> tuple[Path, str] | None:
+        """The shipped checkpoint, with its recorded sha, when both its config and its code are this run's."""
+        if self.shipped_file is None or identity_part(self.entry.get("method_code") or {}) != self.code:
+            return None  # the method's code changed since it was trained: a cached or new checkpoint instead
+        return self.shipped_file, self.entry["sha256"]
+
+    def find(self) -> tuple[Path, str | None] | None:
+        """The shipped checkpoint (with its sha) or the cached one (sha unknown), or None."""
+        found = self.shipped
+        if found is not None and found[0].is_file():
+            return found
+        return (self.cached, None) if self.cached.is_file() else None
+
+    def stale(self) -> Path | None:
+        """A checkpoint of this config trained by other code of the method: the newest cached one (or one of
+        a vltbench that did not key the cache by code), else the shipped one; None when there is none."""
+        config = self.cached.stem.rsplit("-", 1)[0]
+        others = [p for p in self.cached.parent.glob(f"{config}*.safetensors") if p != self.cached and p.is_file()]
+        return max(others, key=lambda p: p.stat().st_mtime) if others else self.shipped_file
+
+
+def checkpoint_key(cfg: Config, method: str, num_classes: int) -> CheckpointKey:
+    """The cache file is <method>-<config identity>-<code identity>: another version of the method's code
+    trains a checkpoint of its own (and `CheckpointKey.stale` finds the others for a config)."""
+    identity = hash_obj(training_identity(cfg, method, num_classes, code=False))
+    fingerprint = method_code.code(method)
+    code = identity_part(fingerprint)
+    cached = cache_dir("checkpoints") / cfg.preset / f"{method}-{identity[:12]}-{hash_obj(code, 8)}.safetensors"
+    manifest, assets = shipped.manifest()
+    return CheckpointKey(method, identity, fingerprint, code, cached, manifest.get(f"{cfg.preset}/{method}"), assets)
+
+
 def cached_path(cfg: Config, method: str, num_classes: int) -> Path:
-    """<method>-<config identity>-<code identity>: another version of the method's code trains a
-    checkpoint of its own (and `stale_cached` finds the others for a config)."""
-    config = hash_obj(training_identity(cfg, method, num_classes, code=False), 12)
-    code = hash_obj(identity_part(method_code.code(method)), 8)
-    return cache_dir("checkpoints") / cfg.preset / f"{method}-{config}-{code}.safetensors"
-
-
-def stale_cached(cfg: Config, method: str, num_classes: int) -> Path | None:
-    """A cached checkpoint of this config trained by other code of the method (or by a vltbench that
-    did not key the cache by code), the newest; None when there is none."""
-    path = cached_path(cfg, method, num_classes)
-    config = path.stem.rsplit("-", 1)[0]
-    others = [p for p in path.parent.glob(f"{config}*.safetensors") if p != path and p.is_file()]
-    return max(others, key=lambda p: p.stat().st_mtime) if others else None
+    return checkpoint_key(cfg, method, num_classes).cached
 
 
 def shipped_path(cfg: Config, method: str, num_classes: int) -> tuple[Path, str] | None:
-    """A checkpoint shipped in vltbench/assets whose training identity matches, with its recorded sha:
-    the manifest's config identity and the method code it records must both be this run's."""
-    manifest, assets = shipped.manifest()
-    entry = manifest.get(f"{cfg.preset}/{method}")
-    if not entry or entry["identity"] != hash_obj(training_identity(cfg, method, num_classes, code=False)):
-        return None
-    if identity_part(entry.get("method_code") or {}) != identity_part(method_code.code(method)):
-        return None  # the method's code changed since it was trained: a cached or new checkpoint instead
-    return Path(str(assets.joinpath(entry["file"]))), entry["sha256"]
+    return checkpoint_key(cfg, method, num_classes).shipped
 
 
 def find_checkpoint(cfg: Config, method: str, num_classes: int) -> tuple[Path, str | None] | None:
-    shipped = shipped_path(cfg, method, num_classes)
-    if shipped is not None and shipped[0].is_file():
-        return shipped
-    path = cached_path(cfg, method, num_classes)
-    return (path, None) if path.is_file() else None
+    return checkpoint_key(cfg, method, num_classes).find()
 
 
-def shipped_stale(cfg: Config, method: str, num_classes: int) -> Path | None:
-    """The shipped checkpoint of this config when only the method's code differs from what trained it."""
-    manifest, assets = shipped.manifest()
-    entry = manifest.get(f"{cfg.preset}/{method}")
-    if entry and entry["identity"] == hash_obj(training_identity(cfg, method, num_classes, code=False)):
-        return Path(str(assets.joinpath(entry["file"])))
-    return None
-
-
-def no_checkpoint(cfg: Config, method: str, num_classes: int, hint: str | None = None) -> UserError:
+def no_checkpoint(cfg: Config, method: str, num_classes: int, hint: str | None = None,
+                  key: CheckpointKey | None = None) -> UserError:
     """The error of `eval` without a usable checkpoint: none at all, or only stale ones (other code)."""
+    key = key or checkpoint_key(cfg, method, num_classes)
     train = hint or f"`vltbench train --method {method}`"
-    stale = stale_cached(cfg, method, num_classes) or shipped_stale(cfg, method, num_classes)
+    stale = key.stale()
     if stale is not None:
         try:
             meta = read_metadata(stale)
@@ -90,7 +115,7 @@ def no_checkpoint(cfg: Config, method: str, num_classes: int, hint: str | None =
         except UserError:
             recorded = None
         return UserError(f"the checkpoint of {method} for this config ({stale}) is stale: it was trained with "
-                         f"{describe_code(recorded)}, the installed code is {describe_code(method_code.code(method))}; "
+                         f"{describe_code(recorded)}, the installed code is {describe_code(key.fingerprint)}; "
                          f"`vltbench eval` never trains: run {train} to retrain (then eval), or "
                          f"`vltbench run` with the same options, which retrains and evaluates")
     return UserError(f"no checkpoint for {method} with this config; run {train} first")
@@ -121,7 +146,8 @@ def one_trainer(checkpoint: Path, method: str):
 
 
 def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None = None,
-                 lengths: list[int] | None = None, tokenizer: Path | None = None) -> tuple[Bundle, Path, dict]:
+                 lengths: list[int] | None = None, tokenizer: Path | None = None,
+                 key: CheckpointKey | None = None) -> tuple[Bundle, Path, dict]:
     """Train (resuming from a saved training state if one exists); under torchrun every rank
     trains (DDP) and rank 0 writes the checkpoint. A single process that had to wait for another
     one training the same configuration loads that one's checkpoint instead of training again.
@@ -129,7 +155,7 @@ def train_bundle(cfg: Config, method: str, ds: Dataset, device, out: Path | None
     tokenizer encodes the latents and only the DiT(s) train on them (`vltbench train --tokenizer`)."""
     dist.init(device)
     start = None if tokenizer is None else imported_tokenizer(Path(tokenizer), cfg, method, ds.num_classes)
-    done = cached_path(cfg, method, ds.num_classes) if start is None else imported_dit_path(start)
+    done = (key or checkpoint_key(cfg, method, ds.num_classes)).cached if start is None else imported_dit_path(start)
     with one_trainer(done, method) as waited:
         if waited and out is None and done.is_file():
             progress.log(f"{method}: the other process wrote {done}; loading it instead of training again")
@@ -216,12 +242,13 @@ def obtain_bundle(cfg: Config, method: str, ds: Dataset, device, *, checkpoint: 
     if checkpoint is not None:
         path, expected = Path(checkpoint), None
     else:
+        key = checkpoint_key(cfg, method, ds.num_classes)
         # rank 0 decides, so every rank takes the same branch (train together or load)
-        found = dist.broadcast_object(find_checkpoint(cfg, method, ds.num_classes) if dist.is_main() else None)
+        found = dist.broadcast_object(key.find() if dist.is_main() else None)
         if found is None:
             if not train:
-                raise no_checkpoint(cfg, method, ds.num_classes, hint)
-            bundle, path, timing = train_bundle(cfg, method, ds, device, lengths=lengths)
+                raise no_checkpoint(cfg, method, ds.num_classes, hint, key=key)
+            bundle, path, timing = train_bundle(cfg, method, ds, device, lengths=lengths, key=key)
             return bundle.to(device), path, sha256_file(path), timing
         path, expected = found
     meta = read_metadata(path) if path.is_file() else {}  # a missing file: load_bundle says so
