@@ -106,18 +106,6 @@ def import_lgm_cmd(tokenizer: Path = typer.Option(..., "--tokenizer", help="The 
                f"`vltbench eval --method merge --checkpoint {path} --preset {preset}{extra} --lengths K,... --data-root DIR`")
 
 
-def _import_titok(family: str, weights: Path, pixel_decoder: Optional[Path], official_config: Optional[Path], out: Path,
-                  preset: str, config: Optional[Path], sets: Optional[list[str]], quiet: bool) -> None:
-    from vltbench.models.official_titok import FAMILIES, config_path
-
-    _quiet(quiet)
-    path = api.import_titok(family, weights, out, pixel_decoder=pixel_decoder, official_config=official_config,
-                            preset=preset, config=config, overrides=sets)
-    typer.echo(f"{path}: {FAMILIES[family]['kind']} imported (method tail-drop, tokenizer only; config "
-               f"{config_path(path)}); train a DiT on its latents with `vltbench train --method tail-drop --preset "
-               f"{preset} --config {config_path(path)}` (then evaluate with --checkpoint)")
-
-
 WEIGHTS = typer.Option(..., "--weights", help="The release's weights: pytorch_model.bin (read with "
                        "torch.load(weights_only=True)) or model.safetensors.")
 PIXEL = typer.Option(None, "--pixel-decoder", help="maskgit-vqgan-imagenet-f16-256.bin, only for weights without "
@@ -130,22 +118,29 @@ TITOK_PRESET = typer.Option("titok-official", "--preset", "-p", help="Config the
                             "the weights).")
 
 
-@import_app.command("one-d-piece")
-def import_one_d_piece_cmd(weights: Path = WEIGHTS, pixel_decoder: Optional[Path] = PIXEL,
-                           official_config: Optional[Path] = OFFICIAL, out: Path = TITOK_OUT,
-                           preset: str = TITOK_PRESET, config: Optional[Path] = CONFIG,
-                           sets: Optional[list[str]] = SET, quiet: bool = QUIET):
-    """Import a One-D-Piece release (turing-motors/One-D-Piece-{S,B,L}-256): decodes any prefix K in 1..256."""
-    _import_titok("one-d-piece", weights, pixel_decoder, official_config, out, preset, config, sets, quiet)
+def _titok_import_command(family: str, doc: str) -> None:
+    """Register `vltbench import <family>`: the TiTok-family releases take the same options."""
+    def command(weights: Path = WEIGHTS, pixel_decoder: Optional[Path] = PIXEL,
+                official_config: Optional[Path] = OFFICIAL, out: Path = TITOK_OUT,
+                preset: str = TITOK_PRESET, config: Optional[Path] = CONFIG,
+                sets: Optional[list[str]] = SET, quiet: bool = QUIET):
+        from vltbench.models.official_titok import FAMILIES, config_path
+
+        _quiet(quiet)
+        path = api.import_titok(family, weights, out, pixel_decoder=pixel_decoder, official_config=official_config,
+                                preset=preset, config=config, overrides=sets)
+        typer.echo(f"{path}: {FAMILIES[family]['kind']} imported (method tail-drop, tokenizer only; config "
+                   f"{config_path(path)}); train a DiT on its latents with `vltbench train --method tail-drop "
+                   f"--preset {preset} --config {config_path(path)}` (then evaluate with --checkpoint)")
+
+    command.__doc__ = doc  # the command's help
+    import_app.command(family)(command)
 
 
-@import_app.command("titok")
-def import_titok_cmd(weights: Path = WEIGHTS, pixel_decoder: Optional[Path] = PIXEL,
-                     official_config: Optional[Path] = OFFICIAL, out: Path = TITOK_OUT,
-                     preset: str = TITOK_PRESET, config: Optional[Path] = CONFIG,
-                     sets: Optional[list[str]] = SET, quiet: bool = QUIET):
-    """Import a TiTok release (yucornetto/tokenizer_titok_{l32,b64,s128}_imagenet): one fixed K per checkpoint."""
-    _import_titok("titok", weights, pixel_decoder, official_config, out, preset, config, sets, quiet)
+_titok_import_command("one-d-piece", "Import a One-D-Piece release (turing-motors/One-D-Piece-{S,B,L}-256): decodes "
+                      "any prefix K in 1..256.")
+_titok_import_command("titok", "Import a TiTok release (yucornetto/tokenizer_titok_{l32,b64,s128}_imagenet): one "
+                      "fixed K per checkpoint.")
 
 
 @app.command("eval-tokenizer")
