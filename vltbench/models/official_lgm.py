@@ -25,7 +25,6 @@ match is one UserError naming it.
 from __future__ import annotations
 
 import argparse
-import pickle
 import re
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from vltbench.core import defaults
 from vltbench.core.config import Config
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
+from vltbench.core.safeload import load_official
 
 from .imported import ORIGIN, describe_imported
 
@@ -72,20 +72,7 @@ def safe_load(path: str | Path, option: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{option}: {p} does not exist; pass the downloaded file")
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            # mmap: the release's tokenizer.pt also holds the optimizer, discriminator and REPA teacher
-            # (several GB); only the tensors used are read from disk
-            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as e:
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e)) or re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f"the global {m.group(1)}" if m else "an object that is not a tensor or container"
-        raise UserError(f"{option}: {p} was refused without running it: its pickle asks for {what}, which could "
-                        "run code; vltbench loads only tensors, containers and argparse.Namespace (pass the "
-                        "official file unchanged)") from None
-    except Exception as e:  # noqa: BLE001 - not a torch file at all, truncated, ...
-        raise UserError(f"{option}: {p} is not a readable torch checkpoint ({str(e).splitlines()[0][:200]}); "
-                        "pass the official file") from None
+    obj = load_official(p, option, "tensors, containers and argparse.Namespace", SAFE_GLOBALS)
     if not isinstance(obj, dict):
         raise UserError(f"{option}: {p} holds a {type(obj).__name__}, not the official checkpoint's dict")
     return obj

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import re
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from vltbench.core.errors import UserError
 from vltbench.core.hashing import sha256_file
+from vltbench.core.safeload import load_official
 
 from .official_lgm import Keys
 
@@ -57,17 +57,7 @@ def load_weights(path: str | Path, option: str) -> dict:
         except Exception as e:  # noqa: BLE001 - not a safetensors file
             raise UserError(f"{option}: {p} is not a readable safetensors file ({str(e)[:200]})") from None
     else:
-        try:
-            sd = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except pickle.UnpicklingError as e:
-            m = re.search(r"GLOBAL ([\w.]+)", str(e))
-            what = f"the global {m.group(1)}" if m else "an object that is not a tensor or container"
-            raise UserError(f"{option}: {p} was refused without running it: its pickle asks for {what}, which could "
-                            "run code; vltbench loads only tensors and containers (pass the official file "
-                            "unchanged)") from None
-        except Exception as e:  # noqa: BLE001 - not a torch file at all, truncated, ...
-            raise UserError(f"{option}: {p} is not a readable torch checkpoint ({str(e).splitlines()[0][:200]}); "
-                            "pass the official file") from None
+        sd = load_official(p, option)
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
