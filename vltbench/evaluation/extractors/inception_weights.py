@@ -77,6 +77,14 @@ def default_candidates() -> list[tuple[str, Path]]:
     return out
 
 
+def _stat(path: Path, stat_fn=os.stat) -> os.stat_result | None:
+    """stat_fn(path), or None where the path does not exist: nothing to trust or distrust."""
+    try:
+        return stat_fn(path)
+    except OSError:
+        return None
+
+
 def untrusted_location(path: str | os.PathLike) -> str | None:
     """Why another local user could have put (or swapped) the file at `path`, or None.
 
@@ -89,24 +97,18 @@ def untrusted_location(path: str | os.PathLike) -> str | None:
         return None
     p = Path(os.path.abspath(path))
     for folder in [*reversed(p.parents)]:
-        try:
-            st = os.stat(folder)
-        except OSError:
-            return None  # the path does not exist: nothing to trust or distrust
+        if (st := _stat(folder)) is None:
+            return None
         if st.st_mode & stat.S_IWOTH:
             if not st.st_mode & stat.S_ISVTX:
                 return f"{folder} is world-writable"
             rest = p.relative_to(folder).parts
             entry = folder / rest[0] if rest else p
-            try:
-                est = os.lstat(entry)
-            except OSError:
+            if (est := _stat(entry, os.lstat)) is None:
                 return None
             if est.st_uid not in me:
                 return f"{entry} lies in the world-writable {folder} and belongs to another user"
-    try:
-        st = os.stat(p)
-    except OSError:
+    if (st := _stat(p)) is None:
         return None
     if st.st_uid not in me:
         return f"{p} belongs to another user"
