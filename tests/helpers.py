@@ -1,6 +1,7 @@
-"""Shared test helpers: run the real CLI in a subprocess or in this process, the tiny test config, a
-smaller tiny model, a cell identity for hand-built records."""
+"""Shared test helpers: run the real CLI in a subprocess or in this process, a benchmark's --dry-run, the
+tiny test config, a smaller tiny model, a cell identity for hand-built records."""
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,18 @@ def run_cli(*args, env=None, cwd=None, timeout=600):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "vltbench", *map(str, args)], capture_output=True, text=True,
                           env=e, cwd=cwd, timeout=timeout)
+
+
+def run_benchmark_dry_run(script: str, out: Path, timeout: int = 300) -> tuple[dict, str]:
+    """benchmarks/<script>.py --dry-run --out `out` in a subprocess of a checkout (cache under `out`):
+    the JSON report it writes there (<script>.json) and what it printed. A failure shows its output's tail."""
+    root = TESTS.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLTBENCH_CACHE": str(out / "cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / f"{script}.py"), "--dry-run", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return json.loads((out / f"{script}.json").read_text()), r.stdout
 
 
 def run_cli_here(*args, env=None, cwd=None):

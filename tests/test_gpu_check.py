@@ -1,21 +1,15 @@
 """benchmarks/gpu_check.py (issue 15): its CPU dry run exercises every section of the GPU check."""
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+from helpers import run_benchmark_dry_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_dry_run(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLTBENCH_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(tmp_path)],
-                       capture_output=True, text=True, env=env, timeout=240)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    report, _ = run_benchmark_dry_run("gpu_check", tmp_path, timeout=240)
     assert report["dry_run"] and set(report["sections"]) == {"train", "sample", "inception", "sweep", "flops"}
     s = report["sections"]
     assert len(s["train"]["rows"]) == 8 and all(row["images_per_s"] > 0 for row in s["train"]["rows"])

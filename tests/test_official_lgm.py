@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import run_cli_here
+from helpers import run_benchmark_dry_run, run_cli_here
 from lgm_layout import META, OUT, write_official_files
 from vltbench.core.errors import UserError
 from vltbench.models.lengths import view_from_labels
@@ -236,16 +236,7 @@ def test_eval_sweep_on_the_imported_checkpoint_is_labelled(imported, tmp_path):
 def test_gpu_benchmark_dry_run(tmp_path):
     """benchmarks/lgm_official.py (PSNR per K, gFID@10k of the real release on a GPU) runs every step on
     the tiny official-layout files."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLTBENCH_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, str(root / "benchmarks" / "lgm_official.py"), "--dry-run", "--out", str(tmp_path)],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    rep = json.loads((tmp_path / "lgm_official.json").read_text())
+    rep, _ = run_benchmark_dry_run("lgm_official", tmp_path)
     assert rep["dry_run"] and set(rep["psnr"]["per_k"]) == {"8", "16", "32"}
     assert {row["length"] for row in rep["generation"]["rows"]} == {8, 16}
     assert all(row["method"] == "merge [official LGM release]" for row in rep["generation"]["rows"])

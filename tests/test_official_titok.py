@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli_here
+from helpers import run_benchmark_dry_run, run_cli_here
 from titok_layout import FAMILIES, meta, outputs, real_size_weights, weights, write_official_files
 
 from vltbench.core.errors import UserError
@@ -453,16 +453,7 @@ def test_train_on_an_imported_tokenizer_refuses_what_would_not_match(tmp_path):
 def test_gpu_benchmark_dry_run(tmp_path):
     """benchmarks/titok_official.py (rFID / PSNR / speed per K of the real releases on a GPU) runs every step on
     the tiny official-layout files and prints its measurements."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLTBENCH_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, str(root / "benchmarks" / "titok_official.py"), "--dry-run", "--out", str(tmp_path)],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    rep = json.loads((tmp_path / "titok_official.json").read_text())
+    rep, stdout = run_benchmark_dry_run("titok_official", tmp_path)
     assert rep["dry_run"] and [x["family"] for x in rep["releases"]] == ["one-d-piece", "titok"]
     assert [row["K"] for row in rep["releases"][0]["per_k"]] == [1, 8, 256]
     assert [row["K"] for row in rep["releases"][1]["per_k"]] == [32]
@@ -470,6 +461,6 @@ def test_gpu_benchmark_dry_run(tmp_path):
         assert rel["origin"].startswith("official") and rel["n_images"] == 16
         for row in rel["per_k"]:
             assert row["encode_images_per_s"] > 0 and row["decode_images_per_s"] > 0 and 0 < row["psnr"] < 100
-    assert "one-d-piece-tiny K=256: rFD_randproj" in r.stdout and "decode" in r.stdout
+    assert "one-d-piece-tiny K=256: rFD_randproj" in stdout and "decode" in stdout
     assert (tmp_path / "runs" / "tokenizer_only" / "rfid_vs_k.png").stat().st_size > 0
     assert str(tmp_path) not in (tmp_path / "titok_official.json").read_text()  # portable: no machine path
