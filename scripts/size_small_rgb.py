@@ -71,6 +71,20 @@ def fid(extractor, ref, batches) -> dict:
     return {"fid": round(r["fid"], 2), "kid": round(r["kid"], 4), "precision": round(r["precision"], 3)}
 
 
+def load_init(bundle, path: Path) -> str:
+    """Tokenizer and method weights of a finished train-state; returns the state's training identity."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        if meta.get("done") != "true":
+            raise SystemExit(f"error: {path} is not a finished training state; finish that row first")
+        for name, module in (("tokenizer", bundle.tokenizer), ("method", bundle.method)):
+            keys = [k for k in f.keys() if k.startswith(name + ".")]
+            if keys or name == "tokenizer":
+                module.load_state_dict({k[len(name) + 1:]: f.get_tensor(k) for k in keys})
+    return f"{path.parent.name} (identity {meta.get('identity')}, step {meta.get('step')})"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="folder dataset root")
@@ -82,6 +96,8 @@ def main():
     p.add_argument("--no-fid", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/small_rgb/sizing.jsonl")
+    p.add_argument("--init-from", help="a finished tokenizer train-state (.safetensors) whose tokenizer (and method) "
+                   "weights this training starts from: a fine-tuning stage over an earlier row")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -101,6 +117,8 @@ def main():
             _, untrained = measure(bundle, real.held_out, [n])
             row["fid_step0"] = fid(ext, real.reference, untrained)["fid"]
             row["real_floor"] = fid(ext, real.reference, real.held_out.batches(100))
+        if a.init_from:  # after step 0 is measured, so fid_step0 stays the untrained tokenizer's
+            row["init_from"] = load_init(bundle, Path(a.init_from))
         t0 = time.perf_counter()
         train.train_tokenizer(bundle, ds, "cpu")
         row["train_s"] = round(time.perf_counter() - t0, 1)

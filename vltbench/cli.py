@@ -20,8 +20,10 @@ app = typer.Typer(name="vltbench", add_completion=False, no_args_is_help=True, p
                   help="Benchmark variable-length image tokenizers in latent diffusion: quality vs compute per token length.")
 
 PRESET = typer.Option(defaults.PRESET, "--preset", "-p", help="Config preset: tiny (the default: real MNIST digits at 16 px, "
-                      "a CPU-sized model; checkpoints shipped), imagenet256 or imagenet256-xl (paper scale, GPUs), "
-                      "lgm-official-xl (the imported official LGM release).")
+                      "a CPU-sized model; checkpoints shipped), small-rgb (a 32 px RGB folder of your own, --data-root; "
+                      "no checkpoints: about 70 min of one CPU core per method's tokenizer), imagenet256 or "
+                      "imagenet256-xl (paper scale, GPUs), lgm-official-xl (the imported official LGM release), "
+                      "titok-official (imported One-D-Piece / TiTok).")
 CONFIG = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (same keys as vltbench/configs/tiny.yaml).")
 SET = typer.Option(None, "--set", help="Override one config value, e.g. --set dit.steps=200 (repeatable).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
