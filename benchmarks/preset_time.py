@@ -7,7 +7,7 @@ For each method: `vltbench train` into a checkpoint of its own, then `vltbench r
 --lengths, each timed by the wall clock. The tokenizer and DiT seconds are the ones training measured
 (the checkpoint's metadata). With --cache DIR, training states already in that cache are reused (a
 resumed or finished stage reports the seconds it took when it ran, marked "from state"); without it the
-cache is fresh, as a new user's would be. Load average and matmul peak are printed beside the times
+cache is fresh, as a new user's would be. Stage seconds come from the loss logs training writes. Load average and matmul peak are printed beside the times
 (the machine may be shared). Numbers are printed, never asserted.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,23 +35,20 @@ def timed(cmd: list[str], env: dict, log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def training_seconds(ckpt: Path) -> dict:
-    """The stage seconds the checkpoint's metadata records ({"tokenizer_s": ..., ...})."""
-    with safe_open(str(ckpt), "pt") as f:
-        meta = f.metadata() or {}
-    found = {}
-    for v in meta.values():
-        try:
-            d = json.loads(v)
-        except ValueError:
-            continue
-        stack = [d]
-        while stack:
-            x = stack.pop()
-            if isinstance(x, dict):
-                found.update({k: x[k] for k in x if k.endswith("_s") and isinstance(x[k], (int, float))})
-                stack += list(x.values())
-    return found
+def training_seconds(ckpt: Path, log_text: str) -> dict:
+    """Seconds per training stage: the last elapsed_s of each loss log beside the checkpoint
+    (<ckpt>.<stage>.losses.jsonl); a tokenizer reused from a finished state has no log there, and reports
+    the elapsed_s that state stored when it was trained."""
+    out = {}
+    for log in sorted(ckpt.parent.glob(ckpt.name + ".*.losses.jsonl")):
+        lines = log.read_text().strip().splitlines()
+        if lines:
+            out[log.name[len(ckpt.name) + 1:-len(".losses.jsonl")]] = json.loads(lines[-1])["elapsed_s"]
+    reused = re.search(r"tokenizer already trained \(state (.+?)\)", log_text)
+    if "tokenizer" not in out and reused and Path(reused.group(1)).is_file():  # a written checkpoint consumes it
+        with safe_open(reused.group(1), "pt") as f:
+            out["tokenizer (from state)"] = json.loads(f.metadata()["json"])["extra"]["elapsed_s"]
+    return out
 
 
 def main() -> None:
@@ -75,12 +73,13 @@ def main() -> None:
         ckpt, log = out / f"{m}.safetensors", out / f"{m}.log"
         train_wall = timed([sys.executable, "-m", "vltbench", "train", "--method", m, "--out", str(ckpt), *common],
                            env, log)
-        stages = training_seconds(ckpt)
-        reused = "already trained" in log.read_text()
+        stages = training_seconds(ckpt, log.read_text())
         eval_wall = timed([sys.executable, "-m", "vltbench", "run", "--method", m, "--lengths", a.lengths,
                            "--checkpoint", str(ckpt), "--results", str(out / "results"), *common], env, log)
         parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(stages.items()))
-        print(f"{m}: train wall {train_wall / 60:.1f} min ({parts}{'; tokenizer from state' if reused else ''}), "
+        if not any(k.startswith("tokenizer") for k in stages):
+            parts += ", tokenizer reused (trained earlier, time unknown here)"
+        print(f"{m}: train wall {train_wall / 60:.1f} min ({parts}), "
               f"evaluate K = {a.lengths} {eval_wall / 60:.1f} min; load average {os.getloadavg()[0]:.2f}", flush=True)
 
 
