@@ -18,15 +18,8 @@ from vltbench.data.core import ArrayImageSet, Dataset, ImageSet, array_splits
 from vltbench.evaluation.extractors.base import Extractor, check_images
 from vltbench.evaluation.extractors.domains import Domain
 from vltbench.evaluation.metrics.specs import MetricSpec, register_metric
-from vltbench.models.lengths import (
-    LengthView,
-    all_cuts,
-    average_linkage,
-    check_length,
-    cut_labels,
-    prefix_view,
-    view_from_labels,
-)
+from vltbench.lengths import *  # noqa: F403  (the length helpers: one list of them, vltbench.lengths.__all__)
+from vltbench.lengths import __all__ as _length_names
 from vltbench.models.method import Method, NoOptions, TruncationMethod
 
 register_method = methods.register
@@ -34,7 +27,7 @@ register_method = methods.register
 __all__ = [
     # methods
     "Method", "TruncationMethod", "NoOptions",
-    "LengthView", "all_cuts", "average_linkage", "check_length", "cut_labels", "prefix_view", "view_from_labels",
+    *_length_names,
     # datasets
     "array_splits", "ImageSet", "ArrayImageSet", "Dataset",
     # feature extractors

@@ -41,6 +41,17 @@ class _Failures:
             self.items.append(f"{label} raised {type(e).__name__}: {e}")
             return None
 
+    def refuses(self, fn, label: str, not_refused: str) -> None:
+        """fn() must raise a UserError (a one-line error for the user): not another exception, not nothing."""
+        try:
+            fn()
+        except UserError:
+            return
+        except Exception as e:
+            self.items.append(f"{label} raised {type(e).__name__} ({e}), not a UserError")
+            return
+        self.items.append(not_refused)
+
     def raise_if_any(self) -> None:
         if self.items:
             raise AssertionError(f"{self.what} breaks {len(self.items)} invariant(s):\n- " + "\n- ".join(self.items))
@@ -97,15 +108,10 @@ def check_method(method, *, n_tokens: int = 16, latent_dim: int = 8, batch: int 
         f.check(tuple(rec.shape) == tuple(z.shape) and torch.allclose(rec, z, atol=1e-5),
                 "reconstruct_tokens at K = N is not z itself (nothing may be dropped or merged at full length)")
     for bad in (0, n_tokens + 1):
-        try:
+        def call(bad=bad):
             m.view(bad, z) if m.data_dependent else m.view(bad)
             m.reconstruct_tokens(z, bad)
-        except UserError:
-            continue
-        except Exception as e:
-            f.check(False, f"K = {bad} raised {type(e).__name__} ({e}), not a UserError")
-            continue
-        f.check(False, f"K = {bad} (outside 1..N = {n_tokens}) was not refused")
+        f.refuses(call, f"K = {bad}", f"K = {bad} (outside 1..N = {n_tokens}) was not refused")
     f.raise_if_any()
 
 
@@ -165,14 +171,7 @@ def check_extractor(name: str, *, batch: int = 4, image_size: int | None = None,
         f.check(again is not None and np.allclose(again["features"], feats, rtol=1e-6, atol=1e-9),
                 "the same images gave different features")
     for label, bad in (("float images", images.float() / 255), ("one-channel images", images[:, :1])):
-        try:
-            ex(bad)
-        except UserError:
-            continue
-        except Exception as e:
-            f.check(False, f"{label} raised {type(e).__name__}, not a UserError")
-            continue
-        f.check(False, f"{label} were not refused")
+        f.refuses(lambda bad=bad: ex(bad), label, f"{label} were not refused")
     f.raise_if_any()
 
 
