@@ -48,9 +48,10 @@ def stage_work(rec: dict, cfg: dict) -> dict:
         proto = s["select_samples"] * sum(one(w) for w in grid)
         out["guidance_search_s"] = (2 * proto, 2 * (proto - s["select_samples"] * dit * i0 * (len(base) - 1)))
     w = float(g["scale"])
-    out["unguided_s"] = (2 * n * one(1.0),) * 2
-    if w != 1.0:
-        out["guided_s"] = (2 * n * one(w), 2 * n * (one(w) - dit * i0))
+    out["unguided_s"] = (2 * n * one(1.0),) * 2  # absent at K = N: that cell reads the full-length set
+    if w != 1.0:  # the guided pass resumes the unguided pass's steps before the interval, if the cell ran it
+        shared = dit * i0 if "unguided_s" in rec["timing"] else 0.0
+        out["guided_s"] = (2 * n * one(w), 2 * n * (one(w) - shared))
     n_rec = rec["identity"]["metric_spec"]["n_recon"]
     out["recon_s"] = (2 * n_rec * (enc + dec),) * 2
     return out

@@ -200,6 +200,8 @@ SAME_ERROR = [
     ("flops-method", lambda t: vltbench.flops("nope", [4]), ["flops", "--method", "nope", "--lengths", "4"]),
     ("flops-folder-no-data", lambda t: vltbench.flops("merge", [4], overrides={"data.name": "folder"}),
      ["flops", "--method", "merge", "--lengths", "4", "--set", "data.name=folder"]),
+    ("run-folder-no-data", lambda t: vltbench.evaluate("merge", [4], overrides={"data.name": "folder"}),
+     ["run", "--method", "merge", "--lengths", "4", "--set", "data.name=folder"]),  # the error, no note before it
     ("flops-classes-contradict", lambda t: vltbench.flops("merge", [4], overrides={"data.name": "digits"},
                                                           num_classes=13),
      ["flops", "--method", "merge", "--lengths", "4", "--set", "data.name=digits", "--num-classes", "13"]),

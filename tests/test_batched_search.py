@@ -53,3 +53,22 @@ def test_the_batched_search_records_the_same_numbers_as_one_pass_per_scale(bundl
         assert ra["cell_id"] == rb["cell_id"]
         assert ra["guidance"] == rb["guidance"]  # every scale's score, to the last bit
         assert ra["metrics"] == rb["metrics"]
+
+
+def test_the_full_length_cell_reads_its_unguided_samples_from_the_checkpoint_set(tmp_path, monkeypatch):
+    """At K = N the unguided pass is the checkpoint's full-length set (cached for xlen_distance): read when an
+    earlier cell made it, made by the K = N cell when it runs first, never sampled twice; every number equals
+    sampling the pass in the cell."""
+    n = vltbench.load_config(config=TINY).tokenizer.n_tokens
+    runs = {}
+    for name, share, lengths, seed in (("sampled", False, [4, n], 23), ("shared", True, [4, n], 23),
+                                       ("sampled alone", False, [n], 29), ("alone", True, [n], 29)):
+        monkeypatch.setattr(sweep, "SHARE_FULL_LENGTH", share)
+        out = vltbench.evaluate("merge", lengths, config=TINY, seeds=[seed], results=tmp_path / name, quiet=True,
+                                  overrides=["sampler.guidance=fixed", "sampler.cfg_scale=2.0"])
+        runs[name] = {r["identity"]["length"]: r for r in (json.loads(open(p).read()) for p in out.path)}
+    for shared, sampled in (("shared", "sampled"), ("alone", "sampled alone")):
+        a, b = runs[shared][n], runs[sampled][n]
+        assert a["cell_id"] == b["cell_id"] and a["guidance"]["scale"] != 1.0  # the reused path ran
+        assert a["metrics"] == b["metrics"]
+    assert runs["shared"][4]["metrics"] == runs["sampled"][4]["metrics"]

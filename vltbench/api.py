@@ -93,6 +93,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
     Raises UserError for every mistake in the arguments (with the CLI's message).
     """
     from vltbench.core import progress
+    from vltbench.core.registry import datasets
+    from vltbench.data import check_root
     from vltbench.evaluation.extractors.domains import auto_caveat, resolve_extractor
 
     set_quiet(quiet)
@@ -105,6 +107,8 @@ def evaluate(methods: str | Sequence[str], lengths: str | int | Sequence[int], *
         "data.root": None if data_root is None else str(data_root)})
     ks = parse_lengths(lengths, cfg.tokenizer.n_tokens, cfg.preset)
     name = resolve_extractor(cfg)  # refuses an extractor outside the dataset's domain, before any training
+    if cfg.data.name in datasets and not dry_run:  # a missing --data-root: refused before any note is printed
+        check_root(cfg.data.name, cfg.data.root)
     if caveat := auto_caveat(cfg):
         progress.log(caveat)
     cfg.eval.extractor = name  # records' configs name the extractor measured with, not "auto"

@@ -38,6 +38,15 @@ def _positive_int(what: str, value) -> None:
         raise UserError(f"{what} must be a positive integer, got {value!r}")
 
 
+def check_root(name: str, root) -> None:
+    """Refuse a registered dataset's root that is missing (it reads images from disk) or given (it has none)."""
+    needs_root = datasets.info(name)["needs_root"]
+    if needs_root and root is None:
+        raise UserError(f"dataset {name!r} reads images from disk: set data.root (or --data-root) to its folder")
+    if not needs_root and root is not None:
+        raise UserError(f"dataset {name!r} comes with its images and takes no root: unset data.root or use name 'folder'")
+
+
 def load_dataset(name: str, *, root: str | os.PathLike | None = None, image_size: int = 32, seed: int = 0,
                  train_count: int | None = None, val_count: int | None = None, flip: bool = True) -> Dataset:
     """Load a dataset by name. `train_count`/`val_count` set the embedded set's size and take a seeded
@@ -46,15 +55,11 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, image_size
         close = difflib.get_close_matches(str(name), datasets.names(), n=1, cutoff=0.5)
         raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(datasets.names())}"
                         + (f" (did you mean {close[0]}?)" if close else ""))
-    needs_root = datasets.info(name)["needs_root"]
     _positive_int("image_size", image_size)
     for what, count in (("train_count", train_count), ("val_count", val_count)):
         if count is not None:
             _positive_int(what, count)
-    if needs_root and root is None:
-        raise UserError(f"dataset {name!r} reads images from disk: set data.root (or --data-root) to its folder")
-    if not needs_root and root is not None:
-        raise UserError(f"dataset {name!r} comes with its images and takes no root: unset data.root or use name 'folder'")
+    check_root(name, root)
     from vltbench.data.core import Dataset
 
     train, val = datasets.get(name)(name, root=root, image_size=image_size, seed=seed, train_count=train_count,

@@ -54,6 +54,9 @@ from .store import ResultStore, build_record, provenance
 
 GRID_SAMPLES = 8  # samples kept per cell for the sample-grid figure (same seeds/classes everywhere)
 PREFIX_BYTES = 2**30  # at most this much of a cell's sampling state is kept between its two passes
+# The unguided samples of the K = N cell are the checkpoint's full-length set (MethodRefs.full_samples,
+# cached per seed for xlen_distance): that cell reads them instead of sampling them a second time.
+SHARE_FULL_LENGTH = True
 
 
 def _new_folders(path: Path) -> list[Path]:
@@ -273,7 +276,8 @@ def _metrics_of_features(extractor, outs: list[dict], size, ids: torch.Tensor, n
 class MethodRefs:
     """Numbers shared by every cell of one checkpoint, computed once and cached on disk by content:
     the tokenizer's ceiling (features of the held-out images reconstructed at K = N) and the features of
-    unguided samples at K = N per seed (the other end of xlen_distance). Rank 0 computes, others read."""
+    unguided samples at K = N per seed (the other end of xlen_distance, and the K = N cell's unguided
+    pass). Rank 0 computes, others read."""
 
     def __init__(self, bundle: Bundle, sha: str, sets: RealSets, bank):
         self.bundle, self.sha, self.sets, self.bank = bundle, sha, sets, bank
@@ -388,9 +392,14 @@ def evaluate_cell(bundle: Bundle, sets: RealSets, per_method: MethodRefs, identi
         guidance = timed("guidance_search_s", lambda: choose_guidance(bundle, k, seed, sets, bank, bar))
         w = guidance["scale"]
         save = shard.tee if shard is not None else (lambda b: b)
-        plain = timed("unguided_s", lambda: _image_metrics(
-            extractor, _counted(save(_keep_grid(samples(1.0), ids, keep)) if w == 1.0 else samples(1.0), bar), ids,
-            e.n_samples, e.batch_size, ref, common))
+        if SHARE_FULL_LENGTH and k == bundle.n_tokens and w != 1.0:
+            plain = timed("full_length_samples_s", lambda: compute_image_metrics(
+                extractor, None, per_method.full_samples(seed), ref=ref, return_features=True, **common))
+            bar.advance(len(ids))
+        else:
+            plain = timed("unguided_s", lambda: _image_metrics(
+                extractor, _counted(save(_keep_grid(samples(1.0), ids, keep)) if w == 1.0 else samples(1.0), bar),
+                ids, e.n_samples, e.batch_size, ref, common))
         if w != 1.0:
             guided = timed("guided_s", lambda: _image_metrics(
                 extractor, _counted(save(_keep_grid(samples(w), ids, keep)), bar), ids, e.n_samples, e.batch_size,

@@ -40,7 +40,9 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     Only features are kept in memory, never images. Unavailable metrics are None, with the reason in
     result["reasons"]; never 0. fid_bootstrap: resamples for fid_bootstrap_std (0 = off);
     fid_method: "eigh" (stable, the default) or "sqrtm" (scipy's, for parity tests), see
-    fid.frechet_distance. return_features:
+    fid.frechet_distance. fake_batches may instead be a Reference of generated images extracted
+    before (reference_stats): the same numbers as extracting them again, less the logits' metrics
+    (Inception Score). return_features:
     also return the generated images' features (float32, in order) as result["features"] and their
     logits (or None) as result["logits"]."""
     from vltbench.core.errors import UserError
@@ -60,7 +62,12 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     elif ref.extractor_id is not None and ref.extractor_id != extractor.id:
         raise UserError(f"reference statistics were computed with {ref.extractor_id}, not {extractor.id}; "
                         "recompute the reference or use the same extractor and weights")
-    fstats, ffeats, flogits, _ = extract_all(extractor, fake_batches, image_size=ref.image_size)
+    if isinstance(fake_batches, Reference):  # extracted before: its float64 moments and float32 features
+        if fake_batches.extractor_id != extractor.id:
+            raise ValueError(f"the generated set was extracted with {fake_batches.extractor_id}, not {extractor.id}")
+        fstats, ffeats, flogits = fake_batches.stats, fake_batches.features, None
+    else:
+        fstats, ffeats, flogits, _ = extract_all(extractor, fake_batches, image_size=ref.image_size)
 
     n_real = ref.stats.n if ref.stats is not None else (len(ref.features) if ref.features is not None else None)
     for what, n in (("real", n_real), ("generated", fstats.n)):
