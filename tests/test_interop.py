@@ -131,7 +131,7 @@ def test_shards_merge_into_one_npz_in_rank_order(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
 
 
-def test_dry_run_lists_cells_and_costs_and_writes_nothing(saved, tmp_path):
+def test_dry_run_lists_cells_and_costs_and_writes_nothing(saved, tmp_path, monkeypatch):
     res, path, rec = saved
     cache = os.environ["VLTBENCH_CACHE"]
     before = _files(res, cache)
@@ -149,6 +149,7 @@ def test_dry_run_lists_cells_and_costs_and_writes_nothing(saved, tmp_path):
     assert df.unguided_gflops[0] == pytest.approx(unguided, rel=1e-6)
     assert df.est_s[1] == pytest.approx(2 * df.total_gflops[1] / 100.0)
     fresh = tmp_path / "fresh"
+    monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "empty-cache"))  # untrained whatever ran before
     df = vltbench.evaluate("tail-drop", [4], config=TINY, results=fresh, dry_run=True, throughput=100.0, quiet=True)
     assert list(df.status) == ["needs training"] and df.total_gflops[0] > 0 and not fresh.exists()
 

@@ -390,3 +390,30 @@ def test_recon_metrics_and_lpips_unavailable(monkeypatch, tmp_path):
     assert m2.result()["ssim"] == pytest.approx(1.0)
     with pytest.raises(UserError):
         m2.update(a, b[:2])
+
+
+def test_a_cached_generated_set_gives_the_metrics_of_its_images():
+    """compute_image_metrics of a Reference of generated images extracted before (the K = N cell reads the
+    full-length set so) equals extracting the images: moments, features and logits (IS) all kept."""
+    base = get_extractor("randproj")
+    head = np.random.default_rng(0).standard_normal((base.dim, 10))
+
+    class WithLogits:  # an extractor that also gives logits, so the cache must keep them
+        id, dim = base.id + ":with-logits", base.dim
+
+        def __call__(self, images):
+            f = base(images)["features"]
+            return {"features": f, "logits": f @ head}
+
+    ex = WithLogits()
+    ref = reference_stats({"dataset": "d", "split": "val", "count": 70, "preprocessing": "p"},
+                          lambda: batches(images(70), 32), ex)
+    fake = reference_stats({"dataset": "samples", "split": "seed 3", "count": 80, "preprocessing": "p"},
+                           lambda: batches(images(80, seed=3), 32), ex)
+    a = compute_image_metrics(ex, None, batches(images(80, seed=3), 32), ref=ref, kid_subset_size=20,
+                              return_features=True)
+    b = compute_image_metrics(ex, None, fake, ref=ref, kid_subset_size=20, return_features=True)
+    assert a["inception_score"] is not None
+    assert {k: v for k, v in a.items() if k not in ("features", "logits")} == \
+        {k: v for k, v in b.items() if k not in ("features", "logits")}
+    assert np.array_equal(a["features"], b["features"]) and np.array_equal(a["logits"], b["logits"])

@@ -293,7 +293,8 @@ class MethodRefs:
     def full_samples(self, seed: int):
         b, e, s = self.bundle, self.bundle.cfg.eval, self.bundle.cfg.sampler
         key = {"dataset": f"samples of checkpoint {self.sha}", "split": f"seed {seed}", "count": e.n_samples,
-               "preprocessing": f"unguided samples at K=N={b.n_tokens}, steps={s.steps}, shift={s.shift}"}
+               "preprocessing": f"unguided samples at K=N={b.n_tokens}, steps={s.steps}, shift={s.shift}",
+               "kept": "features and logits"}  # the K = N cell's unguided pass reads both
         with dist.main_first():
             return reference_stats(key, lambda: generate_batches(b, b.n_tokens, e.n_samples, seed, s, 1.0, e.batch_size,
                                                                  self.bank), self.sets.extractor)

@@ -41,8 +41,7 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     result["reasons"]; never 0. fid_bootstrap: resamples for fid_bootstrap_std (0 = off);
     fid_method: "eigh" (stable, the default) or "sqrtm" (scipy's, for parity tests), see
     fid.frechet_distance. fake_batches may instead be a Reference of generated images extracted
-    before (reference_stats): the same numbers as extracting them again, less the logits' metrics
-    (Inception Score). return_features:
+    before (reference_stats): the same numbers as extracting them again. return_features:
     also return the generated images' features (float32, in order) as result["features"] and their
     logits (or None) as result["logits"]."""
     from vltbench.core.errors import UserError
@@ -62,10 +61,10 @@ def compute_image_metrics(extractor, real_batches: Iterable[torch.Tensor] | None
     elif ref.extractor_id is not None and ref.extractor_id != extractor.id:
         raise UserError(f"reference statistics were computed with {ref.extractor_id}, not {extractor.id}; "
                         "recompute the reference or use the same extractor and weights")
-    if isinstance(fake_batches, Reference):  # extracted before: its float64 moments and float32 features
+    if isinstance(fake_batches, Reference):  # extracted before: float64 moments, float32 features
         if fake_batches.extractor_id != extractor.id:
             raise ValueError(f"the generated set was extracted with {fake_batches.extractor_id}, not {extractor.id}")
-        fstats, ffeats, flogits = fake_batches.stats, fake_batches.features, None
+        fstats, ffeats, flogits = fake_batches.stats, fake_batches.features, fake_batches.logits
     else:
         fstats, ffeats, flogits, _ = extract_all(extractor, fake_batches, image_size=ref.image_size)
 

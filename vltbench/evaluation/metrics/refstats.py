@@ -38,6 +38,7 @@ class Reference:
     extractor_id: str | None = None  # None: statistics from an external evaluator (ADM)
     stats: FeatureStats | None = None
     key: dict = field(default_factory=dict)
+    logits: np.ndarray | None = None  # float32 (n, classes) where the extractor gives them
 
 
 def refstats_key(key: dict, extractor) -> dict:
@@ -86,18 +87,18 @@ def reference_stats(key: dict, batches_fn: Callable[[], Iterable[torch.Tensor]],
     with np.load(path) as z:
         stats = FeatureStats.from_arrays(z["n"], z["sum"], z["sum_sq"])
         return Reference(stats.mean(), stats.cov(), z["features"], tuple(int(v) for v in z["image_size"]),
-                         extractor.id, stats, json.loads(str(z["key"])))
+                         extractor.id, stats, json.loads(str(z["key"])), z["logits"] if "logits" in z.files else None)
 
 
 def _compute(full: dict, path: Path, batches_fn, extractor) -> None:
-    stats, feats, _, size = extract_all(extractor, batches_fn())
+    stats, feats, logits, size = extract_all(extractor, batches_fn())
     if int(full["count"]) != stats.n:
         raise UserError(f"reference {full['dataset']}/{full['split']} gave {stats.n} images, count={full['count']} "
                         "was requested; lower the count or check the dataset")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         n, s, ss = stats.to_arrays()
         np.savez(f, n=n, sum=s, sum_sq=ss, features=feats, image_size=np.array(size),
-                 key=np.array(canonical_json(full)))
+                 key=np.array(canonical_json(full)), **({} if logits is None else {"logits": logits}))
 
 
 # ---- ADM reference batches (guided-diffusion evaluations/, e.g. VIRTUAL_imagenet256_labeled.npz) ----
