@@ -3,9 +3,10 @@ work and without writing anything (no training, sampling, feature extraction, re
 
 Cost per cell is counted, not guessed: the model work of a cell's passes (guidance search, unguided
 and guided samples, reconstructions) from the fvcore counts of an untrained model of the configured
-architecture (vltbench.evaluation.metrics.flops), times the counts the config gives. Feature
-extraction, metric math and the per-checkpoint sets cached on a first cell (K = N samples, the
-ceiling) are not counted, and a search that grows its grid costs more; the time is FLOPs / a
+architecture (vltbench.evaluation.metrics.flops), times the counts the config gives. The unguided
+samples at K = N, sampled once per checkpoint and seed, count as the K = N cell's unguided pass (not at
+all when no K = N cell is planned). Feature extraction, metric math and the ceiling (cached on a first
+cell) are not counted, and a search that grows its grid costs more; the time is FLOPs / a
 throughput, by default the best of a 1024^2 fp32 matmul measured here: a lower bound, not a forecast.
 """
 
