@@ -138,3 +138,11 @@ def diff_paths(a, b, prefix: str = "") -> list[str]:
     if type(a) is float and type(b) is float and math.isclose(a, b, rel_tol=FLOAT_RTOL, abs_tol=1e-12):
         return []
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} != {b!r}"[:300]]
+
+
+def shapes_folder(out: Path, train: int, val: int) -> Path:
+    """A small folder of scripts/make_rgb_folder.py's 32 px shapes (train / val images per class) at `out`."""
+    subprocess.run([sys.executable, str(TESTS.parent / "scripts" / "make_rgb_folder.py"), "--out", str(out),
+                    "--train", str(train), "--val", str(val)], check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return out

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import shapes_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_degradations_are_scored_against_the_run_reference(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     data, out = tmp_path / "shapes", tmp_path / "rows.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_rgb_folder.py"), "--out", str(data), "--train", "10",
-                    "--val", "20"], check=True, env=env, capture_output=True)
+    shapes_folder(data, train=10, val=20)
     sets = ["eval.extractor=randproj", "eval.n_samples=40", "eval.n_ref=60", "eval.batch_size=20",
             "eval.kid_subset_size=20"]
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "degradation_ceiling.py"), "--data-root", str(data),

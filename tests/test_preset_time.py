@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import shapes_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1, "tokenizer.dec_depth": 1,
@@ -23,8 +24,7 @@ SMALL = {"tokenizer.width": 32, "tokenizer.heads": 2, "tokenizer.enc_depth": 1, 
 def test_preset_time_prints_each_stage_of_a_real_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     data, out = tmp_path / "shapes", tmp_path / "out"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_rgb_folder.py"), "--out", str(data), "--train", "20",
-                    "--val", "20"], check=True, env=env, capture_output=True)
+    shapes_folder(data, train=20, val=20)
     sets = [x for k, v in SMALL.items() for x in ("--set", f"{k}={v}")]
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "preset_time.py"), "--preset", "small-rgb",
                         "--data-root", str(data), "--methods", "tail-drop", "--lengths", "4,32", "--out", str(out),
