@@ -33,6 +33,7 @@ from vltbench.evaluation.metrics import ReconMeter, compute_image_metrics
 from vltbench.evaluation.references import RealSets
 from vltbench.models.bundle import build_bundle
 from vltbench.training import loops as train
+from vltbench.training.state import load_weights
 
 # The candidate RGB recipe over the tiny preset (every row of results/small_rgb/sizing.jsonl starts here,
 # then applies its own --set values): 32 px, 64 patches, N = 32 tokens.
@@ -71,20 +72,6 @@ def fid(extractor, ref, batches) -> dict:
     return {"fid": round(r["fid"], 2), "kid": round(r["kid"], 4), "precision": round(r["precision"], 3)}
 
 
-def load_init(bundle, path: Path) -> str:
-    """Tokenizer and method weights of a finished train-state; returns the state's training identity."""
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-        if meta.get("done") != "true":
-            raise SystemExit(f"error: {path} is not a finished training state; finish that row first")
-        for name, module in (("tokenizer", bundle.tokenizer), ("method", bundle.method)):
-            keys = [k for k in f.keys() if k.startswith(name + ".")]
-            if keys or name == "tokenizer":
-                module.load_state_dict({k[len(name) + 1:]: f.get_tensor(k) for k in keys})
-    return f"{path.parent.name} (identity {meta.get('identity')}, step {meta.get('step')})"
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="folder dataset root")
@@ -118,7 +105,7 @@ def main():
             row["fid_step0"] = fid(ext, real.reference, untrained)["fid"]
             row["real_floor"] = fid(ext, real.reference, real.held_out.batches(100))
         if a.init_from:  # after step 0 is measured, so fid_step0 stays the untrained tokenizer's
-            row["init_from"] = load_init(bundle, Path(a.init_from))
+            row["init_from"] = load_weights(bundle, Path(a.init_from))
         t0 = time.perf_counter()
         train.train_tokenizer(bundle, ds, "cpu")
         row["train_s"] = round(time.perf_counter() - t0, 1)

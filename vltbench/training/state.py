@@ -98,6 +98,21 @@ def load_state(path: Path, identity: str, modules: dict[str, nn.Module], opt, sc
     return {"step": int(meta["step"]), "done": meta["done"] == "true", **info["extra"]}
 
 
+def load_weights(bundle: Bundle, path: Path) -> str:
+    """The tokenizer (and method) weights of a finished tokenizer state, whatever training wrote it: for a
+    stage that starts from an earlier one, or to inspect it. Returns "DIR (identity ..., step ...)"."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != STATE_FORMAT or meta.get("done") != "true":
+            raise SystemExit(f"error: {path} is not a finished tokenizer training state; finish that training first")
+        for name, module in (("tokenizer", bundle.tokenizer), ("method", bundle.method)):
+            keys = [k for k in f.keys() if k.startswith(name + ".")]
+            if keys or name == "tokenizer":
+                module.load_state_dict({k[len(name) + 1:]: f.get_tensor(k) for k in keys})
+    return f"{path.parent.name} (identity {meta.get('identity')}, step {meta.get('step')})"
+
+
 class Saver:
     """Rank 0 writes the state every `every` steps and at the end; remembers the last good one."""
 
