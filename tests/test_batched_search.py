@@ -44,7 +44,7 @@ def test_the_batched_search_records_the_same_numbers_as_one_pass_per_scale(bundl
     overrides = ["sampler.cfg_scales=[1.0,1.5,2.0,3.0]"]
     fast = vltbench.evaluate("merge", [4], config=TINY, overrides=overrides, results=tmp_path / "fast", quiet=True)
     one_by_one = guidance.bracket_search
-    monkeypatch.setattr(guidance, "bracket_search", lambda f, grid, extra, score_all=None: one_by_one(f, grid, extra))
+    monkeypatch.setattr(guidance, "bracket_search", lambda f, grid, extra, score_all=None, walk=False: one_by_one(f, grid, extra))
     monkeypatch.setattr(sweep, "PREFIX_BYTES", -1)  # and the guided pass from the noise, as before
     slow = vltbench.evaluate("merge", [4], config=TINY, overrides=overrides, results=tmp_path / "slow",
                              quiet=True)

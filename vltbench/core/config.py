@@ -280,6 +280,9 @@ class SamplerCfg(Strict):
     # scale beyond it (the grid's edge ratio continued; downwards never below 1.0) with the same
     # budget, at most cfg_extend of them; the record says whether the optimum was bracketed.
     cfg_extend: int = Field(4, ge=0)
+    # search: grid scores every scale of cfg_scales; walk scores the middle one and its neighbours, then
+    # the unscored neighbours of the best, until they are scored (fewer scales; may miss a second minimum)
+    cfg_search: Literal["grid", "walk"] = "grid"
     cfg_scale: float = Field(1.5, ge=0)  # the scale of guidance: fixed
     # guidance: fixed only: a scale per K (upstream's evaluation fixes one per length); K not listed: cfg_scale
     cfg_scale_per_length: dict[int, float] | None = None

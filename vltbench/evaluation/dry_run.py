@@ -138,7 +138,9 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
                              "est_s": 2 * cost["total_gflops"] / throughput if todo else 0.0})
     df = pd.DataFrame(rows)
     todo = df[df.status != "done"]
-    notes += [f"GFLOPs: fvcore multiply-adds x 1e-9 of the DiT and tokenizer passes ({len(s.cfg_scales)} searched "
+    searched = (f"at most {len(s.cfg_scales)} (a walk scores fewer)" if s.cfg_search == "walk"
+                else len(s.cfg_scales))
+    notes += [f"GFLOPs: fvcore multiply-adds x 1e-9 of the DiT and tokenizer passes ({searched} searched "
               f"scales x {s.select_samples} samples, {cfg.eval.n_samples} unguided + {cfg.eval.n_samples} guided, "
               f"{n_recon} reconstructions)" if scale is None else
               f"GFLOPs: fvcore multiply-adds x 1e-9 of the DiT and tokenizer passes (fixed scale; "

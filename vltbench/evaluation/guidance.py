@@ -24,7 +24,12 @@ SELECT_BOOTSTRAP = 10  # resamples for the noise of each selection score (cheap 
 SEARCH_TOKENS = 4096
 
 
-def bracket_search(score_fn, grid, max_extra: int, score_all=None) -> dict:
+def walk_first(s) -> int:
+    """Scales a walk scores in its first step: the grid's middle one and its neighbours."""
+    return min(3, len(s.cfg_scales))
+
+
+def bracket_search(score_fn, grid, max_extra: int, score_all=None, walk: bool = False) -> dict:
     """Score every scale of `grid` with score_fn(w) -> (score, noise std), lower is better, then grow the
     grid (EXTEND_RULE) until the best scale is bracketed or max_extra scales were added.
 
@@ -33,15 +38,32 @@ def bracket_search(score_fn, grid, max_extra: int, score_all=None) -> dict:
     a best at 1.0 is the optimum by definition. margin_over_noise: (runner-up - best) / the std of that
     difference were the two scores independent; they share seeds, so the true noise is smaller and
     the margin a lower bound. Below ~1 the choice is a coin toss. score_all(ws) -> [score_fn(w) for w in
-    ws], if given, scores the base grid at once (a batched search); added scales go through score_fn."""
+    ws], if given, scores several scales at once (a batched search); added scales go through score_fn.
+
+    walk (WALK_RULE): instead of the whole grid, score its middle scale and that scale's grid neighbours,
+    then the unscored neighbours of the best so far, until the best's neighbours are scored. On a curve with
+    one minimum over the grid it picks the grid's choice with fewer scales; with two, it may stop at the one
+    nearer the middle. The extension beyond the grid's edges is the same."""
     ws0 = [float(w) for w in sorted(grid)]
-    scored = dict(zip(ws0, score_all(ws0) if score_all is not None else [score_fn(w) for w in ws0]))
+    batch = score_all if score_all is not None else (lambda ws: [score_fn(w) for w in ws])
+    if walk:
+        mid = len(ws0) // 2
+        first = ws0[max(0, mid - 1):mid + 2]
+        scored = dict(zip(first, batch(first)))
+    else:
+        scored = dict(zip(ws0, batch(ws0)))
     added = []
 
     def key(w):  # a failed (non-finite) score loses; ties go to the smaller scale
         v = scored[w][0]
         return (v if v is not None and np.isfinite(v) else np.inf, w)
 
+    while walk:
+        i = ws0.index(min(scored, key=key))
+        todo = [w for w in ws0[max(0, i - 1):i + 2] if w not in scored]
+        if not todo:
+            break
+        scored.update(zip(todo, batch(todo)))
     while True:
         ws = sorted(scored)
         best = min(ws, key=key)
@@ -69,6 +91,7 @@ def bracket_search(score_fn, grid, max_extra: int, score_all=None) -> dict:
         if noise > 0 and np.isfinite(gap):
             margin = float(gap / noise)
     return {"scale": order[0], "grid": sorted(scored), "added": added, "bracketed": bracketed,
+            "unscored": [w for w in ws0 if w not in scored],
             "scores": {w: v[0] for w, v in sorted(scored.items())},
             "score_std": {w: v[1] for w, v in sorted(scored.items())}, "margin_over_noise": margin}
 
@@ -98,11 +121,15 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
     common = dict(kid_subset_size=min(e.kid_subset_size, n), seed=seed, fid_method=FID_SQRT,
                   fid_bootstrap=SELECT_BOOTSTRAP)
 
+    counted = [walk_first(s) if s.cfg_search == "walk" else len(s.cfg_scales)]  # grid scales in the work count
+
     def score_grid(ws):
-        """Every scale of the base grid from one pass over the samples: per batch, the unguided steps
+        """Scales of the base grid from one pass over the samples: per batch, the unguided steps
         before the CFG interval run once for all scales, the guided scales continue in trajectories of up
         to SEARCH_TOKENS rows x K (small-K matmuls get more rows), each scale's images are decoded and
         extracted in the same batches as one pass per scale would, so the scores are the same numbers."""
+        bar.grow(len(ids) * max(0, len(ws) - counted[0]))  # a walk's later steps were not in the work count
+        counted[0] = max(0, counted[0] - len(ws))
         guided = [w for w in ws if w != 1.0]
         per = max(1, SEARCH_TOKENS // (e.batch_size * k))
         groups = [guided[i:i + per] for i in range(0, len(guided), per)]
@@ -136,12 +163,16 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
         # rank 0 scores; every rank takes its numbers, so all ranks grow the grid alike
         return dist.broadcast_object((out["fid"], out["fid_bootstrap_std"]) if out is not None else None)
 
-    r = bracket_search(score, s.cfg_scales, s.cfg_extend, score_grid)
+    walk = s.cfg_search == "walk"
+    r = bracket_search(score, s.cfg_scales, s.cfg_extend, score_grid, walk=walk)
     sub = sets.selection_subset
+    how = (f"walked from {s.cfg_scales[len(s.cfg_scales) // 2]:g} over the grid ({len(r['unscored'])} of "
+           f"{len(s.cfg_scales)} scales not scored); " if walk else "")
     return {"protocol": "search", "scale": r["scale"], "grid": r["grid"], "added": r["added"],
             "scores": {f"{w:g}": v for w, v in r["scores"].items()},
             "score_std": {f"{w:g}": v for w, v in r["score_std"].items()},
             "bracketed": r["bracketed"], "margin_over_noise": r["margin_over_noise"],
-            "selection": f"{n} samples per scale (seed {sel_seed}) vs {len(sub.idx)} stratified {sub.split_name} "
+            **({"search": "walk", "unscored": r["unscored"]} if walk else {}),
+            "selection": f"{how}{n} samples per scale (seed {sel_seed}) vs {len(sub.idx)} stratified {sub.split_name} "
                          f"images; lowest {extractor_label(sets.extractor)} wins; {len(r['added'])} scales added "
                          f"(at most {s.cfg_extend}) to bracket it"}

@@ -30,7 +30,10 @@ FID_SQRT = "eigh"  # trace sqrt(S1 S2) via symmetric eigendecompositions: same v
 # protocol (e.g. 1: first-n references, one fixed guidance scale) never share a table or a check.
 EVAL_PROTOCOL = 2
 SELECT_SEED_OFFSET = 1_000_000  # guidance is chosen on samples of seed + this: never the test samples
-# How a searched grid grows (part of the cell identity: another rule may choose another scale).
+# How a walk visits the grid (sampler.cfg_search: walk) and how a searched grid grows: both are part of the
+# cell identity (another rule may choose another scale).
+WALK_RULE = ("score the grid's middle scale (index len // 2) and its grid neighbours, then the unscored grid "
+             "neighbours of the best scored, until both are scored; then extend as the rule says")
 EXTEND_RULE = ("while the best scale is the largest scored, add largest x (largest / second largest); while it "
                "is the smallest and above 1.0, add max(1.0, smallest / (second / smallest)); 3 significant "
                "digits; at most cfg_extend scales; ties to the smaller scale")
@@ -134,6 +137,8 @@ def sampler_identity(cfg: Config) -> dict:
                     "select_reference": splits(cfg.eval.reference)[1],
                     "select_seed": f"seed + {SELECT_SEED_OFFSET}",
                     "extend": {"max_extra": s.cfg_extend, "rule": EXTEND_RULE}}
+        if s.cfg_search == "walk":  # only then: cells searched over the whole grid keep their ids
+            guidance["walk"] = WALK_RULE
     else:
         guidance = {"protocol": "fixed", "scale": s.cfg_scale}
         if s.cfg_scale_per_length:  # only when set: cells measured before the option keep their ids

@@ -316,7 +316,10 @@ def _vs_reference(r, ref, seed: int, kid_subset_size: int) -> dict:
 
 def _selection_count(s, per_scale: int) -> int:
     """Selection samples of the base grid, per_scale of them per scale (this rank's share)."""
-    return per_scale * len(s.cfg_scales) if s.guidance == "search" else 0
+    from .guidance import walk_first
+    if s.guidance != "search":
+        return 0
+    return per_scale * (walk_first(s) if s.cfg_search == "walk" else len(s.cfg_scales))
 
 
 REPRESENTATIONS = {"global merge": "unmerged cluster means (N tokens)",
