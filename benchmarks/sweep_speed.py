@@ -2,6 +2,7 @@
 
     python benchmarks/sweep_speed.py                       # the README main job, fresh results and cache
     python benchmarks/sweep_speed.py --results DIR         # read records already written (no run)
+    python benchmarks/sweep_speed.py --set sampler.cfg_search=walk   # the same job with a walked guidance search
 
 Runs `vltbench run --method merge --lengths 4,8,32` (or the given --method / --lengths / --preset) in a
 fresh results folder and an empty cache (as a fresh clone would), measures the wall time, then prints
@@ -46,7 +47,8 @@ def stage_work(rec: dict, cfg: dict) -> dict:
         grid, added = [float(w) for w in g["grid"]], [float(w) for w in g.get("added") or []]
         base = [w for w in grid if w not in added]
         proto = s["select_samples"] * sum(one(w) for w in grid)
-        out["guidance_search_s"] = (2 * proto, 2 * (proto - s["select_samples"] * dit * i0 * (len(base) - 1)))
+        passes = len(g.get("walk_steps") or [base])  # each pass over the grid shares its prefix steps
+        out["guidance_search_s"] = (2 * proto, 2 * (proto - s["select_samples"] * dit * i0 * (len(base) - passes)))
     w = float(g["scale"])
     out["unguided_s"] = (2 * n * one(1.0),) * 2  # absent at K = N: that cell reads the full-length set
     if w != 1.0:  # the guided pass resumes the unguided pass's steps before the interval, if the cell ran it
@@ -84,6 +86,7 @@ def main() -> None:
     ap.add_argument("--lengths", default="4,8,32")
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--results", type=Path, help="read these records instead of running")
+    ap.add_argument("--set", action="append", default=[], help="section.key=value for the run, as the CLI's --set")
     args = ap.parse_args()
     peak_before = measured_matmul_gflops()
     wall = None
@@ -92,7 +95,7 @@ def main() -> None:
         args.results = tmp / "results"
         env = {**os.environ, "VLTBENCH_CACHE": str(tmp / "cache")}
         cmd = [sys.executable, "-m", "vltbench", "run", "--method", args.method, "--lengths", args.lengths,
-               "--preset", args.preset, "--results", str(args.results), "-q"]
+               "--preset", args.preset, "--results", str(args.results), "-q", *(x for kv in args.set for x in ("--set", kv))]
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0

@@ -272,10 +272,18 @@ def test_walk_in_a_sweep_scores_the_same_numbers_on_fewer_scales(swept, tmp_path
     grid, walk = recs["grid"]["guidance"], recs["walk"]["guidance"]
     assert walk["search"] == "walk" and walk["selection"].startswith("walked from 2 over the grid")
     assert walk["unscored"] and set(walk["unscored"]).isdisjoint(walk["grid"])
+    assert walk["walk_steps"][0] == [1.5, 2.0, 3.0] and sum(map(len, walk["walk_steps"])) == len(walk["grid"]) - len(walk["added"])
     assert set(walk["grid"]) | set(walk["unscored"]) == set(grid["grid"]) - set(grid["added"]) | set(walk["added"])
     # the same samples and seeds per scale: a walked scale scores exactly what the whole grid gave it
     assert all(walk["scores"][w] == grid["scores"][w] for w in walk["scores"]), (walk["scores"], grid["scores"])
     assert recs["walk"]["cell_id"] != recs["grid"]["cell_id"]
+    # benchmarks/sweep_speed.py counts the search's work from the scales each record scored
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sweep_speed", ROOT / "benchmarks" / "sweep_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (pw, ew), (pg, eg) = (bench.stage_work(recs[h], recs[h]["config"])["guidance_search_s"] for h in ("walk", "grid"))
+    assert 0 < ew <= pw < pg and eg <= pg
     assert recs["walk"]["identity"]["sampler"]["guidance"]["walk"].startswith("score the grid's middle scale")
     assert "walk" not in recs["grid"]["identity"]["sampler"]["guidance"]  # grid cells keep their ids
     last = [ln for ln in capsys.readouterr().err.splitlines() if "K=4: choose guidance" in ln][-1]

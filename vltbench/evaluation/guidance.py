@@ -48,8 +48,8 @@ def bracket_search(score_fn, grid, max_extra: int, score_all=None, walk: bool = 
     batch = score_all if score_all is not None else (lambda ws: [score_fn(w) for w in ws])
     if walk:
         mid = len(ws0) // 2
-        first = ws0[max(0, mid - 1):mid + 2]
-        scored = dict(zip(first, batch(first)))
+        steps = [ws0[max(0, mid - 1):mid + 2]]
+        scored = dict(zip(steps[0], batch(steps[0])))
     else:
         scored = dict(zip(ws0, batch(ws0)))
     added = []
@@ -63,6 +63,7 @@ def bracket_search(score_fn, grid, max_extra: int, score_all=None, walk: bool = 
         todo = [w for w in ws0[max(0, i - 1):i + 2] if w not in scored]
         if not todo:
             break
+        steps.append(todo)
         scored.update(zip(todo, batch(todo)))
     while True:
         ws = sorted(scored)
@@ -91,7 +92,7 @@ def bracket_search(score_fn, grid, max_extra: int, score_all=None, walk: bool = 
         if noise > 0 and np.isfinite(gap):
             margin = float(gap / noise)
     return {"scale": order[0], "grid": sorted(scored), "added": added, "bracketed": bracketed,
-            "unscored": [w for w in ws0 if w not in scored],
+            "unscored": [w for w in ws0 if w not in scored], "walk_steps": steps if walk else None,
             "scores": {w: v[0] for w, v in sorted(scored.items())},
             "score_std": {w: v[1] for w, v in sorted(scored.items())}, "margin_over_noise": margin}
 
@@ -172,7 +173,7 @@ def choose_guidance(bundle: Bundle, k: int, seed: int, sets: RealSets, bank, bar
             "scores": {f"{w:g}": v for w, v in r["scores"].items()},
             "score_std": {f"{w:g}": v for w, v in r["score_std"].items()},
             "bracketed": r["bracketed"], "margin_over_noise": r["margin_over_noise"],
-            **({"search": "walk", "unscored": r["unscored"]} if walk else {}),
+            **({"search": "walk", "unscored": r["unscored"], "walk_steps": r["walk_steps"]} if walk else {}),
             "selection": f"{how}{n} samples per scale (seed {sel_seed}) vs {len(sub.idx)} stratified {sub.split_name} "
                          f"images; lowest {extractor_label(sets.extractor)} wins; {len(r['added'])} scales added "
                          f"(at most {s.cfg_extend}) to bracket it"}
