@@ -33,7 +33,7 @@ from vltbench.evaluation.metrics import ReconMeter, compute_image_metrics
 from vltbench.evaluation.references import RealSets
 from vltbench.models.bundle import build_bundle
 from vltbench.training import loops as train
-from vltbench.training.state import load_weights
+from vltbench.training.state import state_label
 
 # The candidate RGB recipe over the tiny preset (every row of results/small_rgb/sizing.jsonl starts here,
 # then applies its own --set values): 32 px, 64 patches, N = 32 tokens.
@@ -84,12 +84,14 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/small_rgb/sizing.jsonl")
     p.add_argument("--init-from", help="a finished tokenizer train-state (.safetensors) whose tokenizer (and method) "
-                   "weights this training starts from: a fine-tuning stage over an earlier row")
+                   "weights this training starts from (sets tokenizer.init_from): a fine-tuning stage over an earlier row")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sets = {"data.name": a.data_name, **BASE, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}}
+    if a.init_from:
+        sets["tokenizer.init_from"] = a.init_from
     if a.data_name == "folder":
         sets["data.root"] = a.root
     for method in a.methods.split(","):
@@ -104,8 +106,8 @@ def main():
             _, untrained = measure(bundle, real.held_out, [n])
             row["fid_step0"] = fid(ext, real.reference, untrained)["fid"]
             row["real_floor"] = fid(ext, real.reference, real.held_out.batches(100))
-        if a.init_from:  # after step 0 is measured, so fid_step0 stays the untrained tokenizer's
-            row["init_from"] = load_weights(bundle, Path(a.init_from))
+        if a.init_from:  # training loads it, after step 0 is measured: fid_step0 stays the untrained tokenizer's
+            row["init_from"] = state_label(Path(a.init_from))
         t0 = time.perf_counter()
         train.train_tokenizer(bundle, ds, "cpu")
         row["train_s"] = round(time.perf_counter() - t0, 1)

@@ -191,6 +191,10 @@ class TokenizerCfg(Strict):
     # tokenizer trains from scratch (vltbench/models/pretrained.py). Off (both null): random init. The
     # identity holds the file's sha256, not its path.
     encoder_init: NetworkCfg = NetworkCfg()
+    # A fine-tuning stage: a finished vltbench tokenizer training state (its tokenizer.safetensors, of the
+    # same method and architecture) whose tokenizer and method weights this training starts from, in place of
+    # random init (no warm start). The identity holds the file's sha256, not its path.
+    init_from: str | None = None
     # Save a resumable training state every N steps (0: only when the stage ends). Not part of the
     # training identity (excluded from dumps): it does not change the weights.
     ckpt_every: int = Field(500, ge=0, exclude=True)
@@ -203,6 +207,9 @@ class TokenizerCfg(Strict):
             raise ValueError(f"warm_start={self.warm_start} must be below steps={self.steps}: the length "
                              "mechanism needs steps of its own; lower tokenizer.warm_start with tokenizer.steps "
                              "(about a third of the steps, as the tiny preset) or set it to 0")
+        if self.init_from and (self.warm_start or self.encoder_init.weights):
+            raise ValueError("init_from starts from a trained tokenizer: set tokenizer.warm_start=0 and leave "
+                             "tokenizer.encoder_init off")
         init = self.encoder_init
         if bool(init.model) != bool(init.weights):
             raise ValueError("encoder_init needs both model (a timm ViT name) and weights (a local file), or neither")

@@ -46,7 +46,7 @@ IDENTITY_DEFAULTS = {
                   "titok": {"codebook_size": 4096, "legacy_reshape": True,
                             "pixel": {"hidden": 128, "channel_mult": [1, 1, 2, 2, 4], "res_blocks": 2,
                                       "z_channels": 256, "codes": 1024}},
-                  "encoder_init": {"model": None, "weights": None},
+                  "encoder_init": {"model": None, "weights": None}, "init_from": None,
                   "betas": [0.9, 0.99], "lr_schedule": "cosine",
                   "losses": {"perceptual": {"model": None, "weights": None, "weight": 0.0, "start": 0},
                              "adversarial": {"weight": 0.0, "start": 0, "channels": 64, "layers": 3, "lr": None},
@@ -72,6 +72,8 @@ def training_identity(cfg: Config, method: str, num_classes: int, code: dict | b
                 r[section].pop(key)
     if (init := r["tokenizer"].get("encoder_init")) is not None:  # the file's content, not its path
         r["tokenizer"]["encoder_init"] = {"model": init["model"], "sha256": weights_sha256(init["weights"])}
+    if (start := r["tokenizer"].get("init_from")) is not None:
+        r["tokenizer"]["init_from"] = {"sha256": weights_sha256(start, "tokenizer.init_from")}
     ident = {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
              "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
              "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}

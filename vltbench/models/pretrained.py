@@ -29,12 +29,12 @@ from .losses import load_weights
 KEY = "tokenizer.encoder_init"
 
 
-def weights_sha256(path: str) -> str:
+def weights_sha256(path: str, key: str = KEY + ".weights") -> str:
     """sha256 of the weights file (cached per path, size and mtime: the identity asks for it often)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise UserError(f"{KEY}.weights: weights file {p} does not exist; give the path of a local safetensors "
-                        f"(or weights-only torch) file, or set {KEY} to null (nothing is downloaded)")
+        raise UserError(f"{key}: weights file {p} does not exist; give the path of a local file, or set {key} to "
+                        "null (nothing is downloaded)")
     s = p.stat()
     return _sha(str(p.resolve()), s.st_size, s.st_mtime_ns)
 
@@ -87,6 +87,9 @@ def _patch_text(src: int, dst: int) -> str:
 def encoder_start_text(t) -> str:
     """How the encoder starts, for records: from the config, the architecture and the file's hash."""
     init = t.encoder_init
+    if t.init_from:
+        return (f"fine-tuned from the finished tokenizer state {Path(t.init_from).parent.name}/"
+                f"{Path(t.init_from).name} (sha256 {weights_sha256(t.init_from, 'tokenizer.init_from')[:12]})")
     if not init.weights:
         return "random init"
     net = _arch(t)

@@ -44,7 +44,7 @@ from vltbench.models.flow import EMA, flow_draws, flow_loss
 from vltbench.models.pretrained import load_encoder_init
 
 from .latents import cached_latents
-from .state import Saver, load_state, load_warm, save_warm, state_dir, warm_path
+from .state import Saver, load_state, load_warm, load_weights, save_warm, state_dir, warm_path
 
 
 class TrainingDiverged(UserError):
@@ -337,8 +337,11 @@ def train_tokenizer(bundle: Bundle, ds: Dataset, device, loss_log: Path | None =
             with atomic_path(log_path) as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in w["rows"]))
         progress.log(f"{bundle.method_name}: shared warm start (steps 1-{start}) reused from {warm_path(bundle)}")
-    if not st and start == 0 and cfg.encoder_init.weights:  # from scratch only: a resumed or reused state has its own
-        progress.log(f"{bundle.method_name}: encoder {load_encoder_init(cfg, tok)}")
+    if not st and start == 0 and (cfg.encoder_init.weights or cfg.init_from):  # a resumed or reused state has its own
+        if cfg.init_from:
+            progress.log(f"{bundle.method_name}: tokenizer starts from {load_weights(bundle, Path(cfg.init_from))}")
+        else:
+            progress.log(f"{bundle.method_name}: encoder {load_encoder_init(cfg, tok)}")
         if ema is not None:  # the EMA starts from the same weights
             with torch.no_grad():
                 for p, q in zip(ema.model.parameters(), step_module.parameters()):

@@ -18,6 +18,7 @@ from torch import nn
 
 from vltbench.core import dist, progress
 from vltbench.core.atomic import atomic_path
+from vltbench.core.errors import UserError
 from vltbench.core.hashing import hash_obj
 from vltbench.core.paths import cache_dir
 from vltbench.models.bundle import Bundle
@@ -105,11 +106,24 @@ def load_weights(bundle: Bundle, path: Path) -> str:
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != STATE_FORMAT or meta.get("done") != "true":
-            raise SystemExit(f"error: {path} is not a finished tokenizer training state; finish that training first")
+            raise UserError(f"{path} is not a finished tokenizer training state; finish that training first")
         for name, module in (("tokenizer", bundle.tokenizer), ("method", bundle.method)):
             keys = [k for k in f.keys() if k.startswith(name + ".")]
             if keys or name == "tokenizer":
-                module.load_state_dict({k[len(name) + 1:]: f.get_tensor(k) for k in keys})
+                try:
+                    module.load_state_dict({k[len(name) + 1:]: f.get_tensor(k) for k in keys})
+                except RuntimeError as e:  # torch lists every key; the first line says enough
+                    raise UserError(f"{path} holds a {name} of another method or size than "
+                                    f"{bundle.method_name}'s ({str(e).splitlines()[0]}); start from a state "
+                                    "trained with the same method and tokenizer settings") from None
+    return state_label(path)
+
+
+def state_label(path: Path) -> str:
+    """"DIR (identity ..., step ...)": which training state a file is, from its metadata."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
     return f"{path.parent.name} (identity {meta.get('identity')}, step {meta.get('step')})"
 
 
