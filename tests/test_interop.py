@@ -148,10 +148,25 @@ def test_dry_run_lists_cells_and_costs_and_writes_nothing(saved, tmp_path, monke
                                      + c["decoder_gflops"])
     assert df.unguided_gflops[0] == pytest.approx(unguided, rel=1e-6)
     assert df.est_s[1] == pytest.approx(2 * df.total_gflops[1] / 100.0)
+    # no K = N cell: the K = N samples xlen_distance needs were cached by the K = 4 cell, so counted nowhere
+    assert list(df.full_length_gflops) == [0, 0]
+    assert df.total_gflops[1] == pytest.approx(df[["search_gflops", "unguided_gflops", "guided_gflops",
+                                                   "recon_gflops"]].iloc[1].sum())
+    with_n = vltbench.evaluate("merge", [4, 8, 32], config=TINY, results=res, dry_run=True, throughput=100.0,
+                               quiet=True)  # with a K = N cell they are its unguided pass
+    assert (with_n.full_length_gflops == 0).all()
     fresh = tmp_path / "fresh"
     monkeypatch.setenv("VLTBENCH_CACHE", str(tmp_path / "empty-cache"))  # untrained whatever ran before
     df = vltbench.evaluate("tail-drop", [4], config=TINY, results=fresh, dry_run=True, throughput=100.0, quiet=True)
     assert list(df.status) == ["needs training"] and df.total_gflops[0] > 0 and not fresh.exists()
+    # nothing cached: the K = N samples count once per seed, on its first cell to compute, as a K = N
+    # cell's unguided pass would
+    df = vltbench.evaluate("tail-drop", [4, 8], config=TINY, results=fresh, dry_run=True, seeds=[0, 1],
+                           throughput=100.0, quiet=True)
+    full = vltbench.evaluate("tail-drop", [32], config=TINY, results=fresh, dry_run=True, throughput=100.0, quiet=True)
+    first = (df.length == 4).to_numpy()
+    assert np.allclose(df.full_length_gflops[first], full.unguided_gflops[0], rtol=1e-9)
+    assert (df.full_length_gflops[~first] == 0).all() and not fresh.exists()
 
 
 def test_dry_run_of_a_paper_preset_without_data():

@@ -4,9 +4,10 @@ work and without writing anything (no training, sampling, feature extraction, re
 Cost per cell is counted, not guessed: the model work of a cell's passes (guidance search, unguided
 and guided samples, reconstructions) from the fvcore counts of an untrained model of the configured
 architecture (vltbench.evaluation.metrics.flops), times the counts the config gives. The unguided
-samples at K = N, sampled once per checkpoint and seed, count as the K = N cell's unguided pass (not at
-all when no K = N cell is planned). Feature extraction, metric math and the ceiling (cached on a first
-cell) are not counted, and a search that grows its grid costs more; the time is FLOPs / a
+samples at K = N, sampled once per checkpoint and seed and cached, count as the K = N cell's unguided pass;
+when no K = N cell is planned they count (full_length_gflops) on the first cell to compute of each checkpoint
+and seed, unless cached already (xlen_distance needs them). Feature extraction, metric math and the ceiling
+(cached on a first cell) are not counted, and a search that grows its grid costs more; the time is FLOPs / a
 throughput, by default the best of a 1024^2 fp32 matmul measured here: a lower bound, not a forecast.
 """
 
@@ -71,7 +72,9 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
     from vltbench.models.bundle import build_bundle
     from vltbench.training.checkpoints import find_checkpoint
 
+    from .metrics.specs import passes
     from .plan import check_lengths, measurement_spec, plan
+    from .sweep import MethodRefs
     from .store import ResultStore
 
     if throughput is not None and not throughput > 0:
@@ -89,7 +92,7 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
         from vltbench.api import dataset_classes
         n_classes = dataset_classes(cfg)[0]
     store = ResultStore(spec.results)
-    status = {}
+    status, shas = {}, {}
     if ds is not None:
         from .extractors import extractor_for
         from .references import RealSets
@@ -106,7 +109,7 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
             if found is None:
                 status[method] = "needs training" if spec.train else "no checkpoint"
                 continue
-            sha = found[1] or sha256_file(found[0])
+            sha = shas[method] = found[1] or sha256_file(found[0])
             cells = plan(SweepSpec(cfg, [method], ks, spec.seeds, spec.results), {method: sha}, ds, mspec, store)
             status.update({(c.method, c.length, c.seed): c for c in cells})
     else:
@@ -118,11 +121,18 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
         throughput, source = measured_matmul_gflops(), f"the best {MATMUL}^2 fp32 matmul measured now"
     else:
         source = "given (--throughput)"
+    n = cfg.tokenizer.n_tokens
+    full_pass = "xlen" in passes() and n not in ks  # the K = N samples xlen_distance needs, once per seed
     rows = []
     for method in spec.methods:
         bundle = build_bundle(cfg, method, num_classes=n_classes)
         bundle.method.freeze()
         bundle.dits["joint"] = bundle.new_dit()
+        full_gflops, refs = 0.0, None
+        if full_pass:
+            full_gflops = cell_gflops(flops_rows(bundle, [n], s, 1.0)[0], cfg, 0, 1.0)["unguided_gflops"]
+            refs = MethodRefs(bundle, shas[method], sets, None) if method in shas else None
+        pending = {seed: full_pass and not (refs is not None and refs.has_full_samples(seed)) for seed in spec.seeds}
         for r in flops_rows(bundle, ks, s, max(s.cfg_scales) if scale is None else scale):
             k = r["length"]
             w = s.cfg_scale_per_length.get(k, scale) if scale is not None and s.cfg_scale_per_length else scale
@@ -134,8 +144,12 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
                 else:
                     st, cid = status.get(method, "unknown"), None
                 todo = st != "done"
+                extra = full_gflops if todo and pending[seed] else 0.0
+                pending[seed] = pending[seed] and not extra
+                total = cost["total_gflops"] + extra
                 rows.append({"method": method, "length": k, "seed": seed, "status": st, "cell_id": cid, **cost,
-                             "est_s": 2 * cost["total_gflops"] / throughput if todo else 0.0})
+                             "full_length_gflops": extra, "total_gflops": total,
+                             "est_s": 2 * total / throughput if todo else 0.0})
     df = pd.DataFrame(rows)
     todo = df[df.status != "done"]
     searched = (f"at most {len(s.cfg_scales)} (a walk scores fewer)" if s.cfg_search == "walk"
@@ -149,6 +163,10 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
               "metric math, grid growth and the sets a first cell caches are not counted",
               f"{len(df) - len(todo)} of {len(df)} cells done; to compute: {todo.total_gflops.sum():.4g} GFLOPs, "
               f">= {todo.est_s.sum():.0f} s; nothing was written (dry run)"]
+    if full_pass:
+        notes.append(f"full_length_gflops: the {cfg.eval.n_samples} unguided K = N = {n} samples xlen_distance needs "
+                     "(no K = N cell is planned), counted on each checkpoint's and seed's first cell to compute; 0 "
+                     "where they are cached already")
     if spec.save_samples:
         h = w_ = cfg.data.image_size
         notes.append(f"--save-samples: {cfg.eval.n_samples * h * w_ * 3 / 2**20:.1f} MiB per computed cell")
@@ -163,7 +181,7 @@ def print_plan(df) -> None:
 
     table = Table(title=df.attrs["title"])
     cols = ["method", "length", "seed", "status", "cell_id", "search_gflops", "unguided_gflops", "guided_gflops",
-            "recon_gflops", "total_gflops", "est_s"]
+            "recon_gflops", "full_length_gflops", "total_gflops", "est_s"]
     for c in cols:
         table.add_column("K" if c == "length" else c)
     for r in df.to_dict("records"):

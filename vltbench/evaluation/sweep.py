@@ -46,6 +46,7 @@ from .extractors import extractor_for
 from .generate import generate_batches, reconstruct, sample_labels, shard_ids
 from .guidance import bracket_search, choose_guidance  # noqa: F401 (bracket_search: imported from here too)
 from .metrics import compute_image_metrics, reference_stats
+from .metrics.refstats import refstats_key, refstats_path
 from .metrics.specs import passes, record_metrics
 from .plan import FID_SQRT, SweepOutcome, SweepSpec, extractor_label, measurement_spec, plan
 from .references import RealSets
@@ -290,11 +291,19 @@ class MethodRefs:
             return reference_stats(key, lambda: (reconstruct(b, x, b.n_tokens) for x in held.batches(bs)),
                                    self.sets.extractor)
 
+    def full_samples_key(self, seed: int) -> dict:
+        b, e, s = self.bundle, self.bundle.cfg.eval, self.bundle.cfg.sampler
+        return {"dataset": f"samples of checkpoint {self.sha}", "split": f"seed {seed}", "count": e.n_samples,
+                "preprocessing": f"unguided samples at K=N={b.n_tokens}, steps={s.steps}, shift={s.shift}",
+                "kept": "features and logits"}  # the K = N cell's unguided pass reads both
+
+    def has_full_samples(self, seed: int) -> bool:
+        """Whether full_samples(seed) is cached already (the dry run counts it only when not)."""
+        return refstats_path(refstats_key(self.full_samples_key(seed), self.sets.extractor)).is_file()
+
     def full_samples(self, seed: int):
         b, e, s = self.bundle, self.bundle.cfg.eval, self.bundle.cfg.sampler
-        key = {"dataset": f"samples of checkpoint {self.sha}", "split": f"seed {seed}", "count": e.n_samples,
-               "preprocessing": f"unguided samples at K=N={b.n_tokens}, steps={s.steps}, shift={s.shift}",
-               "kept": "features and logits"}  # the K = N cell's unguided pass reads both
+        key = self.full_samples_key(seed)
         with dist.main_first():
             return reference_stats(key, lambda: generate_batches(b, b.n_tokens, e.n_samples, seed, s, 1.0, e.batch_size,
                                                                  self.bank), self.sets.extractor)
