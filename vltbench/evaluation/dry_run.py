@@ -74,8 +74,8 @@ def dry_run(spec: SweepSpec, throughput: float | None = None):
 
     from .metrics.specs import passes
     from .plan import check_lengths, measurement_spec, plan
-    from .sweep import MethodRefs
     from .store import ResultStore
+    from .sweep import MethodRefs
 
     if throughput is not None and not throughput > 0:
         raise UserError(f"--throughput must be a positive GFLOP/s figure, got {throughput}")
