@@ -28,7 +28,7 @@ from .imported import describe_imported, dit_trained_here
 from .method import Method
 from .method_code import describe as describe_code
 from .method_code import identity_part
-from .pretrained import encoder_start_text, weights_sha256
+from .pretrained import INIT_FROM, encoder_start_text, weights_sha256
 from .tokenizer import Tokenizer
 
 FORMAT = "vltbench-checkpoint/1"
@@ -73,7 +73,7 @@ def training_identity(cfg: Config, method: str, num_classes: int, code: dict | b
     if (init := r["tokenizer"].get("encoder_init")) is not None:  # the file's content, not its path
         r["tokenizer"]["encoder_init"] = {"model": init["model"], "sha256": weights_sha256(init["weights"])}
     if (start := r["tokenizer"].get("init_from")) is not None:
-        r["tokenizer"]["init_from"] = {"sha256": weights_sha256(start, "tokenizer.init_from")}
+        r["tokenizer"]["init_from"] = {"sha256": weights_sha256(start, INIT_FROM)}
     ident = {"method": method, "data": r["data"], "tokenizer": r["tokenizer"], "dit": r["dit"],
              "lengths": r["lengths"], "options": r["methods"][method], "seed": r["seed"],
              "generator": r["generator"], "num_classes": num_classes, "recipe": TRAINING_RECIPE}

@@ -27,6 +27,7 @@ from vltbench.core.hashing import sha256_file
 from .losses import load_weights
 
 KEY = "tokenizer.encoder_init"
+INIT_FROM = "tokenizer.init_from"  # a finished vltbench tokenizer state (training.state.load_weights)
 
 
 def weights_sha256(path: str, key: str = KEY + ".weights") -> str:
@@ -89,7 +90,7 @@ def encoder_start_text(t) -> str:
     init = t.encoder_init
     if t.init_from:
         return (f"fine-tuned from the finished tokenizer state {Path(t.init_from).parent.name}/"
-                f"{Path(t.init_from).name} (sha256 {weights_sha256(t.init_from, 'tokenizer.init_from')[:12]})")
+                f"{Path(t.init_from).name} (sha256 {weights_sha256(t.init_from, INIT_FROM)[:12]})")
     if not init.weights:
         return "random init"
     net = _arch(t)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -60,7 +60,6 @@ def _read_state(path: Path, fmt: str, identity: str, what: str, instead: str) ->
     """(tensors, the JSON info, metadata) of a state file of `fmt` for `identity`; None (with a log
     line saying what happens `instead`) when it is another training's or unreadable."""
     try:
-        from safetensors import safe_open
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if meta.get("format") != fmt or meta.get("identity") != identity:
@@ -102,7 +101,6 @@ def load_state(path: Path, identity: str, modules: dict[str, nn.Module], opt, sc
 def load_weights(bundle: Bundle, path: Path) -> str:
     """The tokenizer (and method) weights of a finished tokenizer state, whatever training wrote it: for a
     stage that starts from an earlier one, or to inspect it. Returns "DIR (identity ..., step ...)"."""
-    from safetensors import safe_open
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != STATE_FORMAT or meta.get("done") != "true":
@@ -116,14 +114,16 @@ def load_weights(bundle: Bundle, path: Path) -> str:
                     raise UserError(f"{path} holds a {name} of another method or size than "
                                     f"{bundle.method_name}'s ({str(e).splitlines()[0]}); start from a state "
                                     "trained with the same method and tokenizer settings") from None
-    return state_label(path)
+    return _label(path, meta)
 
 
 def state_label(path: Path) -> str:
     """"DIR (identity ..., step ...)": which training state a file is, from its metadata."""
-    from safetensors import safe_open
     with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+        return _label(path, f.metadata() or {})
+
+
+def _label(path: Path, meta: dict) -> str:
     return f"{path.parent.name} (identity {meta.get('identity')}, step {meta.get('step')})"
 
 
