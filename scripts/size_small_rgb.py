@@ -63,6 +63,12 @@ def measure(bundle, held, lengths: list[int]) -> tuple[dict, list[torch.Tensor]]
         same = (labels[:, None] == labels[None, :]) & ~torch.eye(len(labels), dtype=torch.bool)
         out["cos_in_cluster"] = round(float(cos[:, same].mean()), 4)
         out["cos_across"] = round(float(cos[:, labels[:, None] != labels[None, :]].mean()), 4)
+        # the same after removing the held-out set's mean token (a direction shared by every token of every
+        # image): reported beside the gate's raw cosine, to tell a shared offset from a collapse
+        zc = F.normalize(z - z.mean((0, 1)), dim=-1)
+        cc = zc @ zc.transpose(1, 2)
+        out["cos_in_cluster_centred"] = round(float(cc[:, same].mean()), 4)
+        out["cos_across_centred"] = round(float(cc[:, labels[:, None] != labels[None, :]].mean()), 4)
     return out, full
 
 
