@@ -58,17 +58,15 @@ def measure(bundle, held, lengths: list[int]) -> tuple[dict, list[torch.Tensor]]
     out = {f"psnr_{k}": round(meters[k].result()["psnr"], 3) for k in lengths}
     if bundle.method_name in ("merge",):
         z = F.normalize(torch.cat(zs), dim=-1)
-        cos = z @ z.transpose(1, 2)
         labels = m.table[lengths[0] - 1]
-        same = (labels[:, None] == labels[None, :]) & ~torch.eye(len(labels), dtype=torch.bool)
-        out["cos_in_cluster"] = round(float(cos[:, same].mean()), 4)
-        out["cos_across"] = round(float(cos[:, labels[:, None] != labels[None, :]].mean()), 4)
-        # the same after removing the held-out set's mean token (a direction shared by every token of every
-        # image): reported beside the gate's raw cosine, to tell a shared offset from a collapse
-        zc = F.normalize(z - z.mean((0, 1)), dim=-1)
-        cc = zc @ zc.transpose(1, 2)
-        out["cos_in_cluster_centred"] = round(float(cc[:, same].mean()), 4)
-        out["cos_across_centred"] = round(float(cc[:, labels[:, None] != labels[None, :]].mean()), 4)
+        across = labels[:, None] != labels[None, :]
+        same = ~across & ~torch.eye(len(labels), dtype=torch.bool)
+        # raw (the gate's), then after removing the held-out set's mean token (a direction every token of
+        # every image shares): tells a shared offset from merged tokens collapsing onto each other
+        for suffix, t in (("", z), ("_centred", F.normalize(z - z.mean((0, 1)), dim=-1))):
+            cos = t @ t.transpose(1, 2)
+            out[f"cos_in_cluster{suffix}"] = round(float(cos[:, same].mean()), 4)
+            out[f"cos_across{suffix}"] = round(float(cos[:, across].mean()), 4)
     return out, full
 
 
